@@ -1,0 +1,30 @@
+"""timesformer: TimeSformer video transformers (Bertasius et al., ICML 2021) in PyTorch.
+
+Public API::
+
+    timesformer.list_models()
+    timesformer.create_model(name, pretrained=None, **overrides)
+    timesformer.from_pretrained(path, **overrides)
+    timesformer.count_flops(model, num_frames=..., img_size=...)
+"""
+
+from .models import (
+    AttentionStep,
+    TimeSformer,
+    TimeSformerConfig,
+    count_flops,
+    create_model,
+    list_models,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionStep",
+    "TimeSformer",
+    "TimeSformerConfig",
+    "__version__",
+    "count_flops",
+    "create_model",
+    "list_models",
+]

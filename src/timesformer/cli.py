@@ -1,0 +1,68 @@
+"""The `timesformer` command: parses arguments and hands each subcommand to its module.
+
+Each subcommand lives in `timesformer.commands.<name>` and exposes
+`register(subparsers) -> argparse.ArgumentParser` and `run(args) -> int`. Modules are imported
+only when their command runs, so `timesformer --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("timesformer.commands.models", "list presets with parameters and GMACs"),
+    "synth": ("timesformer.commands.synth", "render a labelled synthetic video dataset"),
+    "train": ("timesformer.commands.train", "train or fine-tune from a YAML config"),
+    "eval": ("timesformer.commands.eval", "multi-view evaluation of a checkpoint"),
+    "predict": ("timesformer.commands.predict", "top-k labels for videos of any length"),
+    "explain": ("timesformer.commands.explain", "space-time attention maps over a video"),
+    "bench": ("timesformer.commands.bench", "cost, speed and memory, side by side with peers"),
+    "convert": ("timesformer.commands.convert", "convert checkpoints between formats"),
+    "demo": ("timesformer.commands.demo", "the embedded default, end to end"),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    parser = argparse.ArgumentParser(
+        prog="timesformer",
+        description="TimeSformer video transformers: train, evaluate, predict, explain, bench.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    available: dict[str, str] = {}
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:  # command not built (yet)
+                continue
+            raise
+        mod.register(sub.add_parser(name, help=help_text, description=help_text))
+        available[name] = module
+    return parser, available
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, _ = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    mod = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(mod.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
+        if getattr(args, "debug", False):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"timesformer {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""TimeSformer models: configuration, presets, the network and checkpoint loading."""
+
+from .attention import AttentionStep
+from .config import PRESETS, TimeSformerConfig, get_config, list_models
+from .factory import count_flops, create_model
+from .timesformer import TimeSformer, resample_pos_embed, resample_time_embed
+
+__all__ = [
+    "PRESETS",
+    "AttentionStep",
+    "TimeSformer",
+    "TimeSformerConfig",
+    "count_flops",
+    "create_model",
+    "get_config",
+    "list_models",
+    "resample_pos_embed",
+    "resample_time_embed",
+]

@@ -1,0 +1,73 @@
+"""create_model and count_flops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import _pair, get_config
+from .timesformer import TimeSformer
+
+
+def create_model(
+    name: str, pretrained: str | Path | None = None, **overrides: Any
+) -> TimeSformer:
+    """Build the preset `name` (see `list_models()`), optionally loading weights.
+
+    `pretrained` takes any checkpoint that `from_pretrained` accepts (official .pyth, Hugging
+    Face directory, ImageNet ViT, ours); overrides such as num_classes, num_frames, img_size,
+    attention_type, pos_embed, drop_path_rate, depth, embed_dim, num_heads apply on top.
+    """
+    cfg = get_config(name, **overrides)
+    if pretrained is not None:
+        from .weights import load_into
+
+        model = TimeSformer(cfg)
+        load_into(model, pretrained)
+        return model
+    return TimeSformer(cfg)
+
+
+def count_flops(
+    model: nn.Module,
+    num_frames: int | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    batch_size: int = 1,
+) -> dict[str, float]:
+    """Parameters and multiply-accumulates of one forward pass of `batch_size` clips.
+
+    Counted by tracing the model on the meta device (no memory, no compute): matmuls,
+    convolutions and attention (QK^T and AV); norms and activations are not counted, as in the
+    paper's figures. Returns {"params", "macs", "gmacs", "num_frames", "img_size"}.
+    """
+    cfg = model.config
+    T = num_frames or cfg.num_frames
+    H, W = _pair(img_size if img_size is not None else cfg.img_size)
+    if _is_meta(model):
+        meta = model
+    else:
+        with torch.device("meta"):
+            meta = TimeSformer(cfg)
+    meta.eval()
+    x = torch.empty(batch_size, cfg.in_chans, T, H, W, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(x)
+    macs = counter.get_total_flops() / 2
+    params = sum(p.numel() for p in model.parameters())
+    return {
+        "params": params,
+        "macs": macs,
+        "gmacs": macs / 1e9,
+        "num_frames": T,
+        "img_size": (H, W),
+    }
+
+
+def _is_meta(model: nn.Module) -> bool:
+    p = next(model.parameters(), None)
+    return p is not None and p.device.type == "meta"

@@ -1,0 +1,397 @@
+"""TimeSformer: PatchEmbed, Block (the five space-time attention schemes) and the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .attention import Attention, AttentionStep, attend_partition, partition
+from .config import TimeSformerConfig
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.3f}"
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class PatchEmbed(nn.Module):
+    """Per-frame patch embedding: (B, C, T, H, W) -> (B*T, N, D)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, T, H, W = x.shape
+        x = x.transpose(1, 2).reshape(B * T, C, H, W)
+        x = self.proj(x)  # (B*T, D, gh, gw)
+        return x.flatten(2).transpose(1, 2)  # (B*T, N, D)
+
+
+def _ln(dim: int, eps: float) -> nn.LayerNorm:
+    return nn.LayerNorm(dim, eps=eps)
+
+
+class Block(nn.Module):
+    """One pre-norm transformer block of the configured space-time scheme.
+
+    x is (B, 1 + T*N, D) (class token, then frame-major patches), or (B*T, 1 + N, D) for
+    `space_only`. Extra steps per scheme, each `norm -> attention -> drop path -> fc`, added to
+    the patch tokens before the last attention step (which also serves the class token):
+    divided: temporal; sparse_local_global: local; axial: temporal, width.
+    """
+
+    def __init__(self, cfg: TimeSformerConfig, drop_path: float) -> None:
+        super().__init__()
+        D, eps = cfg.embed_dim, cfg.layer_norm_eps
+        self.attention_type = cfg.attention_type
+
+        def attention() -> Attention:
+            return Attention(D, cfg.num_heads, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate)
+
+        self.norm1 = _ln(D, eps)
+        self.attn = attention()
+        if self.attention_type in ("divided_space_time", "axial"):
+            self.temporal_norm1 = _ln(D, eps)
+            self.temporal_attn = attention()
+            self.temporal_fc = nn.Linear(D, D)
+        if self.attention_type == "axial":
+            self.width_norm = _ln(D, eps)
+            self.width_attn = attention()
+            self.width_fc = nn.Linear(D, D)
+        if self.attention_type == "sparse_local_global":
+            self.local_norm = _ln(D, eps)
+            self.local_attn = attention()
+            self.local_fc = nn.Linear(D, D)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = _ln(D, eps)
+        self.mlp = Mlp(D, int(D * cfg.mlp_ratio), cfg.drop_rate)
+
+    def extra_steps(self) -> list[tuple[nn.LayerNorm, Attention, nn.Linear]]:
+        """(norm, attention, output linear) of each step before the final attention step."""
+        if self.attention_type == "divided_space_time":
+            return [(self.temporal_norm1, self.temporal_attn, self.temporal_fc)]
+        if self.attention_type == "axial":
+            return [
+                (self.temporal_norm1, self.temporal_attn, self.temporal_fc),
+                (self.width_norm, self.width_attn, self.width_fc),
+            ]
+        if self.attention_type == "sparse_local_global":
+            return [(self.local_norm, self.local_attn, self.local_fc)]
+        return []
+
+    def forward(
+        self,
+        x: Tensor,
+        geom: tuple[int, int, int],
+        steps: list[AttentionStep] | None = None,
+    ) -> Tensor:
+        need = steps is not None
+        if self.attention_type in ("space_only", "joint_space_time"):
+            y, w = self.attn(self.norm1(x), need)
+            if need:
+                steps.append(self._whole_sequence_step(w, x.shape[0], geom))
+            x = x + self.drop_path(y)
+        elif self.attention_type == "divided_space_time":
+            x = self._divided(x, geom, steps)
+        else:
+            x = self._partitioned(x, geom, steps)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _whole_sequence_step(self, w: Tensor, rows: int, geom: tuple[int, int, int]) -> AttentionStep:
+        T, gh, gw = geom
+        N = gh * gw
+        if self.attention_type == "joint_space_time":
+            index = torch.arange(1 + T * N, device=w.device).unsqueeze(0)  # (1, 1+TN)
+            return AttentionStep("joint", w.unsqueeze(1), index, cls_shared=False)
+        # space_only: rows = B*T, each frame with its own copy of the class token
+        patches = torch.arange(T * N, device=w.device).view(T, N) + 1
+        index = torch.cat([torch.zeros_like(patches[:, :1]), patches], dim=1)  # (T, 1+N)
+        return AttentionStep("space", w.view(rows // T, T, *w.shape[1:]), index, cls_shared=True)
+
+    def _divided(
+        self, x: Tensor, geom: tuple[int, int, int], steps: list[AttentionStep] | None
+    ) -> Tensor:
+        """Official order: temporal (patches only), spatial (class token per frame), MLP."""
+        T, gh, gw = geom
+        N = gh * gw
+        B, _, D = x.shape
+        need = steps is not None
+        cls, xp = x[:, :1], x[:, 1:]  # (B, 1, D), (B, T*N, D)
+
+        # temporal: each spatial position attends over its T frames
+        xt = self.temporal_norm1(xp).view(B, T, N, D).transpose(1, 2).reshape(B * N, T, D)
+        y, w = self.temporal_attn(xt, need)  # (B*N, T, D)
+        if need:
+            idx = partition("time", T, gh, gw, x.device)[0] + 1  # (N, T)
+            steps.append(AttentionStep("temporal", w.view(B, N, *w.shape[1:]), idx))
+        y = y.view(B, N, T, D).transpose(1, 2).reshape(B, T * N, D)
+        xp = xp + self.temporal_fc(self.drop_path(y))
+
+        # spatial: each frame attends over its N patches plus a copy of the class token
+        xs = self.norm1(xp).view(B * T, N, D)
+        c = self.norm1(cls).expand(B, T, D).reshape(B * T, 1, D)
+        y, w = self.attn(torch.cat([c, xs], dim=1), need)  # (B*T, 1+N, D)
+        if need:
+            sp = partition("space", T, gh, gw, x.device)[0] + 1  # (T, N)
+            idx = torch.cat([torch.zeros_like(sp[:, :1]), sp], dim=1)
+            steps.append(AttentionStep("spatial", w.view(B, T, *w.shape[1:]), idx, True))
+        y = y.view(B, T, 1 + N, D)
+        res = torch.cat([y[:, :, 0].mean(1, keepdim=True), y[:, :, 1:].reshape(B, T * N, D)], 1)
+        return torch.cat([cls, xp], dim=1) + self.drop_path(res)
+
+    def _partitioned(
+        self, x: Tensor, geom: tuple[int, int, int], steps: list[AttentionStep] | None
+    ) -> Tensor:
+        """sparse_local_global (local, then strided global) and axial (time, width, height)."""
+        T, gh, gw = geom
+        need = steps is not None
+        cls, xp = x[:, :1], x[:, 1:]
+        if self.attention_type == "axial":
+            names = ["time", "width"]
+            last = "height"
+        else:
+            names = ["local"]
+            last = "global"
+        for name, (norm, attn, fc) in zip(names, self.extra_steps()):
+            parts = partition(name, T, gh, gw, x.device)
+            _, y = attend_partition(attn, norm(xp), parts, None, name, need, steps)
+            xp = xp + fc(self.drop_path(y))
+        parts = partition(last, T, gh, gw, x.device)
+        c, y = attend_partition(self.attn, self.norm1(xp), parts, self.norm1(cls), last, need, steps)
+        return torch.cat([cls, xp], dim=1) + self.drop_path(torch.cat([c, y], dim=1))
+
+
+def resample_pos_embed(
+    pos: Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], mode: str = "bicubic"
+) -> Tensor:
+    """Resample a (1, 1 + gh*gw, D) spatial embedding (class slot first) on its 2-D grid.
+
+    mode "bicubic" (default) or "nearest" (what the official code does).
+    """
+    if tuple(old_grid) == tuple(new_grid):
+        return pos
+    D = pos.shape[-1]
+    cls, grid = pos[:, :1], pos[:, 1:]
+    if grid.shape[1] != old_grid[0] * old_grid[1]:
+        raise ValueError(
+            f"pos_embed has {grid.shape[1]} patch slots, not {old_grid[0]}x{old_grid[1]}"
+        )
+    grid = grid.reshape(1, old_grid[0], old_grid[1], D).permute(0, 3, 1, 2).float()
+    kw: dict[str, Any] = {"align_corners": False} if mode == "bicubic" else {}
+    grid = F.interpolate(grid, size=tuple(new_grid), mode=mode, **kw)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], D).to(pos.dtype)
+    return torch.cat([cls, grid], dim=1)
+
+
+def resample_time_embed(time: Tensor, num_frames: int, mode: str = "bicubic") -> Tensor:
+    """Resample a (1, T, D) time embedding to `num_frames` (linear, or official "nearest")."""
+    if time.shape[1] == num_frames:
+        return time
+    t = time.transpose(1, 2).float()  # (1, D, T)
+    if mode == "nearest":
+        t = F.interpolate(t, size=num_frames, mode="nearest")
+    else:
+        t = F.interpolate(t, size=num_frames, mode="linear", align_corners=False)
+    return t.transpose(1, 2).to(time.dtype)
+
+
+class TimeSformer(nn.Module):
+    """Video transformer over frame patches. Input (B, 3, T, H, W), normalised floats.
+
+    Attribute names follow timm's ViT plus the official `time_embed` / `temporal_*`, so that
+    official and ImageNet checkpoints map with a small filter.
+    """
+
+    def __init__(self, config: TimeSformerConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        cfg = (config or TimeSformerConfig()).replace(**overrides)
+        self.config = cfg
+        D = cfg.embed_dim
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        if cfg.pos_embed in ("space_time", "space"):
+            self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, D))
+        else:
+            self.register_parameter("pos_embed", None)
+        if cfg.pos_embed == "space_time" and cfg.attention_type != "space_only":
+            self.time_embed = nn.Parameter(torch.zeros(1, cfg.num_frames, D))
+        else:
+            # space_only never uses a time embedding (the official code keeps an unused one)
+            self.register_parameter("time_embed", None)
+        self.pos_drop = nn.Dropout(cfg.drop_rate)
+        dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(Block(cfg, dpr[i]) for i in range(cfg.depth))
+        self.norm = _ln(D, cfg.layer_norm_eps)
+        self.head_drop = nn.Dropout(cfg.drop_rate)
+        self.head: nn.Module = nn.Linear(D, cfg.num_classes) if cfg.num_classes else nn.Identity()
+        self.grad_checkpointing = False
+        self.init_weights()
+
+    # ------------------------------------------------------------------ init and housekeeping
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The official init: trunc-normal(0.02) linears and embeddings, zero time embedding,
+        zero `temporal_fc` (and the other extra-step outputs) in every block but the first."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.time_embed is not None:
+            nn.init.zeros_(self.time_embed)
+        if self.config.zero_init_temporal_fc:
+            for i, blk in enumerate(self.blocks):
+                if i == 0:
+                    continue
+                for _, _, fc in blk.extra_steps():
+                    nn.init.zeros_(fc.weight)
+                    nn.init.zeros_(fc.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that conventionally get no weight decay (embeddings, class token)."""
+        return {n for n in ("pos_embed", "cls_token", "time_embed") if getattr(self, n) is not None}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass: same results, far less activation memory."""
+        self.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised one of `num_classes` outputs (0: none)."""
+        self.config = self.config.replace(num_classes=num_classes, labels=None)
+        D = self.config.embed_dim
+        if num_classes:
+            ref = next(self.parameters())
+            head = nn.Linear(D, num_classes).to(device=ref.device, dtype=ref.dtype)
+            nn.init.trunc_normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
+            self.head = head
+        else:
+            self.head = nn.Identity()
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: Tensor) -> tuple[int, int, int]:
+        cfg = self.config
+        if x.ndim != 5 or x.shape[1] != cfg.in_chans:
+            raise ValueError(
+                f"expected video of shape (B, {cfg.in_chans}, T, H, W); got {tuple(x.shape)}"
+            )
+        T, H, W = x.shape[2:]
+        P = cfg.patch_size
+        if H % P or W % P:
+            raise ValueError(f"frame size {H}x{W} is not divisible by the patch size {P}")
+        return T, H // P, W // P
+
+    def embeddings(self, T: int, gh: int, gw: int) -> tuple[Tensor | None, Tensor | None]:
+        """Spatial (1, 1+gh*gw, D) and time (1, T, D) embeddings for this geometry, resampled
+        from the trained ones when it differs."""
+        mode = self.config.embed_resample
+        pos = self.pos_embed
+        if pos is not None:
+            pos = resample_pos_embed(pos, self.config.grid_size, (gh, gw), mode)
+        time = self.time_embed
+        if time is not None:
+            time = resample_time_embed(time, T, mode)
+        return pos, time
+
+    def _tokens(self, x: Tensor) -> tuple[Tensor, tuple[int, int, int]]:
+        """Video (B, C, T, H, W) -> initial token sequence and (T, gh, gw)."""
+        T, gh, gw = self._check_input(x)
+        B, N, D = x.shape[0], gh * gw, self.config.embed_dim
+        x = self.patch_embed(x).view(B, T, N, D)  # (B, T, N, D)
+        cls = self.cls_token  # (1, 1, D)
+        pos, time = self.embeddings(T, gh, gw)
+        if pos is not None:
+            x = x + pos[:, 1:].unsqueeze(1)
+            cls = cls + pos[:, :1]
+        if time is not None:
+            x = x + time.unsqueeze(2)  # (1, T, 1, D)
+        if self.config.attention_type == "space_only":
+            x = x.reshape(B * T, N, D)
+            seq = torch.cat([cls.expand(B * T, 1, D), x], dim=1)  # (B*T, 1+N, D)
+        else:
+            seq = torch.cat([cls.expand(B, 1, D), x.reshape(B, T * N, D)], dim=1)  # (B, 1+TN, D)
+        return self.pos_drop(seq), (T, gh, gw)
+
+    def forward_features(
+        self, x: Tensor, return_attention: bool = False
+    ) -> Tensor | tuple[Tensor, list[list[AttentionStep]]]:
+        """Class-token embedding (B, D) after the final norm.
+
+        With `return_attention`, also the attention weights of every block: a list (one per
+        block) of `AttentionStep`s (one per attention step: temporal, spatial, ...).
+        """
+        B = x.shape[0]
+        seq, geom = self._tokens(x)
+        attentions: list[list[AttentionStep]] = []
+        for blk in self.blocks:
+            if return_attention:
+                steps: list[AttentionStep] = []
+                seq = blk(seq, geom, steps)
+                attentions.append(steps)
+            elif self.grad_checkpointing and torch.is_grad_enabled():
+                seq = checkpoint(blk, seq, geom, use_reentrant=False)
+            else:
+                seq = blk(seq, geom)
+        if self.config.attention_type == "space_only":
+            T = geom[0]
+            seq = seq.view(B, T, *seq.shape[1:]).mean(1)  # average the frames' tokens
+        feats = self.norm(seq[:, 0])  # LayerNorm is per token: the class token alone suffices
+        return (feats, attentions) if return_attention else feats
+
+    def forward_head(self, feats: Tensor, pre_logits: bool = False) -> Tensor:
+        feats = self.head_drop(feats)
+        return feats if pre_logits else self.head(feats)
+
+    def forward(
+        self, x: Tensor, return_attention: bool = False
+    ) -> Tensor | tuple[Tensor, list[list[AttentionStep]]]:
+        """Logits (B, num_classes); with `return_attention`, (logits, attention steps)."""
+        if return_attention:
+            feats, att = self.forward_features(x, return_attention=True)
+            return self.forward_head(feats), att
+        return self.forward_head(self.forward_features(x))
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
