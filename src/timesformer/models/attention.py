@@ -103,10 +103,7 @@ def _partition(kind: str, T: int, gh: int, gw: int) -> tuple[Tensor, ...]:
         return _stack_by_length([w for w in windows if w.numel()])
     if kind == "global":  # stride 2 in time, height and width: 8 interleaved subsets
         subsets = [
-            g[t0::2, h0::2, w0::2].reshape(-1)
-            for t0 in (0, 1)
-            for h0 in (0, 1)
-            for w0 in (0, 1)
+            g[t0::2, h0::2, w0::2].reshape(-1) for t0 in (0, 1) for h0 in (0, 1) for w0 in (0, 1)
         ]
         return _stack_by_length([s for s in subsets if s.numel()])
     raise ValueError(f"unknown partition {kind!r}")
@@ -160,8 +157,6 @@ def attend_partition(
             full_idx = idx + 1
             if cls is not None:
                 full_idx = torch.cat([torch.zeros_like(idx[:, :1]), full_idx], dim=1)
-            steps.append(
-                AttentionStep(name, w.view(B, G, *w.shape[1:]), full_idx, cls is not None)
-            )
+            steps.append(AttentionStep(name, w.view(B, G, *w.shape[1:]), full_idx, cls is not None))
     cls_out = cls_sum / n_groups if cls_sum is not None else None
     return cls_out, out

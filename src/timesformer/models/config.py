@@ -96,9 +96,7 @@ class TimeSformerConfig:
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1); got {self.drop_path_rate}")
         if self.labels is not None and len(self.labels) != self.num_classes:
-            raise ValueError(
-                f"{len(self.labels)} labels given for num_classes={self.num_classes}"
-            )
+            raise ValueError(f"{len(self.labels)} labels given for num_classes={self.num_classes}")
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -131,9 +129,7 @@ class TimeSformerConfig:
         known = {f.name for f in fields(self)}
         for k in overrides:
             if k not in known:
-                raise TypeError(
-                    f"unknown model option {k!r}." + _suggest(k, sorted(known))
-                )
+                raise TypeError(f"unknown model option {k!r}." + _suggest(k, sorted(known)))
         if "num_classes" in overrides and "labels" not in overrides:
             if overrides["num_classes"] != self.num_classes:
                 overrides["labels"] = None

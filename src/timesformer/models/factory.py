@@ -13,9 +13,7 @@ from .config import _pair, get_config
 from .timesformer import TimeSformer
 
 
-def create_model(
-    name: str, pretrained: str | Path | None = None, **overrides: Any
-) -> TimeSformer:
+def create_model(name: str, pretrained: str | Path | None = None, **overrides: Any) -> TimeSformer:
     """Build the preset `name` (see `list_models()`), optionally loading weights.
 
     `pretrained` takes any checkpoint that `from_pretrained` accepts (official .pyth, Hugging

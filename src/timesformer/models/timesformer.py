@@ -128,7 +128,9 @@ class Block(nn.Module):
             x = self._partitioned(x, geom, steps)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def _whole_sequence_step(self, w: Tensor, rows: int, geom: tuple[int, int, int]) -> AttentionStep:
+    def _whole_sequence_step(
+        self, w: Tensor, rows: int, geom: tuple[int, int, int]
+    ) -> AttentionStep:
         T, gh, gw = geom
         N = gh * gw
         if self.attention_type == "joint_space_time":
@@ -188,7 +190,9 @@ class Block(nn.Module):
             _, y = attend_partition(attn, norm(xp), parts, None, name, need, steps)
             xp = xp + fc(self.drop_path(y))
         parts = partition(last, T, gh, gw, x.device)
-        c, y = attend_partition(self.attn, self.norm1(xp), parts, self.norm1(cls), last, need, steps)
+        c, y = attend_partition(
+            self.attn, self.norm1(xp), parts, self.norm1(cls), last, need, steps
+        )
         return torch.cat([cls, xp], dim=1) + self.drop_path(torch.cat([c, y], dim=1))
 
 
@@ -394,4 +398,3 @@ class TimeSformer(nn.Module):
     @property
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
