@@ -1,0 +1,264 @@
+"""Multi-view evaluation: K temporal x S spatial views per video, aggregated into video scores.
+
+The pieces are separate so each can be tested on known numbers:
+
+- `aggregate_views` (pure): rows of (video index, view id, scores) -> one score row per video,
+  by mean softmax (default) or summed logits (the official TimeSformer rule).
+- `compute_metrics` (pure): top-1, top-5, mean per-class accuracy and the confusion matrix.
+- `evaluate`: runs a model over a dataset of views (single process, or every rank of a DDP job
+  with the scores gathered), then aggregates and scores; `write_eval_outputs` writes the CSVs,
+  the confusion-matrix PNG and the JSON summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+AGGREGATIONS = ("mean_softmax", "sum_logits")
+
+
+# ---------------------------------------------------------------------------- pure arithmetic
+def aggregate_views(
+    video_index: Tensor | Sequence[int],
+    view: Tensor | Sequence[int],
+    scores: Tensor,
+    num_videos: int,
+    rule: str = "mean_softmax",
+) -> tuple[Tensor, Tensor]:
+    """Combine per-view scores into per-video scores.
+
+    Args:
+        video_index: (M,) index of the video each row belongs to, in [0, num_videos).
+        view: (M,) view id of each row within its video (temporal * S + spatial). A repeated
+            (video, view) pair is counted once (distributed samplers pad with repeats).
+        scores: (M, C) logits of each view.
+        num_videos: V, the number of videos in the dataset.
+        rule: "mean_softmax" (average of per-view probabilities) or "sum_logits" (sum of the
+            raw logits over views, as the official code does).
+
+    Returns:
+        (video_scores (V, C) float64, views_per_video (V,) int64). Videos with no views get a
+        row of zeros and a count of 0.
+    """
+    if rule not in AGGREGATIONS:
+        raise ValueError(f"aggregate={rule!r} is not one of {', '.join(AGGREGATIONS)}")
+    vid = torch.as_tensor(video_index, dtype=torch.long).reshape(-1)  # (M,)
+    vw = torch.as_tensor(view, dtype=torch.long).reshape(-1)  # (M,)
+    scores = torch.as_tensor(scores)
+    if scores.ndim != 2 or scores.shape[0] != vid.numel() or vw.numel() != vid.numel():
+        raise ValueError(
+            f"expected video_index (M,), view (M,) and scores (M, C); got {tuple(vid.shape)}, "
+            f"{tuple(vw.shape)}, {tuple(scores.shape)}"
+        )
+    if vid.numel() and (int(vid.min()) < 0 or int(vid.max()) >= num_videos):
+        raise ValueError(f"video index out of range [0, {num_videos}): {vid.min()}..{vid.max()}")
+    scores = scores.double()  # (M, C)
+    if vid.numel():
+        # drop repeated (video, view) pairs, keeping the first occurrence
+        key = vid * (int(vw.max()) + 1) + vw  # (M,)
+        _, inverse = torch.unique(key, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), vid.numel(), dtype=torch.long)
+        first.scatter_reduce_(0, inverse, torch.arange(vid.numel()), reduce="amin")
+        keep = first.sort().values  # (U,)
+        vid, scores = vid[keep], scores[keep]
+    values = scores.softmax(dim=1) if rule == "mean_softmax" else scores  # (U, C)
+    out = torch.zeros(num_videos, scores.shape[1], dtype=torch.float64)
+    out.index_add_(0, vid, values)  # (V, C)
+    counts = torch.bincount(vid, minlength=num_videos)  # (V,)
+    if rule == "mean_softmax":
+        out = out / counts.clamp(min=1).unsqueeze(1)
+    return out, counts
+
+
+def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor:
+    """(C, C) int64 counts: row = true class, column = predicted class."""
+    preds = torch.as_tensor(preds, dtype=torch.long).reshape(-1)
+    targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
+    flat = targets * num_classes + preds  # (N,)
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def compute_metrics(
+    video_scores: Tensor, targets: Tensor, topk: Iterable[int] = (1, 5)
+) -> dict[str, Any]:
+    """Accuracy metrics of per-video scores (V, C) against integer targets (V,).
+
+    Returns a dict with `top{k}` for each k (a fraction; k capped at C), `mean_class_accuracy`
+    (the mean over classes that occur in `targets` of their recall), `per_class_accuracy` (C,
+    NaN for classes absent from `targets`), `confusion` (C, C) and `num_videos`.
+    """
+    video_scores = torch.as_tensor(video_scores)
+    targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
+    V, C = video_scores.shape
+    if targets.numel() != V:
+        raise ValueError(f"{targets.numel()} targets for {V} rows of scores")
+    if V and (int(targets.min()) < 0 or int(targets.max()) >= C):
+        raise ValueError(f"target out of range [0, {C}): {targets.min()}..{targets.max()}")
+    out: dict[str, Any] = {"num_videos": V}
+    k_max = min(max(topk), C) if V else 1
+    ranked = video_scores.topk(k_max, dim=1).indices if V else torch.zeros(0, 1)  # (V, k)
+    hits = ranked == targets.unsqueeze(1)  # (V, k)
+    for k in topk:
+        out[f"top{k}"] = float(hits[:, : min(k, C)].any(1).double().mean()) if V else math.nan
+    preds = ranked[:, 0] if V else torch.zeros(0, dtype=torch.long)
+    conf = confusion_matrix(preds, targets, C)
+    support = conf.sum(1)  # (C,)
+    per_class = torch.where(
+        support > 0, conf.diag().double() / support.clamp(min=1), torch.tensor(math.nan)
+    )
+    present = support > 0
+    out["mean_class_accuracy"] = float(per_class[present].mean()) if present.any() else math.nan
+    out["per_class_accuracy"] = per_class
+    out["confusion"] = conf
+    return out
+
+
+def class_names(num_classes: int, labels: Sequence[str] | None = None) -> list[str]:
+    """`labels` when given (checked against num_classes), else "class_<i>"."""
+    if labels is None:
+        return [f"class_{i}" for i in range(num_classes)]
+    labels = list(labels)
+    if len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} label names for a {num_classes}-way classifier")
+    return labels
+
+
+# ---------------------------------------------------------------------------- result and files
+@dataclass
+class EvalResult:
+    """Everything `evaluate` measured. Scores are aggregated per video (one row per video)."""
+
+    metrics: dict[str, Any]
+    video_scores: Tensor  # (V, C) mean probabilities or summed logits
+    targets: Tensor  # (V,)
+    views_per_video: Tensor  # (V,)
+    paths: list[str]
+    labels: list[str]
+    aggregate: str
+    views: str
+    failed: list[dict[str, str]] = field(default_factory=list)  # {"path", "error"}
+    evaluated_mask: Tensor | None = None  # (V,) True where at least one view decoded
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (the `--json` output of `timesformer eval`)."""
+        m = self.metrics
+        return {
+            "num_videos": len(self.paths),
+            "num_evaluated": int(m["num_videos"]),
+            "num_failed": len(self.failed),
+            "top1": m["top1"],
+            "top5": m["top5"],
+            "mean_class_accuracy": m["mean_class_accuracy"],
+            "views": self.views,
+            "aggregate": self.aggregate,
+            "failed": self.failed,
+        }
+
+
+def write_eval_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, str]:
+    """Write summary.json, predictions.csv, confusion.csv, confusion.png, failed.txt.
+
+    Returns {name: path} of the files written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    names = result.labels
+
+    mask = result.evaluated_mask
+    if mask is None:
+        mask = result.views_per_video > 0
+    pred_path = out / "predictions.csv"
+    with pred_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "target", "target_name", "pred", "pred_name", "score", "correct",
+                    "views", "top5"])  # fmt: skip
+        for i, path in enumerate(result.paths):
+            t = int(result.targets[i])
+            if not bool(mask[i]):
+                w.writerow([path, t, names[t], "", "", "", "", 0, ""])
+                continue
+            row = result.video_scores[i]
+            top = row.topk(min(5, row.numel())).indices.tolist()
+            w.writerow([path, t, names[t], top[0], names[top[0]], f"{float(row[top[0]]):.6g}",
+                        int(top[0] == t), int(result.views_per_video[i]),
+                        "|".join(names[j] for j in top)])  # fmt: skip
+    files["predictions"] = str(pred_path)
+
+    conf = result.metrics["confusion"]
+    conf_path = out / "confusion.csv"
+    with conf_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["true \\ predicted", *names])
+        for i, name in enumerate(names):
+            w.writerow([name, *conf[i].tolist()])
+    files["confusion_csv"] = str(conf_path)
+
+    png = out / "confusion.png"
+    plot_confusion(conf, names, png, title=f"confusion ({result.views} views, {result.aggregate})")
+    files["confusion_png"] = str(png)
+
+    failed_path = out / "failed.txt"
+    failed_path.write_text("".join(f"{d['path']}\t{d['error']}\n" for d in result.failed))
+    files["failed"] = str(failed_path)
+
+    summary = result.summary()
+    summary["per_class_accuracy"] = {
+        n: (None if math.isnan(a) else a)
+        for n, a in zip(names, result.metrics["per_class_accuracy"].tolist())
+    }
+    summary_path = out / "summary.json"
+    summary_path.write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    files["summary"] = str(summary_path)
+    return files
+
+
+def plot_confusion(conf: Tensor, names: Sequence[str], path: str | Path, title: str = "") -> None:
+    """Row-normalised confusion matrix as a PNG (class names on the axes up to 40 classes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf = torch.as_tensor(conf).double()
+    C = conf.shape[0]
+    norm = conf / conf.sum(1, keepdim=True).clamp(min=1)  # (C, C) recall per row
+    side = min(max(4.0, 0.35 * C + 2.0), 20.0)
+    fig, ax = plt.subplots(figsize=(side, side))
+    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if C <= 40:
+        ax.set_xticks(range(C), list(names), rotation=90, fontsize=8)
+        ax.set_yticks(range(C), list(names), fontsize=8)
+    if C <= 12:
+        for i in range(C):
+            for j in range(C):
+                if conf[i, j]:
+                    color = "white" if norm[i, j] > 0.5 else "black"
+                    ax.text(j, i, int(conf[i, j]), ha="center", va="center", color=color)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
