@@ -1,0 +1,59 @@
+"""Video data: decoding, clip sampling, transforms, datasets, synthetic videos."""
+
+from .datasets import VideoDataset, load_label_names, read_list_file, scan_folder
+from .sampling import (
+    View,
+    clip_span,
+    cover_clips,
+    segment_indices,
+    test_clip_indices,
+    test_views,
+    train_clip_indices,
+)
+from .synthetic import (
+    APPEARANCE_CLASSES,
+    MOTION_CLASSES,
+    render_dataset,
+    render_motion_clip,
+    write_video,
+)
+from .transforms import (
+    KINETICS_MEAN,
+    KINETICS_STD,
+    TestTransform,
+    TrainTransform,
+    crop_positions,
+    normalize,
+    short_side_resize,
+)
+from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, read_frames
+
+__all__ = [
+    "APPEARANCE_CLASSES",
+    "KINETICS_MEAN",
+    "KINETICS_STD",
+    "MOTION_CLASSES",
+    "VIDEO_EXTENSIONS",
+    "TestTransform",
+    "TrainTransform",
+    "VideoDataset",
+    "VideoDecodeError",
+    "VideoReader",
+    "View",
+    "clip_span",
+    "cover_clips",
+    "crop_positions",
+    "load_label_names",
+    "normalize",
+    "read_frames",
+    "read_list_file",
+    "render_dataset",
+    "render_motion_clip",
+    "scan_folder",
+    "segment_indices",
+    "short_side_resize",
+    "test_clip_indices",
+    "test_views",
+    "train_clip_indices",
+    "write_video",
+]
