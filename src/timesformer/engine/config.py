@@ -1,0 +1,523 @@
+"""Run configuration: dataclasses with defaults, YAML recipes and `key=value` overrides.
+
+A run is described by one `RunConfig` with four sections and an output directory::
+
+    model:  which network (a preset plus overrides) and how to initialise it
+    data:   lists, decoding, sampling, augmentation and normalisation
+    optim:  optimizer, schedule, clipping
+    train:  epochs, batches, mixed precision, seeds, cadence of evaluation and checkpoints
+    output_dir: where everything the run writes lands
+
+`load_config("configs/k400.yaml", ["optim.lr=0.01"])` reads a recipe (a path, or the name of a
+bundled recipe such as "k400"), applies dotted overrides and validates every key and value; an
+unknown key or a bad value is a ValueError that names it and suggests the closest valid key.
+`resolve` fills the keys left to follow others (data.num_frames from the model, ...), and
+`save_config` writes the resolved config into the run directory as config.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+# ------------------------------------------------------------------------------------ sections
+
+
+@dataclass
+class ModelSection:
+    """The network: a preset (`timesformer list_models()`) plus overrides.
+
+    Keys left at None keep the preset's value. `pretrained` takes any file or directory that
+    `timesformer.from_pretrained` accepts; a head of another size is re-initialised (and said so).
+    """
+
+    name: str = "timesformer_base"
+    num_classes: int | None = None
+    num_frames: int | None = None
+    img_size: int | None = None
+    attention_type: str | None = None
+    pos_embed: str | None = None
+    drop_path_rate: float | None = None
+    pretrained: str | None = None
+    grad_checkpointing: bool = False
+    # architecture overrides (small models for CPU runs and the demo)
+    patch_size: int | None = None
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    zero_init_temporal_fc: bool | None = None
+
+
+@dataclass
+class DataSection:
+    """Where the videos are and how clips are cut from them.
+
+    Lists are text files of `path label` lines (paths relative to `root`), or a folder of
+    class sub-folders. `sampler` "rate" takes `num_frames` frames `sampling_rate` apart;
+    "segments" takes one frame per equal segment (SSv2). `train_jitter` is the random short-side
+    range before the random `crop_size` crop; test views are `temporal x spatial`, e.g. "1x3".
+    """
+
+    train_list: str | None = None
+    val_list: str | None = None
+    test_list: str | None = None
+    root: str | None = None
+    labels: str | None = None
+    num_frames: int | None = None  # None: the model's num_frames
+    sampling_rate: int = 32
+    sampler: Literal["rate", "segments"] = "rate"
+    target_fps: float | None = 30.0  # frame indices count at this rate (None: native rate)
+    train_jitter: list[int] = field(default_factory=lambda: [256, 320])
+    crop_size: int | None = None  # None: the model's img_size
+    flip: bool = True
+    mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
+    std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
+    channel_order: Literal["rgb", "bgr"] = "rgb"
+    num_workers: int = 4
+    test_views: str = "1x3"
+    val_views: str = "1x1"  # views of the clip-level validation run during training
+
+
+@dataclass
+class OptimSection:
+    """Optimizer and learning-rate schedule (epochs may be fractional for warm-up)."""
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.005
+    momentum: float = 0.9
+    nesterov: bool = True
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 1e-4
+    no_decay_norm_bias_embed: bool = False  # no weight decay on norms, biases and embeddings
+    schedule: Literal["steps", "cosine", "constant"] = "steps"
+    steps: list[int] = field(default_factory=lambda: [11, 14])  # epochs where lr *= gamma
+    gamma: float = 0.1
+    min_lr: float = 0.0  # cosine floor
+    warmup_epochs: float = 0.0
+    warmup_start_factor: float = 0.01  # lr at step 0 = lr * this
+    clip_grad: float | None = None  # max global gradient norm (None: no clipping)
+
+
+@dataclass
+class TrainSection:
+    """The loop: epochs, per-device batch, global batch (accumulation), precision, cadence."""
+
+    epochs: int = 15
+    batch_size: int = 8  # clips per device per step
+    global_batch_size: int | None = 64  # None: batch_size x world size (no accumulation)
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    seed: int = 0
+    eval_every: int = 1  # epochs between validations (0: never)
+    save_every: int = 1  # epochs between `last` checkpoints
+    log_every: int = 10  # optimizer steps between metrics.jsonl lines
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    label_smoothing: float = 0.0
+    tensorboard: bool = False
+    progress: bool = True  # tqdm progress bar
+    max_steps_per_epoch: int | None = None  # cap for quick runs and tests
+
+
+@dataclass
+class RunConfig:
+    """Everything a training or evaluation run reads."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    output_dir: str = "runs/default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> RunConfig:
+        return _build(cls, d, source, prefix="")
+
+
+# ------------------------------------------------------------------------------- validation
+
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "model.num_classes": (1, None),
+    "model.num_frames": (1, None),
+    "model.img_size": (1, None),
+    "model.drop_path_rate": (0.0, 0.999),
+    "model.patch_size": (1, None),
+    "model.embed_dim": (1, None),
+    "model.depth": (1, None),
+    "model.num_heads": (1, None),
+    "data.num_frames": (1, None),
+    "data.sampling_rate": (1, None),
+    "data.crop_size": (1, None),
+    "data.num_workers": (0, None),
+    "optim.lr": (0.0, None),
+    "optim.weight_decay": (0.0, None),
+    "optim.momentum": (0.0, 1.0),
+    "optim.gamma": (0.0, None),
+    "optim.min_lr": (0.0, None),
+    "optim.warmup_epochs": (0.0, None),
+    "optim.warmup_start_factor": (0.0, 1.0),
+    "optim.clip_grad": (0.0, None),
+    "train.epochs": (1, None),
+    "train.batch_size": (1, None),
+    "train.global_batch_size": (1, None),
+    "train.eval_every": (0, None),
+    "train.save_every": (1, None),
+    "train.log_every": (1, None),
+    "train.label_smoothing": (0.0, 0.999),
+    "train.max_steps_per_epoch": (1, None),
+}
+
+
+def _suggest(key: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
+    if not close:  # match on the last component ("lr" -> "optim.lr")
+        tail = key.rsplit(".", 1)[-1]
+        close = [c for c in choices if c.rsplit(".", 1)[-1] == tail][:1]
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def valid_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of `cls` ("model.name", "optim.lr", "output_dir", ...)."""
+    out: list[str] = []
+    for name, tp in _hints(cls).items():
+        if _is_section(tp):
+            out.extend(valid_keys(tp, f"{prefix}{name}."))
+        else:
+            out.append(prefix + name)
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints widen to floats)."""
+    origin = get_origin(tp)
+    bad = ValueError(f"{source}: {key}={value!r} is not valid; expected {_type_name(tp)}.")
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, source)
+            except ValueError:
+                pass
+        raise bad
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ValueError(
+                f"{source}: {key}={value!r} is not one of {', '.join(map(repr, choices))}."
+                + _suggest(str(value), [str(c) for c in choices])
+            )
+        return value
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise bad
+        (item,) = get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def _build(cls: type, d: Any, source: str, prefix: str) -> Any:
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{source}: section {prefix.rstrip('.') or '<top>'} must be a mapping")
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if k not in hints:
+            raise ValueError(f"{source}: unknown key {key!r}." + _suggest(key, valid_keys()))
+        tp = hints[k]
+        if _is_section(tp):
+            kwargs[k] = _build(tp, v, source, key + ".")
+        else:
+            v = _coerce(v, tp, key, source)
+            _check_range(key, v, source)
+            kwargs[k] = v
+    obj = cls(**kwargs)
+    if cls is RunConfig:
+        _check_consistency(obj, source)
+    return obj
+
+
+def _check_range(key: str, v: Any, source: str) -> None:
+    if key not in _RANGES or v is None:
+        return
+    lo, hi = _RANGES[key]
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        want = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{source}: {key}={v!r} is out of range; expected {want}.")
+
+
+def parse_views(spec: str, key: str = "test_views") -> tuple[int, int]:
+    """ "KxS" -> (K temporal clips, S spatial crops), e.g. "1x3" -> (1, 3)."""
+    parts = str(spec).lower().split("x")
+    try:
+        k, s = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(
+            f"{key}={spec!r} is not 'KxS' (temporal x spatial views, e.g. '1x3')"
+        ) from None
+    if k < 1 or s < 1:
+        raise ValueError(f"{key}={spec!r}: both view counts must be >= 1")
+    return k, s
+
+
+def _check_consistency(cfg: RunConfig, source: str) -> None:
+    from ..models.config import ATTENTION_TYPES, POS_EMBED_TYPES, PRESETS
+
+    m, d, o = cfg.model, cfg.data, cfg.optim
+    if m.name not in PRESETS:
+        raise ValueError(
+            f"{source}: model.name={m.name!r} is not a preset ({', '.join(PRESETS)})."
+            + _suggest(m.name, list(PRESETS))
+        )
+    if m.attention_type is not None and m.attention_type not in ATTENTION_TYPES:
+        raise ValueError(
+            f"{source}: model.attention_type={m.attention_type!r} is not one of "
+            f"{', '.join(ATTENTION_TYPES)}." + _suggest(m.attention_type, list(ATTENTION_TYPES))
+        )
+    if m.pos_embed is not None and m.pos_embed not in POS_EMBED_TYPES:
+        raise ValueError(
+            f"{source}: model.pos_embed={m.pos_embed!r} is not one of "
+            f"{', '.join(POS_EMBED_TYPES)}." + _suggest(m.pos_embed, list(POS_EMBED_TYPES))
+        )
+    if len(d.train_jitter) != 2 or d.train_jitter[0] > d.train_jitter[1]:
+        raise ValueError(
+            f"{source}: data.train_jitter={d.train_jitter!r} must be [min, max] short sides"
+        )
+    for key in ("mean", "std"):
+        v = getattr(d, key)
+        if len(v) != 3:
+            raise ValueError(f"{source}: data.{key}={v!r} must hold 3 values (one per channel)")
+    if any(s <= 0 for s in d.std):
+        raise ValueError(f"{source}: data.std={d.std!r} must be positive")
+    parse_views(d.test_views, "data.test_views")
+    parse_views(d.val_views, "data.val_views")
+    if len(o.betas) != 2:
+        raise ValueError(f"{source}: optim.betas={o.betas!r} must be [beta1, beta2]")
+    if sorted(o.steps) != list(o.steps):
+        raise ValueError(f"{source}: optim.steps={o.steps!r} must be increasing epochs")
+    t = cfg.train
+    if t.global_batch_size is not None and t.global_batch_size % t.batch_size:
+        raise ValueError(
+            f"{source}: train.global_batch_size={t.global_batch_size} is not a multiple of "
+            f"train.batch_size={t.batch_size}"
+        )
+
+
+# ---------------------------------------------------------------------------------- overrides
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML reads it: 0.01 -> float, true -> bool, [1,2] -> list,
+    null -> None, anything else a string."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str], source: str = "override") -> None:
+    """Apply `key=value` strings (dotted keys) to the nested dict `d` in place."""
+    keys = valid_keys()
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(
+                f"{source}: {item!r} is not key=value (e.g. optim.lr=0.01)." + _suggest(item, keys)
+            )
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key not in keys:
+            raise ValueError(f"{source}: unknown key {key!r}." + _suggest(key, keys))
+        value = parse_value(text)
+        # values typed as str stay strings even when YAML reads them as numbers (e.g. "1x3")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            tp = _field_type(key)
+            if tp is str or (get_origin(tp) in (Union, types.UnionType) and str in get_args(tp)):
+                value = text
+        node = d
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if node.get(p) is None:
+                node[p] = {}
+            node = node[p]
+            if not isinstance(node, dict):
+                raise ValueError(f"{source}: {p} is not a section")
+        node[parts[-1]] = value
+
+
+def _field_type(key: str) -> Any:
+    cls: Any = RunConfig
+    for p in key.split("."):
+        tp = _hints(cls)[p]
+        cls = tp
+    return cls
+
+
+# ------------------------------------------------------------------------------------ recipes
+
+
+def recipes_dir() -> Path:
+    """The folder of bundled YAML recipes (package data; configs/ at the repo root mirrors it)."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def list_recipes() -> list[str]:
+    """Names of the bundled recipes ("k400", "ssv2", "demo", ...)."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def find_config(spec: str | Path) -> Path:
+    """A config path, or the name of a bundled recipe ("k400" or "k400.yaml")."""
+    p = Path(spec)
+    if p.is_file():
+        return p
+    name = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    bundled = recipes_dir() / f"{name}.yaml"
+    if p.parent == Path(".") or str(p.parent) == "configs":
+        if bundled.is_file():
+            return bundled
+    raise FileNotFoundError(
+        f"config {str(spec)!r} not found (neither a file nor a bundled recipe: "
+        f"{', '.join(list_recipes())})" + _suggest(name, list_recipes())
+    )
+
+
+def load_config(spec: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe (path or bundled name; None: all defaults), apply `key=value`
+    overrides, validate and return the RunConfig (not yet resolved)."""
+    raw: dict[str, Any] = {}
+    source = "config"
+    if spec is not None:
+        path = find_config(spec)
+        source = str(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: the top level must be a mapping of sections")
+    # validate the file alone first, so that its errors name the file
+    RunConfig.from_dict(raw, source)
+    if overrides:
+        apply_overrides(raw, list(overrides))
+        return RunConfig.from_dict(raw, "override")
+    return RunConfig.from_dict(raw, source)
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """A copy with the keys that follow others filled in from the model preset: model
+    geometry (num_classes, num_frames, img_size, ...) and data.num_frames / data.crop_size."""
+    from ..models.config import get_config
+
+    cfg = RunConfig.from_dict(cfg.to_dict())
+    m = cfg.model
+    preset = get_config(m.name, **model_overrides(m))
+    for k in (
+        "num_classes",
+        "num_frames",
+        "attention_type",
+        "pos_embed",
+        "drop_path_rate",
+        "patch_size",
+        "embed_dim",
+        "depth",
+        "num_heads",
+        "mlp_ratio",
+        "zero_init_temporal_fc",
+    ):
+        if getattr(m, k) is None:
+            setattr(m, k, getattr(preset, k))
+    if m.img_size is None:
+        h, w = preset.grid_size
+        if h != w:
+            raise ValueError(f"model {m.name}: non-square img_size is not supported by training")
+        m.img_size = h * preset.patch_size
+    if cfg.data.num_frames is None:
+        cfg.data.num_frames = m.num_frames
+    if cfg.data.crop_size is None:
+        cfg.data.crop_size = m.img_size
+    return cfg
+
+
+def model_overrides(m: ModelSection) -> dict[str, Any]:
+    """The model keys that are set (not None), as `create_model` overrides."""
+    keys = (
+        "num_classes",
+        "num_frames",
+        "img_size",
+        "attention_type",
+        "pos_embed",
+        "drop_path_rate",
+        "patch_size",
+        "embed_dim",
+        "depth",
+        "num_heads",
+        "mlp_ratio",
+        "zero_init_temporal_fc",
+    )
+    return {k: getattr(m, k) for k in keys if getattr(m, k) is not None}
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
+    """Write `cfg` as YAML (the run directory's config.yaml)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path
+
+
+def config_from_yaml_text(text: str, source: str = "config") -> RunConfig:
+    """Parse a YAML string into a validated RunConfig (used for configs stored in checkpoints)."""
+    return RunConfig.from_dict(yaml.safe_load(text) or {}, source)
