@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 AGGREGATIONS = ("mean_softmax", "sum_logits")
 
@@ -145,7 +145,7 @@ class EvalResult:
     labels: list[str]
     aggregate: str
     views: str
-    failed: list[dict[str, str]] = field(default_factory=list)  # {"path", "error"}
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {"path", "error", "views_ok"}
     evaluated_mask: Tensor | None = None  # (V,) True where at least one view decoded
 
     def summary(self) -> dict[str, Any]:
@@ -162,6 +162,191 @@ class EvalResult:
             "aggregate": self.aggregate,
             "failed": self.failed,
         }
+
+
+def _autocast(device: torch.device, amp: str) -> Any:
+    """Autocast context for `amp` ("off", "bf16", "fp16"); fp16 only on CUDA."""
+    import contextlib
+
+    if amp == "off":
+        return contextlib.nullcontext()
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"amp={amp!r} is not one of 'off', 'bf16', 'fp16'")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' on the CPU")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def run_views(
+    model: nn.Module,
+    dataset: torch.utils.data.Dataset,
+    batch_size: int = 8,
+    *,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    amp: str = "off",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Logits of every view this process is given (its DDP shard when a process group is up).
+
+    `dataset` items are dicts with `video` (3, T, S, S), `label`, `index` (video), `view`,
+    `path` and `error` ("" when decoded; views that failed are not run through the model).
+    Returns {"index", "view", "scores" (M, C) float32 on the CPU, "videos" {index: (path,
+    label)}, "failed" {index: (path, error)}} for the views of this process.
+    """
+    from torch.utils.data import DataLoader
+
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    sampler = None
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, shuffle=False, drop_last=False)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=False,
+    )
+    was_training = model.training
+    model.eval()
+    idx_parts: list[Tensor] = []
+    view_parts: list[Tensor] = []
+    score_parts: list[Tensor] = []
+    videos: dict[int, tuple[str, int]] = {}
+    failed: dict[int, tuple[str, str]] = {}
+    it = loader
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(loader, desc="eval", unit="batch", dynamic_ncols=True)
+    try:
+        for batch in it:
+            index = torch.as_tensor(batch["index"]).long()  # (B,)
+            view = torch.as_tensor(batch["view"]).long()  # (B,)
+            label = torch.as_tensor(batch["label"]).long()  # (B,)
+            paths = list(batch["path"])
+            errors = list(batch.get("error", [""] * len(paths)))
+            for i, v in enumerate(index.tolist()):
+                videos.setdefault(v, (paths[i], int(label[i])))
+                if errors[i]:
+                    failed.setdefault(v, (paths[i], errors[i]))
+            ok = torch.tensor([not e for e in errors], dtype=torch.bool)  # (B,)
+            if not ok.any():
+                continue
+            x = batch["video"][ok].to(dev, non_blocking=True)  # (b, 3, T, S, S)
+            with _autocast(dev, amp):
+                logits = model(x)  # (b, C)
+            idx_parts.append(index[ok])
+            view_parts.append(view[ok])
+            score_parts.append(logits.float().cpu())
+    finally:
+        model.train(was_training)
+    C = int(getattr(getattr(model, "config", None), "num_classes", 0) or 0)
+    return {
+        "index": torch.cat(idx_parts) if idx_parts else torch.zeros(0, dtype=torch.long),
+        "view": torch.cat(view_parts) if view_parts else torch.zeros(0, dtype=torch.long),
+        "scores": torch.cat(score_parts) if score_parts else torch.zeros(0, C),
+        "videos": videos,
+        "failed": failed,
+    }
+
+
+def _gather(part: dict[str, Any]) -> dict[str, Any]:
+    """Merge the `run_views` results of every DDP rank (identity without a process group)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return part
+    parts: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, part)
+    out: dict[str, Any] = {"videos": {}, "failed": {}}
+    for key in ("index", "view", "scores"):
+        out[key] = torch.cat([p[key] for p in parts])
+    for p in parts:
+        out["videos"].update(p["videos"])
+        for k, v in p["failed"].items():
+            out["failed"].setdefault(k, v)
+    return out
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: torch.utils.data.Dataset,
+    batch_size: int = 8,
+    *,
+    aggregate: str = "mean_softmax",
+    labels: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    amp: str = "off",
+    progress: bool = False,
+    views: str | None = None,
+) -> EvalResult:
+    """Multi-view testing of `model` on `dataset` (a `VideoDataset` in "val"/"test" mode).
+
+    Every view is classified, view scores are aggregated per video by `aggregate`
+    ("mean_softmax" or "sum_logits"), and top-1, top-5 and mean per-class accuracy are computed
+    over the videos that decoded. A video whose views failed to decode is listed in
+    `result.failed` with the reason and counted, never silently dropped; a video with no
+    decoded view is left out of the metrics (`num_evaluated` says how many were scored).
+
+    Under an initialised torch.distributed process group each rank runs its shard of the views
+    and the scores are gathered, so every rank returns the same result.
+    """
+    if aggregate not in AGGREGATIONS:
+        raise ValueError(f"aggregate={aggregate!r} is not one of {', '.join(AGGREGATIONS)}")
+    cfg = getattr(model, "config", None)
+    num_classes = int(getattr(cfg, "num_classes", 0) or 0)
+    if num_classes < 1:
+        raise ValueError("evaluate needs a model with a classification head (num_classes >= 1)")
+    names = class_names(num_classes, labels)
+    part = run_views(
+        model,
+        dataset,
+        batch_size,
+        device=device,
+        num_workers=num_workers,
+        amp=amp,
+        progress=progress,
+    )
+    allp = _gather(part)
+    num_videos = int(getattr(dataset, "num_videos", 0) or 0)
+    if allp["videos"]:
+        num_videos = max(num_videos, max(allp["videos"]) + 1)
+    scores, counts = aggregate_views(
+        allp["index"], allp["view"], allp["scores"], num_videos, rule=aggregate
+    )
+    paths = [allp["videos"].get(i, ("", -1))[0] for i in range(num_videos)]
+    targets = torch.tensor([allp["videos"].get(i, ("", -1))[1] for i in range(num_videos)])
+    bad = [t for t in targets.tolist() if t >= num_classes]
+    if bad:
+        raise ValueError(f"label {bad[0]} is out of range for a {num_classes}-way model")
+    evaluated = counts > 0  # (V,)
+    metrics = compute_metrics(scores[evaluated], targets[evaluated])
+    failed = [
+        {"path": path, "error": err, "views_ok": int(counts[i])}
+        for i, (path, err) in sorted(allp["failed"].items())
+    ]
+    if views is None:
+        k = getattr(dataset, "test_views", None)
+        views = f"{k[0]}x{k[1]}" if isinstance(k, (tuple, list)) and len(k) == 2 else "?"
+    return EvalResult(
+        metrics=metrics,
+        video_scores=scores,
+        targets=targets,
+        views_per_video=counts,
+        paths=paths,
+        labels=names,
+        aggregate=aggregate,
+        views=views,
+        failed=failed,
+        evaluated_mask=evaluated,
+    )
 
 
 def write_eval_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, str]:
