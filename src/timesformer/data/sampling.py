@@ -12,6 +12,7 @@ evenly over the span.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +33,26 @@ class View:
 
 def clip_span(num_frames: int, sampling_rate: int, fps: float, target_fps: float = 30.0) -> float:
     """Frames of this video spanned by one clip: ``sampling_rate * num_frames * fps / target_fps``."""
-    raise NotImplementedError
+    if num_frames < 1 or sampling_rate < 1:
+        raise ValueError(
+            f"num_frames and sampling_rate must be >= 1, got {num_frames} and {sampling_rate}"
+        )
+    if fps <= 0 or target_fps <= 0:
+        raise ValueError(f"fps and target_fps must be > 0, got {fps} and {target_fps}")
+    return sampling_rate * num_frames * fps / target_fps
+
+
+def _spread(start: float, span: float, num_frames: int, video_frames: int) -> list[int]:
+    """``num_frames`` indices evenly over ``[start, start + span - 1]``, truncated and clamped
+    to the video (frames past the end repeat the last one), as the official decoder does."""
+    end = start + span - 1
+    pos = torch.linspace(start, max(end, start), num_frames, dtype=torch.float64)  # (F,)
+    return pos.clamp(0, video_frames - 1).long().tolist()
+
+
+def _check_video(video_frames: int) -> None:
+    if video_frames < 1:
+        raise ValueError(f"video_frames must be >= 1, got {video_frames}")
 
 
 def train_clip_indices(
@@ -45,7 +65,11 @@ def train_clip_indices(
     generator: torch.Generator | None = None,
 ) -> list[int]:
     """A random clip: uniform start within the video, ``num_frames`` evenly over the span."""
-    raise NotImplementedError
+    _check_video(video_frames)
+    span = clip_span(num_frames, sampling_rate, fps, target_fps)
+    delta = max(video_frames - span, 0.0)
+    start = torch.rand((), generator=generator, dtype=torch.float64).item() * delta
+    return _spread(start, span, num_frames, video_frames)
 
 
 def test_clip_indices(
@@ -65,7 +89,13 @@ def test_clip_indices(
     the span), so a single clip is centred. ``official=True`` reproduces the official code,
     ``delta * k / num_clips`` (a single clip starts at frame 0).
     """
-    raise NotImplementedError
+    _check_video(video_frames)
+    if not 0 <= clip_index < num_clips:
+        raise ValueError(f"clip_index must be in [0, {num_clips}), got {clip_index}")
+    span = clip_span(num_frames, sampling_rate, fps, target_fps)
+    delta = max(video_frames - span, 0.0)
+    offset = clip_index if official else clip_index + 0.5
+    return _spread(delta * offset / num_clips, span, num_frames, video_frames)
 
 
 def segment_indices(
@@ -79,11 +109,27 @@ def segment_indices(
 ) -> list[int]:
     """SSv2-style sampling: ``num_frames`` equal segments, one frame from each.
 
-    Training: a random frame per segment. Test: view ``view`` of ``num_views`` takes the frame at
-    fraction ``(view + 0.5) / num_views`` of each segment (one view: the middle), so different
-    temporal views really differ (the official code returns identical views).
+    Segment s covers ``[round(s * L), round((s + 1) * L)]`` with ``L = (video_frames - 1) /
+    num_frames`` (the official boundaries). Training: a random frame per segment. Test: view
+    ``view`` of ``num_views`` takes the frame at fraction ``(view + 0.5) / num_views`` of each
+    segment (one view: the middle), so different temporal views really differ (the official
+    code returns identical views). Short videos give repeated frames, never an error.
     """
-    raise NotImplementedError
+    _check_video(video_frames)
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if not 0 <= view < num_views:
+        raise ValueError(f"view must be in [0, {num_views}), got {view}")
+    seg = (video_frames - 1) / num_frames
+    out = []
+    for s in range(num_frames):
+        lo, hi = int(round(seg * s)), int(round(seg * (s + 1)))
+        if train:
+            i = lo + int(torch.randint(hi - lo + 1, (), generator=generator))
+        else:
+            i = lo + int((hi - lo) * (view + 0.5) / num_views)
+        out.append(min(max(i, 0), video_frames - 1))
+    return out
 
 
 def test_views(
@@ -99,7 +145,24 @@ def test_views(
     official: bool = False,
 ) -> list[View]:
     """All ``num_clips x num_crops`` test views of a video (``sampler``: "rate" or "segments")."""
-    raise NotImplementedError
+    if num_clips < 1 or num_crops < 1:
+        raise ValueError(f"num_clips and num_crops must be >= 1, got {num_clips}, {num_crops}")
+    views = []
+    for k in range(num_clips):
+        if sampler == "rate":
+            idx = test_clip_indices(
+                video_frames, num_frames, sampling_rate, fps, clip_index=k,
+                num_clips=num_clips, target_fps=target_fps, official=official,
+            )  # fmt: skip
+        elif sampler == "segments":
+            idx = segment_indices(
+                video_frames, num_frames, train=False, view=k, num_views=num_clips
+            )
+        else:
+            raise ValueError(f"unknown sampler {sampler!r}; expected 'rate' or 'segments'")
+        for c in range(num_crops):
+            views.append(View(tuple(idx), k, c, k * num_crops + c))
+    return views
 
 
 def cover_clips(
@@ -115,4 +178,7 @@ def cover_clips(
     Clip j spans frames ``[j * span, (j + 1) * span)``; the last, partial clip repeats the
     video's last frame. A video shorter than one span gives one clip.
     """
-    raise NotImplementedError
+    _check_video(video_frames)
+    span = clip_span(num_frames, sampling_rate, fps, target_fps)
+    count = max(1, math.ceil(video_frames / span - 1e-9))
+    return [_spread(j * span, span, num_frames, video_frames) for j in range(count)]

@@ -15,6 +15,7 @@ its parameters and reuses the files when called again with the same parameters.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 APPEARANCE_CLASSES: tuple[str, ...] = tuple(f"{c} {s}" for s in SHAPES for c in COLOURS)
 
 
+_ENCODERS = {"h264": "libx264", "mpeg4": "mpeg4", "vp9": "libvpx-vp9"}
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray,
@@ -44,13 +48,60 @@ def write_video(
     pts: Sequence[int] | None = None,
     time_base: tuple[int, int] | None = None,
 ) -> None:
-    """Encode uint8 (T, H, W, 3) RGB frames to ``path`` with PyAV.
+    """Encode uint8 (T, H, W, 3) RGB frames to ``path`` with PyAV (container from the suffix).
 
-    ``codec``: "h264" (libx264), "mpeg4" or "vp9"; ``gop``: keyframe interval; ``bframes``: max
-    consecutive B-frames (H.264); ``pts`` + ``time_base``: explicit timestamps (variable frame
-    rate). Odd sizes are allowed for H.264 only when even-sized; use even H and W.
+    ``codec``: "h264" (libx264), "mpeg4" or "vp9"; ``crf``: quality (lower is better; for
+    mpeg4 it is the fixed quantiser ``qscale``); ``gop``: keyframe interval (exact: scene-cut
+    keyframes are off); ``bframes``: max consecutive B-frames (H.264, MPEG-4); ``pts`` +
+    ``time_base``: explicit presentation timestamps (variable frame rate). H and W must be even.
     """
-    raise NotImplementedError
+    import av
+
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3) with T > 0, got {frames.shape}")
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"frame size must be even for yuv420p, got {w}x{h}")
+    if codec not in _ENCODERS:
+        raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(_ENCODERS)}")
+    if pts is not None and len(pts) != t:
+        raise ValueError(f"pts has {len(pts)} entries for {t} frames")
+    rate = Fraction(fps).limit_denominator(1001)
+    tb = Fraction(*time_base) if time_base else None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(_ENCODERS[codec], rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if tb is not None:
+            stream.time_base = tb
+            stream.codec_context.time_base = tb
+        opts: dict[str, str] = {}
+        if gop:
+            stream.codec_context.gop_size = gop
+        if codec == "h264":
+            opts.update(crf=str(crf), preset="veryfast")
+            if gop:
+                opts.update(keyint_min=str(gop), sc_threshold="0")
+            if bframes is not None:
+                opts["bf"] = str(bframes)
+        elif codec == "mpeg4":
+            opts.update(qscale=str(max(1, min(31, crf // 6 or 1))))
+            stream.codec_context.qscale = max(1, min(31, crf // 6 or 1))
+            if bframes is not None:
+                opts["bf"] = str(bframes)
+        else:  # vp9
+            opts.update(crf=str(crf), **{"b": "0", "deadline": "realtime", "cpu-used": "8"})
+        stream.options = opts
+        for i, arr in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            if pts is not None:
+                frame.pts = int(pts[i])
+                frame.time_base = tb or Fraction(1, 1) / rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 def render_motion_clip(

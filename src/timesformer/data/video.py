@@ -2,21 +2,35 @@
 
 Frame index ``i`` always means the i-th frame in presentation order (sorted by timestamp), so
 results are exact for B-frames, sparse keyframes, variable frame rate and containers that do
-not state a frame count. Frames are found through a demux-only packet scan (no decoding), then
-each needed range is decoded once: seek to the keyframe at or before its first frame, decode
-forward, convert to RGB only the frames that are returned.
+not state a frame count. Frames are located through a demux-only packet scan (no decoding; a
+few milliseconds for a 10 s clip), then each needed range is decoded once: seek to the keyframe
+at or before its first frame, decode forward, convert to RGB only the frames that are returned
+(converting costs several times more than decoding), and seek again only when a later keyframe
+lets the decoder skip frames nobody asked for.
+
+Only PyAV is used: TorchCodec 0.17.0 is installed beside torch 2.13.0 here but fails to load
+(libtorchcodec_image.so), see docs/data.md.
 """
 
 from __future__ import annotations
 
+import bisect
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import av
+import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".flv", ".3gp", ".wmv",
 )  # fmt: skip
+
+# Seeking costs about as much as decoding a few frames: skip ahead only past more than this.
+_SEEK_MIN_GAP = 8
 
 
 class VideoDecodeError(RuntimeError):
@@ -31,27 +45,207 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"cannot read video {self.path}: {reason}")
 
 
+def _err(e: BaseException) -> str:
+    """A short reason from an FFmpeg/OS exception."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return f"{type(e).__name__}: {text}"
+
+
 class VideoReader:
     """Random access to the frames of one video file (a context manager).
 
-    Attributes: ``num_frames`` (exact, counted by demuxing when needed), ``fps`` (average
-    frames per second), ``duration`` (seconds), ``height``, ``width``, ``codec``, ``path``.
-    Raises VideoDecodeError on open for a missing file, a file with no video stream or zero frames.
+    Attributes: ``num_frames`` (exact: the number of video packets with a timestamp, counted by
+    demuxing), ``fps`` (average frames per second over the presentation span), ``duration``
+    (seconds), ``height``, ``width``, ``codec``, ``path``. ``threads``: decoder threads (1 suits
+    DataLoader workers; 0 lets FFmpeg choose). Raises VideoDecodeError on open for a missing
+    file, an unreadable container, no video stream (e.g. audio only) or zero frames.
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1) -> None:
-        raise NotImplementedError
+        self.path = str(path)
+        if not Path(path).is_file():
+            raise VideoDecodeError(path, "file not found")
+        try:
+            self._container = av.open(self.path, metadata_errors="ignore")
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise VideoDecodeError(path, f"not a readable media file ({_err(e)})") from e
+        try:
+            if not self._container.streams.video:
+                raise VideoDecodeError(path, "no video stream (audio only?)")
+            self._stream = self._container.streams.video[0]
+            if threads != 1:
+                self._stream.thread_type = "AUTO"
+                self._stream.thread_count = max(threads, 0)
+            self._scan()
+        except BaseException:
+            self._container.close()
+            raise
+        cc = self._stream.codec_context
+        self.codec: str = cc.name
+        self.height: int = int(cc.height or self._stream.height)
+        self.width: int = int(cc.width or self._stream.width)
+        self.substituted = 0  # frames the decoder never produced, replaced by a neighbour
+        self._seek_ok = True  # False once a seek landed past its target
+
+    # ------------------------------------------------------------------ index
+    def _scan(self) -> None:
+        """Demux (no decoding) to list frame timestamps in presentation order and keyframes."""
+        pts: list[int] = []
+        keys: list[int] = []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:
+                    continue
+                if packet.pts is None:
+                    pts = []  # timestamps unknown: fall back to counting by decoding
+                    break
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+        except (av.FFmpegError, OSError) as e:
+            log.debug("demux of %s stopped early: %s", self.path, _err(e))
+        if not pts:
+            pts, keys = self._scan_by_decoding()
+        if not pts:
+            raise VideoDecodeError(self.path, "zero video frames")
+        self._pts = sorted(pts)  # presentation order
+        self._pts_index = {p: i for i, p in enumerate(self._pts)}
+        first = self._pts[0]
+        self._keys = sorted(k for k in set(keys) if k >= first) or [first]
+        if self._keys[0] != first:
+            self._keys.insert(0, first)  # decoding from the start always works
+        tb = self._stream.time_base
+        self._time_base = float(tb) if tb else 1.0 / 30
+        self.num_frames: int = len(self._pts)
+        span = (self._pts[-1] - first) * self._time_base
+        if self.num_frames > 1 and span > 0:
+            self.fps: float = (self.num_frames - 1) / span
+        else:
+            rate = self._stream.average_rate or self._stream.guessed_rate
+            self.fps = float(rate) if rate else 30.0
+        self.duration: float = span + 1.0 / self.fps
+        self._seek_to(first)
+
+    def _scan_by_decoding(self) -> tuple[list[int], list[int]]:
+        """Timestamps by decoding every frame (streams whose packets carry no pts)."""
+        self._seek_to(None)
+        pts: list[int] = []
+        keys: list[int] = []
+        try:
+            for i, frame in enumerate(self._container.decode(self._stream)):
+                p = frame.pts if frame.pts is not None else i
+                pts.append(p)
+                if frame.key_frame:
+                    keys.append(p)
+        except (av.FFmpegError, OSError) as e:
+            log.debug("decode scan of %s stopped early: %s", self.path, _err(e))
+        return pts, keys
+
+    def _seek_to(self, pts: int | None) -> None:
+        """Seek to the keyframe at ``pts`` (None: the very start)."""
+        try:
+            if pts is None:
+                self._container.seek(0)
+            else:
+                self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+        except (av.FFmpegError, OSError) as e:
+            raise VideoDecodeError(self.path, f"seek failed ({_err(e)})") from e
+
+    def _frame_index(self, pts: int | None) -> int:
+        """Presentation index of a decoded frame (the last listed frame at or before ``pts``)."""
+        if pts is None:
+            return -1
+        i = self._pts_index.get(pts)
+        return i if i is not None else bisect.bisect_right(self._pts, pts) - 1
+
+    def _key_before(self, index: int) -> int:
+        """Timestamp of the last keyframe at or before frame ``index``."""
+        j = bisect.bisect_right(self._keys, self._pts[index]) - 1
+        return self._keys[max(j, 0)]
+
+    # ------------------------------------------------------------------ decoding
+    def _decode_sorted(self, needed: list[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Yield ``(index, frame)`` for the sorted unique ``needed`` indices, decoding each
+        range once (a VideoDecodeError if the stream ends before a needed frame)."""
+        pos = 0
+        from_start = False  # set when a seek landed past its target: decode from frame 0
+        while pos < len(needed):
+            self._seek_to(None if from_start else self._key_before(needed[pos]))
+            restart = jumped = False
+            first = True
+            try:
+                for frame in self._container.decode(self._stream):
+                    idx = self._frame_index(frame.pts)
+                    if first and idx > needed[pos] and not from_start:
+                        restart = True  # imprecise container index: never trust seeks again
+                        break
+                    first = False
+                    while pos < len(needed) and needed[pos] <= idx:
+                        if needed[pos] < idx:
+                            self.substituted += 1  # the decoder never produced it: use the next
+                        yield needed[pos], frame
+                        pos += 1
+                    if pos == len(needed):
+                        return
+                    nxt_key = self._key_before(needed[pos])
+                    if (
+                        self._seek_ok
+                        and nxt_key > self._pts[max(idx, 0)]
+                        and self._pts_index[nxt_key] - idx > _SEEK_MIN_GAP
+                    ):
+                        jumped = True  # a later keyframe lets us skip frames nobody asked for
+                        break
+            except av.FFmpegError as e:
+                raise VideoDecodeError(
+                    self.path, f"decoding failed near frame {needed[pos]} ({_err(e)})"
+                ) from e
+            if restart:
+                from_start, self._seek_ok = True, False
+            elif jumped:
+                from_start = False
+            else:
+                raise VideoDecodeError(
+                    self.path,
+                    f"frame {needed[pos]} of {self.num_frames} could not be decoded "
+                    "(truncated or corrupt file?)",
+                )
+
+    @staticmethod
+    def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+        return frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
+
+    def _check(self, indices: Sequence[int]) -> list[int]:
+        idx = [int(i) for i in indices]
+        for i in idx:
+            if not 0 <= i < self.num_frames:
+                raise IndexError(
+                    f"frame {i} out of range for {self.path} ({self.num_frames} frames)"
+                )
+        return idx
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
         """Frames at ``indices`` as uint8 (T, H, W, 3) RGB, in the order asked (repeats allowed).
 
-        Indices past the end are an IndexError; a decode failure is a VideoDecodeError.
+        Indices outside ``[0, num_frames)`` are an IndexError; a decode failure is a
+        VideoDecodeError.
         """
-        raise NotImplementedError
+        idx = self._check(indices)
+        if not idx:
+            return torch.empty(0, self.height, self.width, 3, dtype=torch.uint8)
+        got: dict[int, np.ndarray] = {}
+        for i, frame in self._decode_sorted(sorted(set(idx))):
+            got[i] = self._to_rgb(frame)
+        return torch.from_numpy(np.stack([got[i] for i in idx]))  # (T, H, W, 3)
+
+    def index_at(self, time: float) -> int:
+        """Index of the frame shown at ``time`` seconds from the start (clamped to the video)."""
+        target = self._pts[0] + time / self._time_base
+        i = bisect.bisect_right(self._pts, target + 1e-6) - 1
+        return min(max(i, 0), self.num_frames - 1)
 
     def get_frames_at(self, times: Sequence[float]) -> torch.Tensor:
         """Frames shown at ``times`` (seconds from the start) as uint8 (T, H, W, 3) RGB."""
-        raise NotImplementedError
+        return self.get_frames([self.index_at(t) for t in times])
 
     def iter_clips(self, clips: Sequence[Sequence[int]]) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(clip_position, frames (T, H, W, 3))`` for each clip, decoding forward once.
@@ -60,17 +254,42 @@ class VideoReader:
         order); decoded frames are kept only while a pending clip needs them, so memory stays
         bounded by the clips that overlap the decode position (long-video inference).
         """
-        raise NotImplementedError
+        clips = [self._check(c) for c in clips]
+        users: dict[int, int] = {}  # frame index -> number of pending clips that need it
+        for c in clips:
+            for i in set(c):
+                users[i] = users.get(i, 0) + 1
+        done_at: dict[int, list[int]] = {}  # last frame index -> clips completed there
+        for k, c in enumerate(clips):
+            if c:
+                done_at.setdefault(max(c), []).append(k)
+            else:
+                yield k, torch.empty(0, self.height, self.width, 3, dtype=torch.uint8)
+        cache: dict[int, np.ndarray] = {}
+        for i, frame in self._decode_sorted(sorted(users)):
+            cache[i] = self._to_rgb(frame)
+            for k in done_at.get(i, []):
+                yield k, torch.from_numpy(np.stack([cache[j] for j in clips[k]]))
+                for j in set(clips[k]):
+                    users[j] -= 1
+                    if users[j] == 0:
+                        del cache[j]
 
     def close(self) -> None:
         """Release the container."""
-        raise NotImplementedError
+        self._container.close()
 
     def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoReader({self.path!r}, frames={self.num_frames}, fps={self.fps:.3f}, "
+            f"{self.width}x{self.height}, codec={self.codec})"
+        )
 
 
 def read_frames(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
