@@ -25,15 +25,24 @@ leave it out of the metrics.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import av
 import torch
 
-from .transforms import KINETICS_MEAN, KINETICS_STD
+from .sampling import segment_indices, test_views, train_clip_indices
+from .transforms import KINETICS_MEAN, KINETICS_STD, TestTransform, TrainTransform
+from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
+
+log = logging.getLogger(__name__)
 
 LABELS_DIR = Path(__file__).parent / "labels"
+_HEADER_LABELS = {"label", "labels", "class", "class_id", "label_id", "target"}
 
 
 def read_list_file(
@@ -41,17 +50,68 @@ def read_list_file(
 ) -> list[tuple[str, int]]:
     """Parse a list file into ``[(video_path, label), ...]``.
 
-    Raises FileNotFoundError for a missing file and ValueError naming the file and line for a
-    malformed line or a non-integer / negative label.
+    Each line is ``path<sep>label``; the label is the last field, so with whitespace separation
+    a path may itself contain spaces. Blank lines and ``#`` comments are skipped, and so is a
+    header line whose label field is a word such as ``label``. Relative paths are joined to
+    ``root``. Raises FileNotFoundError for a missing file and ValueError naming the file and
+    line for a malformed line, a non-integer or negative label, or a file with no entries.
     """
-    raise NotImplementedError
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"list file not found: {path}")
+    samples: list[tuple[str, int]] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.rsplit(separator, 1)
+            if len(parts) != 2 or not parts[0].strip():
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'path{separator or ' '}label', got {line!r}"
+                )
+            video, label = parts[0].strip(), parts[1].strip()
+            try:
+                value = int(label)
+            except ValueError:
+                if not samples and label.lower() in _HEADER_LABELS:
+                    continue  # header line
+                raise ValueError(
+                    f"{path}:{lineno}: label must be a non-negative integer, got {label!r}"
+                ) from None
+            if value < 0:
+                raise ValueError(f"{path}:{lineno}: label must be non-negative, got {value}")
+            if root is not None and not os.path.isabs(video):
+                video = os.path.join(str(root), video)
+            samples.append((video, value))
+    if not samples:
+        raise ValueError(f"list file {path} has no entries")
+    return samples
 
 
 def scan_folder(
     root: str | Path, extensions: Sequence[str] | None = None
 ) -> tuple[list[tuple[str, int]], list[str]]:
-    """A folder-per-class tree -> (samples, class names); classes are the sorted sub-folders."""
-    raise NotImplementedError
+    """A folder-per-class tree -> (samples, class names); classes are the sorted sub-folders.
+
+    Videos are the files below each class folder (recursively) whose suffix is in
+    ``extensions`` (default: common video suffixes), sorted by path.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    exts = {e.lower() for e in (extensions or VIDEO_EXTENSIONS)}
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    samples: list[tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in exts)
+        samples.extend((str(p), label) for p in files if p.is_file())
+    if not samples:
+        raise ValueError(
+            f"no videos found under {root} (expected {root}/<class>/<video> with a suffix in "
+            f"{sorted(exts)})"
+        )
+    return samples, classes
 
 
 def load_label_names(
@@ -62,7 +122,69 @@ def load_label_names(
     ``path=None`` with ``num_classes == 400`` gives the bundled Kinetics-400 names; otherwise None.
     When both are given the count must match (ValueError otherwise).
     """
-    raise NotImplementedError
+    if path is None:
+        if num_classes == 400:
+            return load_label_names(LABELS_DIR / "kinetics400_classes.txt", 400)
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label-names file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"label-names file {path} is not valid JSON: {e}") from e
+        names = _names_from_json(data, path)
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"label-names file {path} has no names")
+    if num_classes is not None and len(names) != num_classes:
+        raise ValueError(
+            f"label-names file {path} has {len(names)} names, expected {num_classes} classes"
+        )
+    return names
+
+
+def _names_from_json(data: Any, path: Path) -> list[str]:
+    if isinstance(data, list):
+        return [str(x) for x in data]
+    if isinstance(data, dict) and data:
+        keys, values = list(data.keys()), list(data.values())
+        try:
+            if all(isinstance(v, int) for v in values):  # {name: id}
+                pairs = sorted((int(v), str(k)) for k, v in data.items())
+            else:  # {id: name}
+                pairs = sorted((int(k), str(v)) for k, v in data.items())
+        except ValueError:
+            raise ValueError(
+                f"label-names file {path}: expected a list, {{name: id}} or {{id: name}}; got "
+                f"keys like {keys[:2]}"
+            ) from None
+        ids = [i for i, _ in pairs]
+        if ids != list(range(len(ids))):
+            raise ValueError(f"label-names file {path}: ids must be 0..{len(ids) - 1}")
+        return [n for _, n in pairs]
+    raise ValueError(f"label-names file {path}: expected a JSON list or object")
+
+
+_LOGGED: set[str] = set()
+
+
+def _log_once(path: str, reason: str) -> None:
+    if path not in _LOGGED:
+        _LOGGED.add(path)
+        log.warning("skipping unreadable video %s: %s", path, reason)
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (seed, epoch, item, attempt), stable across processes."""
+    h = 0x243F6A8885A308D3
+    for v in values:
+        h = ((h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0x100000001B3 + 0x9E3779B97F4A7C15) % (1 << 64)
+        h ^= h >> 29
+    return h & ((1 << 63) - 1)
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -71,8 +193,11 @@ class VideoDataset(torch.utils.data.Dataset):
     ``source``: a list file, a folder-per-class root, or a sequence of ``(path, label)``. In
     eval modes ``len = videos * num_clips * num_crops`` and item ``i`` is view ``i % views`` of
     video ``i // views``. ``sampler``: "rate" (clip at ``sampling_rate``, official Kinetics) or
-    "segments" (SSv2). A missing list file, an empty dataset or a label outside
-    ``[0, num_classes)`` is an error here, before any decoding.
+    "segments" (SSv2). ``test_views = (num_clips, num_crops)``. ``official_test``: the official
+    start of test clips (a single clip starts at frame 0) instead of centred clips.
+    A missing list file, an empty dataset or a label outside ``[0, num_classes)`` is an error
+    here, before any decoding. Random choices depend only on (seed, epoch, item), so results do
+    not depend on the number of DataLoader workers.
     """
 
     def __init__(
@@ -99,24 +224,171 @@ class VideoDataset(torch.utils.data.Dataset):
         separator: str | None = None,
         official_test: bool = False,
     ) -> None:
-        raise NotImplementedError
+        if mode not in ("train", "val", "test"):
+            raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
+        if sampler not in ("rate", "segments"):
+            raise ValueError(f"sampler must be 'rate' or 'segments', got {sampler!r}")
+        if num_frames < 1 or sampling_rate < 1:
+            raise ValueError(f"num_frames and sampling_rate must be >= 1, got {num_frames}, "
+                             f"{sampling_rate}")  # fmt: skip
+        folder_names: list[str] | None = None
+        if isinstance(source, (str, Path)):
+            src = Path(source)
+            if src.is_dir():
+                samples, folder_names = scan_folder(src)
+            else:
+                samples = read_list_file(src, root=root, separator=separator)
+        else:
+            samples = [
+                (os.path.join(str(root), str(p)) if root and not os.path.isabs(str(p)) else str(p),
+                 int(y))
+                for p, y in source
+            ]  # fmt: skip
+        if not samples:
+            raise ValueError("dataset has no videos")
+        names = list(label_names) if label_names is not None else folder_names
+        if num_classes is None and names is not None:
+            num_classes = len(names)
+        if names is not None and num_classes != len(names):
+            raise ValueError(f"{len(names)} label names given for num_classes={num_classes}")
+        if num_classes is not None:
+            for p, y in samples:
+                if not 0 <= y < num_classes:
+                    raise ValueError(
+                        f"label {y} of {p} is outside the class range [0, {num_classes})"
+                    )
+        self.samples: list[tuple[str, int]] = samples
+        self.num_classes: int = (
+            num_classes if num_classes is not None else max(y for _, y in samples) + 1
+        )
+        self.label_names: list[str] | None = names
+        self.mode, self.sampler = mode, sampler
+        self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps
+        self.num_clips, self.num_crops = (1, 1) if mode == "train" else tuple(test_views)
+        self.crop_size, self.seed, self.max_retries = crop_size, seed, max_retries
+        self.official_test = official_test
+        self.train_transform = TrainTransform(
+            crop_size, train_jitter, flip, mean, std, channel_order
+        )
+        self.test_transform = (
+            TestTransform(crop_size, self.num_crops, mean, std, channel_order)
+            if mode != "train"
+            else None
+        )
+        self.epoch = 0
+        self.failures: list[tuple[str, str]] = []  # (path, reason) seen in this process
+        self._cache: tuple[tuple[int, int], torch.Tensor | VideoDecodeError] | None = None
 
     @property
     def num_videos(self) -> int:
         """Number of videos (not views)."""
-        raise NotImplementedError
+        return len(self.samples)
 
     @property
     def num_views(self) -> int:
         """Views per video: 1 in training, ``num_clips * num_crops`` in eval modes."""
-        raise NotImplementedError
+        return self.num_clips * self.num_crops
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed the random choices for ``epoch`` (call before each epoch) and reset counters."""
-        raise NotImplementedError
+        self.epoch = int(epoch)
+        self.failures = []
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        return self.num_videos * self.num_views
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        raise NotImplementedError
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} out of range for a dataset of {len(self)}")
+        if self.mode == "train":
+            return self._train_item(i)
+        return self._eval_item(i)
+
+    # ------------------------------------------------------------------ train
+    def _train_item(self, i: int) -> dict[str, Any]:
+        idx, failures, reason = i, 0, ""
+        for attempt in range(self.max_retries + 1):
+            g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, i, attempt))
+            path, label = self.samples[idx]
+            try:
+                with VideoReader(path) as reader:
+                    if self.sampler == "rate":
+                        frames_idx = train_clip_indices(
+                            reader.num_frames, self.num_frames, self.sampling_rate, reader.fps,
+                            target_fps=self.target_fps, generator=g,
+                        )  # fmt: skip
+                    else:
+                        frames_idx = segment_indices(
+                            reader.num_frames, self.num_frames, train=True, generator=g
+                        )
+                    frames = reader.get_frames(frames_idx)  # (T, H, W, 3)
+                video = self.train_transform(frames, g)  # (3, T, S, S)
+            except (VideoDecodeError, av.FFmpegError, OSError) as e:
+                reason = getattr(e, "reason", None) or str(e)
+                _log_once(path, reason)
+                self.failures.append((path, reason))
+                failures += 1
+                idx = int(torch.randint(self.num_videos, (), generator=g))
+                continue
+            return {
+                "video": video, "label": label, "index": idx, "view": 0, "path": path,
+                "error": "", "failures": failures,
+            }  # fmt: skip
+        raise RuntimeError(
+            f"{self.max_retries + 1} videos in a row could not be read (last: {path}: {reason})"
+        )
+
+    # ------------------------------------------------------------------ eval
+    def _eval_clip(self, v: int, clip: int) -> torch.Tensor:
+        """uint8 (T, H, W, 3) frames of temporal clip ``clip`` of video ``v``, cached so the
+        spatial crops of one clip (consecutive items) decode it once."""
+        key = (v, clip)
+        if self._cache is not None and self._cache[0] == key:
+            hit = self._cache[1]
+            if isinstance(hit, VideoDecodeError):
+                raise hit
+            return hit
+        path = self.samples[v][0]
+        try:
+            with VideoReader(path) as reader:
+                views = test_views(
+                    reader.num_frames, self.num_frames, self.sampling_rate, reader.fps,
+                    num_clips=self.num_clips, num_crops=1, sampler=self.sampler,
+                    target_fps=self.target_fps, official=self.official_test,
+                )  # fmt: skip
+                frames = reader.get_frames(views[clip].indices)
+        except (av.FFmpegError, OSError) as e:
+            err = VideoDecodeError(path, str(e))
+            self._cache = (key, err)
+            raise err from e
+        except VideoDecodeError as e:
+            self._cache = (key, e)
+            raise
+        self._cache = (key, frames)
+        return frames
+
+    def _eval_item(self, i: int) -> dict[str, Any]:
+        v, view = divmod(i, self.num_views)
+        clip, crop = divmod(view, self.num_crops)
+        path, label = self.samples[v]
+        error = ""
+        try:
+            frames = self._eval_clip(v, clip)
+            video = self.test_transform(frames, crop)  # (3, T, S, S)
+        except VideoDecodeError as e:
+            error = e.reason
+            _log_once(path, error)
+            if crop == 0 and clip == 0:
+                self.failures.append((path, error))
+            video = torch.zeros(3, self.num_frames, self.crop_size, self.crop_size)
+        return {
+            "video": video, "label": label, "index": v, "view": view, "path": path,
+            "error": error, "failures": 0,
+        }  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoDataset(mode={self.mode!r}, videos={self.num_videos}, views={self.num_views}, "
+            f"classes={self.num_classes}, frames={self.num_frames}, rate={self.sampling_rate}, "
+            f"sampler={self.sampler!r}, crop={self.crop_size})"
+        )

@@ -68,7 +68,9 @@ class VideoReader:
         try:
             self._container = av.open(self.path, metadata_errors="ignore")
         except (av.FFmpegError, OSError, ValueError) as e:
-            raise VideoDecodeError(path, f"not a readable media file ({_err(e)})") from e
+            raise VideoDecodeError(
+                path, f"cannot open: truncated, corrupt or not a media file ({_err(e)})"
+            ) from e
         try:
             if not self._container.streams.video:
                 raise VideoDecodeError(path, "no video stream (audio only?)")
@@ -108,6 +110,11 @@ class VideoReader:
             pts, keys = self._scan_by_decoding()
         if not pts:
             raise VideoDecodeError(self.path, "zero video frames")
+        stated = int(self._stream.frames or 0)
+        if stated > 0 and len(pts) < stated - max(2, stated // 50):
+            raise VideoDecodeError(
+                self.path, f"truncated: the container states {stated} frames, {len(pts)} present"
+            )
         self._pts = sorted(pts)  # presentation order
         self._pts_index = {p: i for i, p in enumerate(self._pts)}
         first = self._pts[0]
