@@ -349,10 +349,13 @@ def evaluate(
     )
 
 
-def write_eval_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, str]:
+def write_eval_outputs(
+    result: EvalResult, out_dir: str | Path, extra: dict[str, Any] | None = None
+) -> dict[str, str]:
     """Write summary.json, predictions.csv, confusion.csv, confusion.png, failed.txt.
 
-    Returns {name: path} of the files written.
+    `extra` (e.g. checkpoint, split) is merged into summary.json. Returns {name: path} of the
+    files written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -397,6 +400,8 @@ def write_eval_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, str
     files["failed"] = str(failed_path)
 
     summary = result.summary()
+    summary.update(extra or {})
+    summary["files"] = dict(files, summary=str(out / "summary.json"))
     summary["per_class_accuracy"] = {
         n: (None if math.isnan(a) else a)
         for n, a in zip(names, result.metrics["per_class_accuracy"].tolist())

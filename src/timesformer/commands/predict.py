@@ -1,0 +1,166 @@
+"""`timesformer predict VIDEO... --checkpoint P`: top-k labels per video; `--long` timelines.
+
+Heavy imports (torch, the engine) happen in `run`, so `timesformer --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EPILOG = """\
+examples:
+  timesformer predict clip.mp4 --checkpoint runs/demo/best.pt
+  timesformer predict a.mp4 b.mp4 --checkpoint TimeSformer_divST_8x32_224_K400.pyth --views 1x3
+  timesformer predict lecture.mp4 --checkpoint hf_dir/ --long --json > timeline.json
+
+Geometry (frames, size) comes from the checkpoint config; the sampling rate from the
+checkpoint's training config when it has one (ours, official), else the official default for
+its frame count (8 -> 32, 16 -> 16, 96 -> 4). Class names: --labels FILE, else the checkpoint's,
+else Kinetics-400 for a 400-way head, else class_<i>. A video that cannot be read is reported on
+stderr and the others are still predicted; the exit code is then 1.
+"""
+
+
+def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to classify")
+    p.add_argument(
+        "--checkpoint",
+        "-c",
+        required=True,
+        metavar="P",
+        help="our .pt / .safetensors, an official .pyth, or a Hugging Face directory",
+    )
+    p.add_argument("--topk", type=int, default=5, help="labels to show per video (default 5)")
+    p.add_argument(
+        "--views",
+        default=None,
+        metavar="KxS",
+        help="K temporal clips x S spatial crops (default 1x3; with --long, S crops per clip, "
+        "default 1x1)",
+    )
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help="cover the whole video with consecutive clips; print a timeline of clip labels",
+    )
+    p.add_argument(
+        "--every-clip",
+        action="store_true",
+        help="with --long, print every clip instead of merging runs of the same label",
+    )
+    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+    p.add_argument("--batch-size", type=int, default=4, help="model inputs per forward pass")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: model's)")
+    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: model's)")
+    p.add_argument(
+        "--sampling-rate",
+        type=int,
+        default=None,
+        help="frames between samples at 30 fps (default: checkpoint's, else official)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=("rate", "segments"),
+        default=None,
+        help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--amp", choices=("off", "bf16", "fp16"), default="off", help="autocast precision"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for --long")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import VideoDecodeError
+    from ..engine.predict import load_for_inference, predict, settings_dict
+
+    if args.topk < 1:
+        raise ValueError(f"--topk must be >= 1; got {args.topk}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+    device = _device(args.device)
+    model, settings = load_for_inference(
+        args.checkpoint,
+        num_frames=args.frames,
+        img_size=args.size,
+        sampling_rate=args.sampling_rate,
+        device=device,
+    )
+    if args.sampler is not None:
+        settings = settings.with_overrides(sampler=args.sampler)
+    views = args.views or ("1x1" if args.long else "1x3")
+    progress = args.long and not args.no_progress and sys.stderr.isatty()
+    results: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    torch.set_grad_enabled(False)
+    for path in args.videos:
+        try:
+            pred = predict(
+                model,
+                path,
+                topk=args.topk,
+                views=views,
+                long=args.long,
+                settings=settings,
+                labels=args.labels,
+                batch_size=args.batch_size,
+                device=device,
+                amp=args.amp,
+                progress=progress,
+            )
+        except (VideoDecodeError, FileNotFoundError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"timesformer predict: error: {msg}", file=sys.stderr)
+            errors.append({"path": str(path), "error": msg})
+            continue
+        results.append(pred.to_dict())
+        if not args.json:
+            _print(pred, every_clip=args.every_clip)
+    if args.json:
+        out = {
+            "checkpoint": str(args.checkpoint),
+            "settings": settings_dict(settings),
+            "predictions": results,
+            "errors": errors,
+        }
+        print(json.dumps(out, indent=2))
+    return 1 if errors else 0
+
+
+def _device(spec: str) -> Any:
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {spec}: CUDA is not available on this machine")
+    return dev
+
+
+def _print(pred: Any, every_clip: bool = False) -> None:
+    from ..engine.predict import format_time
+
+    print(f"{pred.path}  ({format_time(pred.duration)}, {pred.views} views)")
+    width = max(len(name) for name, _ in pred.topk)
+    for i, (name, prob) in enumerate(pred.topk, 1):
+        print(f"  {i:>2}. {name:<{width}}  {100 * prob:6.2f}%")
+    if pred.clips is not None:
+        rows = pred.clips if every_clip else pred.segments()
+        kind = "clips" if every_clip else "segments (consecutive clips with the same label)"
+        print(f"  timeline, {len(pred.clips)} clips; {kind}:")
+        for c in rows:
+            span = f"{format_time(c.start)} - {format_time(c.end)}"
+            print(f"    {span:>19}  {c.label}  {100 * c.prob:5.1f}%")
+    print()
