@@ -1,0 +1,253 @@
+"""predict on rendered videos with every checkpoint format, --long timelines, errors, --json."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from timesformer import data as tdata
+from timesformer.cli import main
+from timesformer.data import VideoReader, cover_clips, write_video
+from timesformer.engine.predict import (
+    InferenceSettings,
+    default_sampling_rate,
+    load_for_inference,
+    predict,
+    resolve_labels,
+)
+from timesformer.models import TimeSformer, TimeSformerConfig
+from timesformer.models.weights import save_checkpoint, save_official, to_official_state_dict
+
+NAMES = ["left", "right", "up"]
+TRAIN_CONFIG = {"data": {"sampling_rate": 3, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}}
+
+
+def _tiny(num_classes: int = 3, labels: list[str] | None = NAMES, **kw) -> TimeSformer:
+    cfg = TimeSformerConfig(
+        img_size=32, patch_size=16, num_frames=4, embed_dim=64, depth=1, num_heads=1,
+        num_classes=num_classes, drop_path_rate=0.0, labels=labels, **kw,
+    )  # fmt: skip
+    model = TimeSformer(cfg)
+    with torch.no_grad():  # make the weights matter: non-zero temporal and time parameters
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """A 3 s, 30 fps, 48 x 64 video of a square moving right over noise."""
+    rng = np.random.default_rng(0)
+    T, H, W = 90, 48, 64
+    frames = rng.integers(0, 60, (T, H, W, 3), dtype=np.uint8)
+    for t in range(T):
+        x = (t * 2) % (W - 12)
+        frames[t, 18:30, x : x + 12] = (220, 40, 40)
+    path = tmp_path_factory.mktemp("videos") / "moving.mp4"
+    write_video(path, frames, fps=30)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory) -> tuple[Path, TimeSformer]:
+    torch.manual_seed(1)
+    model = _tiny()
+    path = tmp_path_factory.mktemp("ckpt") / "ours.pt"
+    save_checkpoint(model, path, train_config=TRAIN_CONFIG, epoch=3)
+    return path, model
+
+
+def _expected(forward, path: Path, st: InferenceSettings, K: int, S: int) -> torch.Tensor:
+    """Mean probability over the K x S views, built directly from the data functions."""
+    with VideoReader(path) as r:
+        views = tdata.test_views(r.num_frames, st.num_frames, st.sampling_rate, r.fps,
+                           num_clips=K, num_crops=S)  # fmt: skip
+        tf = tdata.TestTransform(st.img_size, num_crops=S, mean=st.mean, std=st.std)
+        x = torch.stack([tf(r.get_frames(list(v.indices)), v.crop) for v in views])
+    with torch.no_grad():
+        return forward(x).softmax(-1).mean(0)  # (C,)
+
+
+def test_default_sampling_rate_follows_the_official_models() -> None:
+    assert default_sampling_rate(8) == 32
+    assert default_sampling_rate(16) == 16
+    assert default_sampling_rate(96) == 4
+    assert default_sampling_rate(4) == 64
+
+
+def test_predict_our_checkpoint_matches_the_views_by_hand(video, ours) -> None:
+    path, ref = ours
+    model, st = load_for_inference(path)
+    assert st.sampling_rate == 3 and st.source == "checkpoint train_config"
+    assert st.mean == (0.5, 0.4, 0.3) and st.std == (0.2, 0.25, 0.3)
+    assert (st.num_frames, st.img_size) == (4, 32)
+    pred = predict(model, video, settings=st, views="2x3", topk=2, batch_size=4)
+    expected = _expected(ref, video, st, 2, 3)
+    assert torch.allclose(pred.probs, expected, atol=1e-5)
+    assert pred.views == "2x3" and pred.num_clips == 6
+    assert [n for n, _ in pred.topk] == [NAMES[i] for i in expected.topk(2).indices]
+    assert pred.prob == pytest.approx(float(expected.max()), abs=1e-5)
+    assert pred.duration == pytest.approx(3.0, abs=0.05) and pred.fps == pytest.approx(30.0)
+    # overrides: the settings change the clip, and so the answer
+    other = predict(model, video, settings=st, views="2x3", sampling_rate=1)
+    assert not torch.allclose(other.probs, pred.probs, atol=1e-5)
+
+
+def test_predict_long_covers_the_whole_video_in_batches(video, ours) -> None:
+    path, ref = ours
+    model, st = load_for_inference(path)  # 4 frames at rate 3: 12-frame (0.4 s) clips
+    sizes: list[int] = []
+    hook = model.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    pred = predict(model, video, settings=st, long=True, views="1x1", batch_size=3, topk=3)
+    hook.remove()
+    clips = pred.clips
+    assert clips is not None and len(clips) == math.ceil(90 / 12)  # 8 clips, the last partial
+    assert max(sizes) <= 3 and sum(sizes) == len(clips)  # classified in batches of <= 3
+    assert clips[0].start == 0.0 and clips[-1].end == pytest.approx(pred.duration)
+    for a, b in zip(clips, clips[1:]):
+        assert a.end == pytest.approx(b.start) and a.end > a.start
+    assert clips[1].start == pytest.approx(0.4)
+    # each clip's scores equal the model's on that clip; the video label is their mean
+    with VideoReader(video) as r:
+        idx = cover_clips(r.num_frames, 4, 3, r.fps)
+        tf = tdata.TestTransform(32, num_crops=1, mean=st.mean, std=st.std)
+        x = torch.stack([tf(r.get_frames(c), 0) for c in idx])
+    with torch.no_grad():
+        p = ref(x).softmax(-1)  # (J, C)
+    assert [c.label for c in clips] == [NAMES[i] for i in p.argmax(1)]
+    assert clips[2].prob == pytest.approx(float(p[2].max()), abs=1e-5)
+    assert torch.allclose(pred.probs, p.mean(0), atol=1e-5)
+    merged = pred.segments()
+    assert merged[0].start == 0.0 and merged[-1].end == pytest.approx(pred.duration)
+    assert all(a.label != b.label for a, b in zip(merged, merged[1:]))
+
+
+def test_long_mode_streams_and_never_asks_for_frames_by_index(video, ours, monkeypatch) -> None:
+    path, _ = ours
+    model, st = load_for_inference(path)
+
+    def refuse(self, indices):
+        raise AssertionError("long mode must stream with iter_clips, not get_frames")
+
+    monkeypatch.setattr(VideoReader, "get_frames", refuse)
+    pred = predict(model, video, settings=st, long=True)
+    assert pred.clips and len(pred.clips) == 8
+
+
+def test_official_pyth_checkpoint(video, tmp_path) -> None:
+    import yaml
+
+    torch.manual_seed(2)
+    ref = _tiny(labels=None)
+    # an official release: model_state with "model." keys, cfg YAML, optimizer state
+    obj = to_official_state_dict(ref)
+    obj.pop("timesformer_config")
+    cfg = yaml.safe_load(obj["cfg"])
+    cfg["DATA"]["SAMPLING_RATE"] = 5
+    cfg["DATA"]["MEAN"] = [0.45, 0.45, 0.45]
+    obj["cfg"] = yaml.safe_dump(cfg)
+    obj["optimizer_state"] = {}
+    path = tmp_path / "TimeSformer_tiny.pyth"
+    torch.save(obj, path)
+    model, st = load_for_inference(path)
+    assert st.sampling_rate == 5 and st.source == "official cfg"
+    pred = predict(model, video, settings=st, views="1x3")
+    assert torch.allclose(pred.probs, _expected(ref, video, st, 1, 3), atol=1e-5)
+    assert [n for n, _ in pred.topk][0].startswith("class_")  # no names in an official file
+    # our own official exporter round-trips too
+    save_official(ref, tmp_path / "exported.pyth")
+    model2, st2 = load_for_inference(tmp_path / "exported.pyth")
+    assert st2.sampling_rate == default_sampling_rate(4) and st2.source == "default"
+    pred2 = predict(model2, video, settings=st)
+    assert torch.allclose(pred2.probs, pred.probs, atol=1e-5)
+
+
+def test_hugging_face_directory(video, tmp_path) -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(3)
+    conf = transformers.TimesformerConfig(
+        image_size=32, patch_size=16, num_frames=4, hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=64, num_labels=3,
+        id2label={0: "walk", 1: "run", 2: "jump"}, label2id={"walk": 0, "run": 1, "jump": 2},
+    )  # fmt: skip
+    hf = transformers.TimesformerForVideoClassification(conf).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf" / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]})
+    )
+    model, st = load_for_inference(tmp_path / "hf", sampling_rate=2)
+    assert st.mean == (0.5, 0.5, 0.5) and st.std == (0.25, 0.25, 0.25)
+    assert st.sampling_rate == 2
+    pred = predict(model, video, settings=st, views="1x3", topk=3)
+
+    def hf_forward(x: torch.Tensor) -> torch.Tensor:
+        return hf(pixel_values=x.transpose(1, 2)).logits  # HF takes (B, T, C, H, W)
+
+    expected = _expected(hf_forward, video, st, 1, 3)
+    assert torch.allclose(pred.probs, expected, atol=1e-4)
+    assert sorted(n for n, _ in pred.topk) == ["jump", "run", "walk"]
+
+
+def test_label_sources(tmp_path) -> None:
+    model = _tiny(labels=None)
+    assert resolve_labels(model) == ["class_0", "class_1", "class_2"]
+    assert resolve_labels(_tiny()) == NAMES
+    f = tmp_path / "names.txt"
+    f.write_text("a\nb\nc\n")
+    assert resolve_labels(_tiny(), f) == ["a", "b", "c"]
+    f.write_text("a\nb\n")
+    with pytest.raises(ValueError, match="names.txt"):
+        resolve_labels(model, f)
+    k400 = resolve_labels(_tiny(num_classes=400, labels=None))
+    assert len(k400) == 400 and k400[0] == "abseiling"
+
+
+def test_cli_reports_bad_videos_and_still_predicts_the_others(video, ours, tmp_path, capsys):
+    path, _ = ours
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    missing = tmp_path / "missing.mp4"
+    rc = main(["predict", str(missing), str(video), str(broken), "--checkpoint", str(path),
+               "--topk", "2"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc != 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 2
+    assert "missing.mp4" in lines[0] and "broken.mp4" in lines[1]
+    assert all(ln.startswith("timesformer predict: error:") for ln in lines)
+    assert str(video) in out and " 1. " in out and " 2. " in out and " 3. " not in out
+    assert any(name in out for name in NAMES)
+
+
+def test_cli_json_structure(video, ours, tmp_path, capsys) -> None:
+    path, _ = ours
+    labels = tmp_path / "labels.txt"
+    labels.write_text("north\nsouth\neast\n")
+    rc = main(["predict", str(video), str(tmp_path / "nope.mp4"), "--checkpoint", str(path),
+               "--json", "--long", "--labels", str(labels), "--topk", "3"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 1 and "nope.mp4" in err
+    d = json.loads(out)
+    assert set(d) == {"checkpoint", "settings", "predictions", "errors"}
+    assert d["settings"]["sampling_rate"] == 3
+    assert d["errors"] == [{"path": str(tmp_path / "nope.mp4"), "error": d["errors"][0]["error"]}]
+    (p,) = d["predictions"]
+    assert p["path"] == str(video) and p["views"] == "long x1"
+    assert [t["label"] for t in p["topk"]][0] == p["label"]
+    assert {t["label"] for t in p["topk"]} == {"north", "south", "east"}
+    assert sum(t["prob"] for t in p["topk"]) == pytest.approx(1.0, abs=1e-5)
+    assert len(p["clips"]) == 8 and p["clips"][0]["start"] == 0.0
+    assert set(p["clips"][0]) == {"start", "end", "label", "prob", "topk"}
+
+
+def test_cli_long_prints_a_timeline(video, ours, capsys) -> None:
+    path, _ = ours
+    assert main(["predict", str(video), "--checkpoint", str(path), "--long", "--every-clip"]) == 0
+    out = capsys.readouterr().out
+    assert "timeline, 8 clips" in out
+    assert "0:00.0 - 0:00.4" in out and "0:02.8 - 0:03.0" in out
