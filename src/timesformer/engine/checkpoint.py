@@ -1,0 +1,208 @@
+"""Training checkpoints: save and restore the whole training state, atomically.
+
+The file is our agreed checkpoint format (a `torch.save` dict)::
+
+    {"format": "timesformer", "version": 1, "config": model.config.to_dict(),
+     "model": state_dict, "optimizer", "scheduler", "scaler", "epoch", "step",
+     "batch_in_epoch", "rng", "train_config", "best_metric"}
+
+so `timesformer.from_pretrained` loads it like any other checkpoint. `epoch` counts finished
+epochs; `batch_in_epoch` > 0 marks a checkpoint written mid-epoch (on SIGINT/SIGTERM), which a
+resume continues from that batch. Every file is written to a temporary name in the same folder
+and then renamed over the target, so a crash never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "timesformer"
+VERSION = 1
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save `obj` to a temporary file next to `path`, then os.replace it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------------------------ RNG
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) generator states, as tensors and plain types only
+    (so the checkpoint loads with `weights_only=True`)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    random.setstate(_tuples(state["python"]))
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+def _tuples(x: Any) -> Any:
+    """random.setstate wants nested tuples; serialisation may hand back lists."""
+    if isinstance(x, (list, tuple)):
+        return tuple(_tuples(v) for v in x)
+    return x
+
+
+# ----------------------------------------------------------------------------- save / load
+
+
+def save_training_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    epoch: int = 0,
+    step: int = 0,
+    batch_in_epoch: int = 0,
+    rng: list[dict[str, Any]] | dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+    best_metric: float | None = None,
+    **extra: Any,
+) -> Path:
+    """Write the training state in our checkpoint format, atomically. Returns `path`.
+
+    `rng` is one state per rank (from `rng_state`, gathered), so that every rank of a DDP job
+    resumes its own generators; `train_config` is the resolved RunConfig as a dict.
+    """
+    m = unwrap(model)
+    obj: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": m.config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in m.state_dict().items()},
+        "epoch": int(epoch),
+        "step": int(step),
+        "batch_in_epoch": int(batch_in_epoch),
+    }
+    if optimizer is not None:
+        obj["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        obj["scheduler"] = scheduler.state_dict()
+    if scaler is not None:
+        obj["scaler"] = scaler.state_dict()
+    if rng is not None:
+        obj["rng"] = rng
+    if train_config is not None:
+        obj["train_config"] = train_config
+    if best_metric is not None:
+        obj["best_metric"] = float(best_metric)
+    obj.update(extra)
+    return atomic_save(obj, path)
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load one of our training checkpoints (onto the CPU), checking its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report any unpickling problem as one line
+        raise ValueError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or "model" not in obj:
+        raise ValueError(
+            f"{path}: not a timesformer training checkpoint (expected a dict with "
+            "format='timesformer' and 'model'); to start from other weights use model.pretrained"
+        )
+    if int(obj.get("version", 0)) > VERSION:
+        raise ValueError(f"{path}: checkpoint version {obj['version']} is newer than {VERSION}")
+    return obj
+
+
+def restore_training_state(
+    ckpt: dict[str, Any],
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    rank: int = 0,
+    source: str = "checkpoint",
+) -> None:
+    """Load model, optimizer, scheduler, scaler and this rank's RNG states from `ckpt`."""
+    m = unwrap(model)
+    stored = ckpt.get("config", {})
+    current = m.config.to_dict()
+    diff = sorted(k for k in current if k != "labels" and stored.get(k, current[k]) != current[k])
+    if diff:
+        pairs = ", ".join(f"{k}: {stored[k]!r} vs {current[k]!r}" for k in diff[:6])
+        raise ValueError(f"{source}: the checkpoint's model differs from the config ({pairs})")
+    m.load_state_dict(ckpt["model"])
+    if optimizer is not None and "optimizer" in ckpt:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None and "scheduler" in ckpt:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
+    rng = ckpt.get("rng")
+    if isinstance(rng, dict):
+        rng = [rng]
+    if rng:
+        set_rng_state(rng[rank] if rank < len(rng) else rng[0])
+
+
+def find_last(output_dir: str | Path) -> Path | None:
+    """`output_dir/last.pt` when it exists (what an automatic resume picks up)."""
+    p = Path(output_dir) / LAST
+    return p if p.is_file() else None
