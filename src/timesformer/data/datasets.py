@@ -2,7 +2,8 @@
 
 List files follow the official/PySlowFast format: one ``path label`` per line (separator:
 whitespace, or any string such as "," or ";"; a header line ``path label`` / ``path,label`` is
-skipped), paths relative to ``root`` when given. Folder trees: ``root/<class>/<video>``, classes
+skipped), relative paths resolved against ``root``, or against the list file's folder when no
+root is given. Folder trees: ``root/<class>/<video>``, classes
 sorted by name.
 
 Items are dicts (the DataLoader's default collate stacks them)::
@@ -53,7 +54,8 @@ def read_list_file(
     Each line is ``path<sep>label``; the label is the last field, so with whitespace separation
     a path may itself contain spaces. Blank lines and ``#`` comments are skipped, and so is a
     header line whose label field is a word such as ``label``. Relative paths are joined to
-    ``root``. Raises FileNotFoundError for a missing file and ValueError naming the file and
+    ``root``, or, when ``root`` is None, to the list file's folder (so a dataset folder with its
+    list files can move; pass ``root="."`` for paths relative to the working directory). Raises FileNotFoundError for a missing file and ValueError naming the file and
     line for a malformed line, a non-integer or negative label, or a file with no entries.
     """
     path = Path(path)
@@ -81,8 +83,8 @@ def read_list_file(
                 ) from None
             if value < 0:
                 raise ValueError(f"{path}:{lineno}: label must be non-negative, got {value}")
-            if root is not None and not os.path.isabs(video):
-                video = os.path.join(str(root), video)
+            if not os.path.isabs(video):
+                video = os.path.join(str(path.parent if root is None else root), video)
             samples.append((video, value))
     if not samples:
         raise ValueError(f"list file {path} has no entries")

@@ -1,19 +1,28 @@
 """Labelled synthetic videos rendered to real files (H.264 mp4 by default), for demos and tests.
 
 ``motion``: the class is only in how an object moves (left, right, up, down, approach, recede,
-rotate_cw, rotate_ccw); shape, colour, background, start position, size and speed are random
-and positions wrap around the frame, so no single frame gives the class away. Optional
-distractors (objects that only jitter) and static clutter make the labelled object something a
-model has to find; its bounding box per frame is saved (``boxes.json``) so an attention map can
-be checked against it. ``appearance``: the class is the object's shape x colour, its motion is
-random.
+rotate_cw, rotate_ccw). Shape, colour, background, start position, size and speed are random and
+positions wrap around the frame (``wrap=True``), so a single frame says nothing about the class
+for translation and rotation (position and angle are uniform at every frame), and little for
+approach/recede (the size at the middle frame is drawn independently of the class). Options make
+the task easier or harder: more labelled objects (all moving the same way), object size, speed,
+static clutter, distractor objects that only jitter (a random walk: no steady motion, so no
+label), pixel noise, frame size, class subset. The labelled object's bounding box per frame is
+saved (``boxes.json``) so an attention map can be checked against it; ``wrap=False`` keeps it
+inside the frame so the box is one rectangle.
 
-Rendering is deterministic from the seed and cached: ``render_dataset`` writes ``info.json`` with
-its parameters and reuses the files when called again with the same parameters.
+``appearance``: the class is the object's colour x shape (red/green/blue x square/circle/
+triangle), visible in any single frame; its motion is random.
+
+Rendering is numpy drawing (signed-distance shapes with anti-aliased edges) plus PyAV encoding,
+deterministic from the seed, and cached: ``render_dataset`` writes ``info.json`` with its
+parameters and reuses the files when called again with the same parameters.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +33,7 @@ import numpy as np
 MOTION_CLASSES: tuple[str, ...] = (
     "left", "right", "up", "down", "approach", "recede", "rotate_cw", "rotate_ccw",
 )  # fmt: skip
+MOTION_SHAPES: tuple[str, ...] = ("square", "triangle", "bar")  # no circle: rotation must show
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -31,7 +41,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (50, 90, 240),
 }
 APPEARANCE_CLASSES: tuple[str, ...] = tuple(f"{c} {s}" for s in SHAPES for c in COLOURS)
-
+_FORMAT_VERSION = 1
+_MAX_TURN = math.radians(30)  # rotation per frame stays below half the square's symmetry
 
 _ENCODERS = {"h264": "libx264", "mpeg4": "mpeg4", "vp9": "libvpx-vp9"}
 
@@ -104,6 +115,122 @@ def write_video(
             container.mux(packet)
 
 
+# ---------------------------------------------------------------------------------- drawing
+def _polygon(shape: str) -> np.ndarray:
+    """Unit-radius convex polygon vertices (V, 2), counter-clockwise in (x, y-down) terms."""
+    if shape == "square":
+        a = np.array([0.25, 0.75, 1.25, 1.75]) * math.pi
+        return np.stack([np.cos(a), np.sin(a)], 1) * 1.0
+    if shape == "triangle":
+        a = np.array([-0.5, 1 / 6, 5 / 6]) * math.pi
+        return np.stack([np.cos(a), np.sin(a)], 1) * 1.15
+    if shape == "bar":
+        return np.array([[-1.0, -0.35], [1.0, -0.35], [1.0, 0.35], [-1.0, 0.35]]) * 1.1
+    raise ValueError(f"unknown polygon shape {shape!r}")
+
+
+def _coverage(
+    shape: str, size: int, cx: np.ndarray, cy: np.ndarray, r: np.ndarray, angle: np.ndarray,
+    wrap: bool,
+) -> np.ndarray:  # fmt: skip
+    """Anti-aliased coverage in [0, 1] of a shape per frame: float32 (T, size, size).
+
+    cx, cy, r, angle: (T,) centre (pixels), radius (pixels) and rotation (radians) per frame.
+    """
+    grid = np.arange(size, dtype=np.float32) + 0.5
+    dx = grid[None, None, :] - cx[:, None, None].astype(np.float32)  # (T, 1, W)
+    dy = grid[None, :, None] - cy[:, None, None].astype(np.float32)  # (T, H, 1)
+    if wrap:  # nearest copy on the torus
+        dx = (dx + size / 2) % size - size / 2
+        dy = (dy + size / 2) % size - size / 2
+    dx, dy = np.broadcast_arrays(dx, dy)  # (T, H, W)
+    rr = r[:, None, None].astype(np.float32)
+    if shape == "circle":
+        dist = np.sqrt(dx * dx + dy * dy) - rr
+    else:
+        c, s = np.cos(-angle)[:, None, None], np.sin(-angle)[:, None, None]
+        ux, uy = (dx * c - dy * s) / rr, (dx * s + dy * c) / rr  # shape frame, unit radius
+        verts = _polygon(shape)
+        dist = None
+        for i in range(len(verts)):  # convex: max over edges of the outward distance
+            (x0, y0), (x1, y1) = verts[i], verts[(i + 1) % len(verts)]
+            nx, ny = y1 - y0, -(x1 - x0)
+            norm = math.hypot(nx, ny)
+            nx, ny = nx / norm, ny / norm
+            if nx * (0 - x0) + ny * (0 - y0) > 0:  # make the normal point outwards
+                nx, ny = -nx, -ny
+            d = (ux - x0) * nx + (uy - y0) * ny
+            dist = d if dist is None else np.maximum(dist, d)
+        dist = dist * rr  # back to pixels
+    return np.clip(0.5 - dist, 0.0, 1.0)
+
+
+def _shape_extent(shape: str, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Half-width and half-height (in radii) of the rotated shape's bounding box per frame."""
+    if shape == "circle":
+        one = np.ones_like(angle)
+        return one, one
+    v = _polygon(shape)  # (V, 2)
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    x = v[None, :, 0] * c - v[None, :, 1] * s  # (T, V)
+    y = v[None, :, 0] * s + v[None, :, 1] * c
+    return np.abs(x).max(1), np.abs(y).max(1)
+
+
+def _vivid(rng: np.random.Generator) -> np.ndarray:
+    """A saturated random colour (3,) in [0, 255]."""
+    h, sat, val = rng.random(), rng.uniform(0.6, 1.0), rng.uniform(0.65, 1.0)
+    k = (np.array([5.0, 3.0, 1.0]) + h * 6) % 6
+    rgb = val - val * sat * np.clip(np.minimum(k, 4 - k), 0, 1)
+    return rgb * 255
+
+
+def _background(rng: np.random.Generator, avoid: np.ndarray | None = None) -> np.ndarray:
+    """A dull random colour (3,) at least 90 (RGB distance) from ``avoid``."""
+    for _ in range(100):
+        grey = rng.uniform(0, 255)
+        col = np.clip(grey + rng.normal(0, 25, 3), 0, 255)
+        if avoid is None or np.linalg.norm(col - avoid) >= 90:
+            return col
+    return 255 - avoid if avoid is not None else col
+
+
+def _composite(canvas: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
+    """canvas (T, H, W, 3) float32 <- alpha (T, H, W) blend of ``colour`` (3,), touching only
+    the covered pixels (objects cover a small part of the frame)."""
+    mask = alpha > 0
+    a = alpha[mask][:, None]  # (P, 1)
+    canvas[mask] = canvas[mask] * (1 - a) + a * colour.astype(np.float32)
+
+
+def _clutter(rng: np.random.Generator, canvas: np.ndarray, count: int, size: int) -> None:
+    """Static blobs of random shape, colour and size painted on every frame."""
+    if count <= 0:
+        return
+    still = canvas[:1].copy()  # (1, H, W, 3): paint once, copy to every frame
+    for _ in range(count):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        cov = _coverage(
+            shape, size, np.full(1, rng.uniform(0, size)), np.full(1, rng.uniform(0, size)),
+            np.full(1, rng.uniform(0.05, 0.15) * size), np.full(1, rng.uniform(0, 2 * math.pi)),
+            wrap=True,
+        )  # fmt: skip
+        _composite(still, cov, _background(rng) * 0.5 + 60)
+    canvas[:] = still
+
+
+def _distractor(rng, canvas, size, num_frames, object_size, speed) -> None:
+    """An object that random-walks (no steady direction): present, moving, not the label."""
+    shape = (*MOTION_SHAPES, "circle")[rng.integers(len(MOTION_SHAPES) + 1)]
+    steps = rng.normal(0, speed[1] * size * 0.6, (num_frames, 2))
+    steps[0] = rng.uniform(0, size, 2)
+    path = np.cumsum(steps, 0)
+    r = np.full(num_frames, rng.uniform(*object_size) * size / 2)
+    angle = rng.uniform(0, 2 * math.pi) + np.cumsum(rng.normal(0, 0.2, num_frames))
+    cov = _coverage(shape, size, path[:, 0], path[:, 1], r, angle, wrap=True)
+    _composite(canvas, cov, _vivid(rng))
+
+
 def render_motion_clip(
     label: str,
     rng: np.random.Generator,
@@ -116,14 +243,135 @@ def render_motion_clip(
     distractors: int = 0,
     clutter: int = 0,
     noise: float = 0.0,
+    wrap: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One motion clip: (frames uint8 (T, size, size, 3), boxes float (T, 4) x0 y0 x1 y1).
+    """One motion clip: (frames uint8 (T, size, size, 3), boxes float32 (T, 4) x0 y0 x1 y1).
 
-    ``object_size`` is a fraction of the frame side; ``speed`` a fraction of the frame side
-    per frame (for approach/recede: relative size change per frame; for rotation: turns
-    ``speed * 2`` of a half-turn per frame). ``boxes`` are those of the first labelled object.
+    ``object_size``: the object's diameter as a fraction of the frame side. ``speed`` per frame:
+    translation in frame sides, approach/recede log-size change, rotation in turns (capped at
+    30 degrees). ``boxes`` are those of the first labelled object, clipped to the frame (with
+    ``wrap=True`` a box crossing the edge covers only the part on the side of its centre).
     """
-    raise NotImplementedError
+    if label not in MOTION_CLASSES:
+        raise ValueError(f"unknown motion class {label!r}; expected one of {MOTION_CLASSES}")
+    t = np.arange(num_frames, dtype=np.float64)
+    tc = t - (num_frames - 1) / 2  # centred time
+    obj_colour = _vivid(rng)
+    canvas = np.empty((num_frames, size, size, 3), np.float32)
+    canvas[:] = _background(rng, obj_colour).astype(np.float32)
+    _clutter(rng, canvas, clutter, size)
+    for _ in range(distractors):
+        _distractor(rng, canvas, size, num_frames, object_size, speed)
+    boxes = np.zeros((num_frames, 4), np.float32)
+    for k in range(num_objects):
+        shape = MOTION_SHAPES[rng.integers(len(MOTION_SHAPES))]
+        v = rng.uniform(*speed)
+        r = np.full(num_frames, rng.uniform(*object_size) * size / 2)
+        angle = np.full(num_frames, rng.uniform(0, 2 * math.pi))
+        vx = vy = 0.0
+        if label in ("left", "right", "up", "down"):
+            step = v * size * (1 if label in ("right", "down") else -1)
+            vx, vy = (step, 0.0) if label in ("left", "right") else (0.0, step)
+        elif label in ("approach", "recede"):
+            r = r * np.exp(v * tc * (1 if label == "approach" else -1))
+        else:
+            turn = min(v * 2 * math.pi, _MAX_TURN)
+            angle = angle + turn * t * (1 if label == "rotate_cw" else -1)  # y down: + is cw
+        hx, hy = _shape_extent(shape, angle)
+        ex, ey = hx * r, hy * r  # (T,) half extents in pixels
+        if wrap:
+            cx0, cy0 = rng.uniform(0, size, 2)
+        else:  # keep the whole path inside the frame (slow down if it cannot fit)
+            travel_x, travel_y = abs(vx) * (num_frames - 1), abs(vy) * (num_frames - 1)
+            room_x, room_y = size - 2 * ex.max(), size - 2 * ey.max()
+            if travel_x > room_x > 0:
+                vx *= room_x / travel_x
+                travel_x = room_x
+            if travel_y > room_y > 0:
+                vy *= room_y / travel_y
+                travel_y = room_y
+            lo_x = ex.max() + (travel_x if vx < 0 else 0)
+            lo_y = ey.max() + (travel_y if vy < 0 else 0)
+            cx0 = rng.uniform(lo_x, max(lo_x, size - ex.max() - (travel_x if vx > 0 else 0)))
+            cy0 = rng.uniform(lo_y, max(lo_y, size - ey.max() - (travel_y if vy > 0 else 0)))
+        cx, cy = cx0 + vx * t, cy0 + vy * t
+        if wrap:
+            cx, cy = cx % size, cy % size
+        colour = obj_colour if k == 0 else _vivid(rng)
+        _composite(canvas, _coverage(shape, size, cx, cy, r, angle, wrap), colour)
+        if k == 0:
+            boxes = np.stack([cx - ex, cy - ey, cx + ex, cy + ey], 1).clip(0, size)
+    if noise > 0:
+        canvas += rng.normal(0, noise * 255, canvas.shape).astype(np.float32)
+    frames = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+    return frames, boxes.astype(np.float32)
+
+
+def render_appearance_clip(
+    label: str,
+    rng: np.random.Generator,
+    *,
+    size: int = 32,
+    num_frames: int = 8,
+    object_size: tuple[float, float] = (0.25, 0.4),
+    speed: tuple[float, float] = (0.04, 0.08),
+    distractors: int = 0,
+    clutter: int = 0,
+    noise: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One appearance clip (class = "colour shape"), random direction of motion, wrapping.
+
+    Returns (frames uint8 (T, size, size, 3), boxes float32 (T, 4)).
+    """
+    if label not in APPEARANCE_CLASSES:
+        raise ValueError(
+            f"unknown appearance class {label!r}; expected one of {APPEARANCE_CLASSES}"
+        )
+    colour_name, shape = label.split(" ")
+    colour = np.clip(np.array(COLOURS[colour_name], float) + rng.normal(0, 12, 3), 0, 255)
+    t = np.arange(num_frames, dtype=np.float64)
+    canvas = np.empty((num_frames, size, size, 3), np.float32)
+    grey = rng.uniform(60, 200)
+    canvas[:] = np.float32(grey)  # grey background: the colour stays the object's
+    _clutter(rng, canvas, clutter, size)
+    for _ in range(distractors):
+        _distractor(rng, canvas, size, num_frames, object_size, speed)
+    direction = rng.uniform(0, 2 * math.pi)
+    v = rng.uniform(*speed) * size
+    cx = (rng.uniform(0, size) + v * math.cos(direction) * t) % size
+    cy = (rng.uniform(0, size) + v * math.sin(direction) * t) % size
+    r = np.full(num_frames, rng.uniform(*object_size) * size / 2)
+    angle = np.full(num_frames, rng.uniform(0, 2 * math.pi))
+    _composite(canvas, _coverage(shape, size, cx, cy, r, angle, True), colour)
+    hx, hy = _shape_extent(shape, angle)
+    boxes = np.stack([cx - hx * r, cy - hy * r, cx + hx * r, cy + hy * r], 1).clip(0, size)
+    if noise > 0:
+        canvas += rng.normal(0, noise * 255, canvas.shape).astype(np.float32)
+    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8), boxes.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------- datasets
+def _class_list(kind: str, classes: Sequence[str] | None, num_classes: int | None) -> list[str]:
+    if kind == "motion":
+        all_classes = MOTION_CLASSES
+    elif kind == "appearance":
+        all_classes = APPEARANCE_CLASSES
+    else:
+        raise ValueError(f"kind must be 'motion' or 'appearance', got {kind!r}")
+    if classes is not None:
+        chosen = [str(c) for c in classes]
+        unknown = [c for c in chosen if c not in all_classes]
+        if unknown:
+            raise ValueError(f"unknown {kind} classes {unknown}; expected some of {all_classes}")
+        if len(set(chosen)) != len(chosen) or len(chosen) < 2:
+            raise ValueError(f"classes must be at least 2 distinct names, got {chosen}")
+    else:
+        chosen = list(all_classes)
+    if num_classes is not None:
+        if not 2 <= num_classes <= len(chosen):
+            raise ValueError(f"num_classes must be in [2, {len(chosen)}], got {num_classes}")
+        chosen = chosen[:num_classes]
+    return chosen
 
 
 def render_dataset(
@@ -145,17 +393,102 @@ def render_dataset(
     distractors: int = 0,
     clutter: int = 0,
     noise: float = 0.0,
+    wrap: bool = True,
     codec: str = "h264",
     overwrite: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Render a dataset to ``out_dir`` and return its info dict.
 
-    Writes ``{train,val,test}/NNNNN.mp4``, list files ``train.csv``/``val.csv``/``test.csv``
-    (``relative/path label`` per line, space separated), ``labels.txt`` (one class name per
-    line), ``boxes.json`` ({relative path: [[x0, y0, x1, y1] per frame]}) and ``info.json``.
-    Info keys: ``out_dir``, ``kind``, ``labels``, ``num_classes``, ``splits`` ({split: list-file
-    path}), ``counts``, ``params``, ``cached`` (True when existing files were reused).
-    ``classes`` picks classes by name, ``num_classes`` the first k of the kind's classes.
+    Writes ``{train,val,test}/NNNNN.mp4`` (``.webm`` for vp9, ``.avi`` for mpeg4), list files
+    ``train.csv``/``val.csv``/``test.csv`` (``relative/path label`` per line, space separated,
+    paths relative to ``out_dir``: ``read_list_file`` resolves them against the list file's
+    folder), ``labels.txt`` (one class name per line), ``boxes.json`` ({relative path:
+    [[x0, y0, x1, y1] per frame]}, the labelled object in pixels) and ``info.json``. Labels are
+    balanced within each split. Info keys: ``out_dir``, ``kind``, ``labels``, ``num_classes``,
+    ``splits`` ({split: list-file path}), ``counts``, ``params``, ``cached`` (True when existing
+    files were reused). ``classes`` picks classes by name, ``num_classes`` the first k.
     """
-    raise NotImplementedError
+    labels = _class_list(kind, classes, num_classes)
+    if size < 8 or size % 2:
+        raise ValueError(f"size must be an even number >= 8, got {size}")
+    if num_frames < 1 or fps <= 0:
+        raise ValueError(f"num_frames must be >= 1 and fps > 0, got {num_frames}, {fps}")
+    if min(num_train, num_val, num_test) < 0:
+        raise ValueError("split sizes must be >= 0")
+    if not 0 < object_size[0] <= object_size[1] or speed[0] > speed[1] or speed[0] < 0:
+        raise ValueError(f"bad ranges: object_size={object_size}, speed={speed}")
+    out = Path(out_dir)
+    params: dict[str, Any] = {
+        "version": _FORMAT_VERSION, "kind": kind, "labels": labels, "size": size,
+        "num_frames": num_frames, "fps": fps, "seed": seed, "num_objects": num_objects,
+        "object_size": list(object_size), "speed": list(speed), "distractors": distractors,
+        "clutter": clutter, "noise": noise, "wrap": wrap, "codec": codec,
+        "counts": {"train": num_train, "val": num_val, "test": num_test},
+    }  # fmt: skip
+    ext = {"h264": ".mp4", "vp9": ".webm", "mpeg4": ".avi"}.get(codec)
+    if ext is None:
+        raise ValueError(f"unknown codec {codec!r}; expected one of {sorted(_ENCODERS)}")
+    splits = {name: out / f"{name}.csv" for name in ("train", "val", "test")}
+    info = {
+        "out_dir": str(out), "kind": kind, "labels": labels, "num_classes": len(labels),
+        "splits": {k: str(v) for k, v in splits.items()}, "counts": params["counts"],
+        "params": params, "cached": False,
+    }  # fmt: skip
+    info_path = out / "info.json"
+    if not overwrite and info_path.is_file():
+        try:
+            old = json.loads(info_path.read_text())
+        except (json.JSONDecodeError, OSError):
+            old = {}
+        if old.get("params") == params and _files_present(out, splits, ext, params["counts"]):
+            info["cached"] = True
+            return info
+    info_path.unlink(missing_ok=True)  # written last: its presence marks a finished render
+    out.mkdir(parents=True, exist_ok=True)
+    opts = dict(size=size, num_frames=num_frames, object_size=tuple(object_size),
+                speed=tuple(speed), distractors=distractors, clutter=clutter, noise=noise)  # fmt: skip
+    all_boxes: dict[str, list[list[float]]] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_train + num_val + num_test, desc=f"rendering {kind}", unit="video")
+    for split_id, (split, count) in enumerate(params["counts"].items()):
+        order = np.random.default_rng([seed, split_id, 7]).permutation(
+            np.arange(count) % len(labels)
+        )
+        lines = []
+        for i in range(count):
+            rng = np.random.default_rng([seed, split_id, i])
+            label = int(order[i])
+            if kind == "motion":
+                frames, boxes = render_motion_clip(
+                    labels[label], rng, num_objects=num_objects, wrap=wrap, **opts
+                )
+            else:
+                frames, boxes = render_appearance_clip(labels[label], rng, **opts)
+            rel = f"{split}/{i:05d}{ext}"
+            write_video(out / rel, frames, fps, codec=codec)
+            lines.append(f"{rel} {label}\n")
+            all_boxes[rel] = np.round(boxes, 2).tolist()
+            if bar is not None:
+                bar.update(1)
+        splits[split].write_text("".join(lines))
+    if bar is not None:
+        bar.close()
+    (out / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
+    (out / "boxes.json").write_text(json.dumps(all_boxes))
+    info_path.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _files_present(out: Path, splits: dict[str, Path], ext: str, counts: dict[str, int]) -> bool:
+    if not (out / "labels.txt").is_file() or not (out / "boxes.json").is_file():
+        return False
+    for split, path in splits.items():
+        if not path.is_file():
+            return False
+        if any(not (out / f"{split}/{i:05d}{ext}").is_file() for i in range(counts[split])):
+            return False
+    return True
