@@ -334,6 +334,8 @@ def evaluate(
     ]
     if views is None:
         k = getattr(dataset, "test_views", None)
+        if k is None and hasattr(dataset, "num_clips") and hasattr(dataset, "num_crops"):
+            k = (dataset.num_clips, dataset.num_crops)
         views = f"{k[0]}x{k[1]}" if isinstance(k, (tuple, list)) and len(k) == 2 else "?"
     return EvalResult(
         metrics=metrics,

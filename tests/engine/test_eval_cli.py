@@ -1,0 +1,124 @@
+"""`timesformer eval` end to end on rendered videos: outputs, failures, overrides, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from timesformer.cli import main
+from timesformer.data import write_video
+from timesformer.engine.predict import InferenceSettings, predict
+from timesformer.models import TimeSformer, TimeSformerConfig
+from timesformer.models.weights import save_checkpoint
+
+NAMES = ["red", "green", "blue"]
+COLOURS = [(220, 30, 30), (30, 220, 30), (30, 30, 220)]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    """Six 16-frame videos (two per class), one broken file, a checkpoint and a config."""
+    root = tmp_path_factory.mktemp("evalrun")
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(6):
+        label = i % 3
+        frames = rng.integers(0, 80, (16, 32, 48, 3), dtype=np.uint8)
+        frames[:, 8:24, 10 + i : 26 + i] = COLOURS[label]
+        write_video(root / f"v{i}.mp4", frames, fps=30)
+        lines.append(f"v{i}.mp4 {label}")
+    (root / "broken.mp4").write_bytes(b"not a video at all" * 50)
+    lines.insert(3, "broken.mp4 1")
+    (root / "test.csv").write_text("\n".join(lines) + "\n")
+    torch.manual_seed(0)
+    cfg = TimeSformerConfig(
+        img_size=32, patch_size=16, num_frames=4, embed_dim=64, depth=1, num_heads=1,
+        num_classes=3, drop_path_rate=0.0, labels=NAMES,
+    )  # fmt: skip
+    model = TimeSformer(cfg).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(50)  # spread the scores so that videos differ
+    save_checkpoint(model, root / "best.pt")
+    config = {
+        "model": {"name": "timesformer_tiny"},
+        "data": {
+            "test_list": str(root / "test.csv"),
+            "root": str(root),
+            "sampling_rate": 2,
+            "num_workers": 0,
+            "test_views": "2x3",
+        },  # fmt: skip
+        "train": {"batch_size": 4, "progress": False},
+        "output_dir": str(root / "out"),
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    return {"root": root, "model": model, "config": root / "config.yaml", "ckpt": root / "best.pt"}
+
+
+def test_eval_writes_outputs_and_lists_the_broken_video(run, capsys) -> None:
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    s = json.loads(out)
+    assert s["num_videos"] == 7 and s["num_failed"] == 1 and s["num_evaluated"] == 6
+    assert s["views"] == "2x3" and s["aggregate"] == "mean_softmax" and s["split"] == "test"
+    assert s["failed"][0]["path"].endswith("broken.mp4") and s["failed"][0]["error"]
+    assert "broken.mp4" in err
+    eval_dir = run["root"] / "out" / "eval"
+    for name in ("summary.json", "predictions.csv", "confusion.csv", "confusion.png", "failed.txt"):
+        assert (eval_dir / name).is_file(), name
+    rows = list(csv.DictReader(open(eval_dir / "predictions.csv")))
+    assert len(rows) == 7
+    assert rows[3]["path"].endswith("broken.mp4") and rows[3]["pred"] == ""
+    good = [r for r in rows if r["pred"] != ""]
+    assert all(r["views"] == "6" for r in good)
+    # the same answers as `predict` on each video with the same clip settings
+    st = InferenceSettings(num_frames=4, img_size=32, sampling_rate=2)
+    for r in good:
+        p = predict(run["model"], r["path"], settings=st, views="2x3")
+        assert r["pred_name"] == p.label
+        assert float(r["score"]) == pytest.approx(p.prob, abs=1e-4)
+    top1 = sum(int(r["correct"]) for r in good) / 6
+    assert s["top1"] == pytest.approx(top1)
+    assert s["top5"] == 1.0  # 3 classes
+    conf = list(csv.reader(open(eval_dir / "confusion.csv")))
+    assert conf[0][1:] == NAMES
+    assert sum(int(v) for row in conf[1:] for v in row[1:]) == 6
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    assert set(summary["per_class_accuracy"]) == set(NAMES)
+    assert summary["checkpoint"] == str(run["ckpt"])
+
+
+def test_eval_overrides_aggregate_and_text_output(run, tmp_path, capsys) -> None:
+    out_dir = tmp_path / "elsewhere"
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "data.test_views=1x1", "--aggregate", "sum_logits", "--output", str(out_dir)])  # fmt: skip
+    out, _ = capsys.readouterr()
+    assert rc == 0
+    assert "top-1" in out and "1x1 per video, aggregated by sum_logits" in out
+    s = json.loads((out_dir / "summary.json").read_text())
+    assert s["views"] == "1x1" and s["aggregate"] == "sum_logits"
+    rows = list(csv.DictReader(open(out_dir / "predictions.csv")))
+    assert {r["views"] for r in rows if r["pred"]} == {"1"}
+
+
+def test_eval_config_errors_are_one_line(run, capsys) -> None:
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "data.test_lst=x"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "data.test_lst" in err and "data.test_list" in err
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "--split", "val"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "data.val_list is not set" in err
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint",
+               str(Path(run["root"]) / "nothing.pt")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "nothing.pt" in err and len(err.strip().splitlines()) == 1
