@@ -52,8 +52,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="use the first K classes (after --classes)")  # fmt: skip
     p.add_argument("--objects", type=int, default=1,
                    help="labelled objects per video, all moving the same way (default 1)")  # fmt: skip
-    p.add_argument("--object-size", type=_pair, default=(0.25, 0.4), metavar="LOW,HIGH",
-                   help="object diameter as a fraction of the frame side (default 0.25,0.4)")  # fmt: skip
+    p.add_argument("--object-size", type=_pair, default=(0.2, 0.45), metavar="LOW,HIGH",
+                   help="object diameter as a fraction of the frame side (default 0.2,0.45)")  # fmt: skip
     p.add_argument("--speed", type=_pair, default=(0.04, 0.08), metavar="LOW,HIGH",
                    help="per frame: frame sides moved / log-size change / turns (default "
                    "0.04,0.08)")  # fmt: skip

@@ -2,9 +2,9 @@
 
 ``motion``: the class is only in how an object moves (left, right, up, down, approach, recede,
 rotate_cw, rotate_ccw). Shape, colour, background, start position, size and speed are random and
-positions wrap around the frame (``wrap=True``), so a single frame says nothing about the class
-for translation and rotation (position and angle are uniform at every frame), and little for
-approach/recede (the size at the middle frame is drawn independently of the class). Options make
+positions wrap around the frame (``wrap=True``), as does the log-size of approaching/receding
+objects within its range, so a single frame says nothing about the class: position, size and
+angle have the same distribution at every frame for every class. Options make
 the task easier or harder: more labelled objects (all moving the same way), object size, speed,
 static clutter, distractor objects that only jitter (a random walk: no steady motion, so no
 label), pixel noise, frame size, class subset. The labelled object's bounding box per frame is
@@ -238,7 +238,7 @@ def render_motion_clip(
     size: int = 32,
     num_frames: int = 8,
     num_objects: int = 1,
-    object_size: tuple[float, float] = (0.25, 0.4),
+    object_size: tuple[float, float] = (0.2, 0.45),
     speed: tuple[float, float] = (0.04, 0.08),
     distractors: int = 0,
     clutter: int = 0,
@@ -249,7 +249,10 @@ def render_motion_clip(
 
     ``object_size``: the object's diameter as a fraction of the frame side. ``speed`` per frame:
     translation in frame sides, approach/recede log-size change, rotation in turns (capped at
-    30 degrees). ``boxes`` are those of the first labelled object, clipped to the frame (with
+    30 degrees). With ``wrap`` the position wraps around the frame and, for approach/recede, the
+    log-size wraps within ``object_size`` (an object that grows past the largest size comes back
+    at the smallest), so position, size and angle have the same distribution at every frame
+    for every class. ``boxes`` are those of the first labelled object, clipped to the frame (with
     ``wrap=True`` a box crossing the edge covers only the part on the side of its centre).
     """
     if label not in MOTION_CLASSES:
@@ -273,7 +276,13 @@ def render_motion_clip(
             step = v * size * (1 if label in ("right", "down") else -1)
             vx, vy = (step, 0.0) if label in ("left", "right") else (0.0, step)
         elif label in ("approach", "recede"):
-            r = r * np.exp(v * tc * (1 if label == "approach" else -1))
+            sign = 1 if label == "approach" else -1
+            lo, hi = object_size[0] * size / 2, object_size[1] * size / 2
+            if wrap and hi > lo:  # log-size wraps like position: uniform at every frame
+                span = math.log(hi / lo)
+                r = lo * np.exp((rng.uniform(0, span) + sign * v * t) % span)
+            else:  # size at the middle frame is independent of the class
+                r = r * np.exp(sign * v * tc)
         else:
             turn = min(v * 2 * math.pi, _MAX_TURN)
             angle = angle + turn * t * (1 if label == "rotate_cw" else -1)  # y down: + is cw
@@ -313,7 +322,7 @@ def render_appearance_clip(
     *,
     size: int = 32,
     num_frames: int = 8,
-    object_size: tuple[float, float] = (0.25, 0.4),
+    object_size: tuple[float, float] = (0.2, 0.45),
     speed: tuple[float, float] = (0.04, 0.08),
     distractors: int = 0,
     clutter: int = 0,
@@ -388,7 +397,7 @@ def render_dataset(
     classes: Sequence[str] | None = None,
     num_classes: int | None = None,
     num_objects: int = 1,
-    object_size: tuple[float, float] = (0.25, 0.4),
+    object_size: tuple[float, float] = (0.2, 0.45),
     speed: tuple[float, float] = (0.04, 0.08),
     distractors: int = 0,
     clutter: int = 0,
