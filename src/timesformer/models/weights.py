@@ -90,13 +90,25 @@ _HF_TOP = {
 _HF_VIT_LAYER = {
     "layernorm_before": "norm1",
     "attention.output.dense": "attn.proj",
+    "attention.o_proj": "attn.proj",
     "layernorm_after": "norm2",
     "intermediate.dense": "mlp.fc1",
     "output.dense": "mlp.fc2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+_HF_VIT_QKV = {
+    "attention.attention.query": "q",
+    "attention.attention.key": "k",
+    "attention.attention.value": "v",
+    "attention.q_proj": "q",
+    "attention.k_proj": "k",
+    "attention.v_proj": "v",
 }
 _HF_VIT_IGNORED = ("pooler.", "classifier.", "embeddings.mask_token")
 _TIMM_IGNORED = ("head.", "pre_logits.")
 _LAYER_RE = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$")
+_VIT_LAYER_RE = re.compile(r"^layers\.(\d+)\.(.+)\.(weight|bias)$")
 _STRUCTURE = ("embed_dim", "depth", "patch_size", "in_chans", "mlp_ratio", "qkv_bias", "num_heads")
 
 
@@ -133,7 +145,10 @@ class Checkpoint:
 
 
 def from_pretrained(
-    path: str | Path | Mapping[str, Any], *, reset_head: bool = False, **overrides: Any
+    path: str | Path | Mapping[str, Any] | Checkpoint,
+    *,
+    reset_head: bool = False,
+    **overrides: Any,
 ) -> TimeSformer:
     """Build a TimeSformer from any supported checkpoint (format detected from the content).
 
@@ -153,7 +168,10 @@ def from_pretrained(
 
 
 def load_into(
-    model: nn.Module, path_or_state: str | Path | Mapping[str, Any], *, reset_head: bool = False
+    model: nn.Module,
+    path_or_state: str | Path | Mapping[str, Any] | Checkpoint,
+    *,
+    reset_head: bool = False,
 ) -> nn.Module:
     """Load a checkpoint of any supported format into an existing TimeSformer, strictly.
 
@@ -167,8 +185,10 @@ def load_into(
     return model
 
 
-def read_checkpoint(path_or_state: str | Path | Mapping[str, Any]) -> Checkpoint:
+def read_checkpoint(path_or_state: str | Path | Mapping[str, Any] | Checkpoint) -> Checkpoint:
     """Read a checkpoint file, directory or in-memory dict and recognise its format."""
+    if isinstance(path_or_state, Checkpoint):
+        return path_or_state
     if isinstance(path_or_state, Mapping):
         return _from_object(path_or_state, "<state dict>", None)
     path = Path(path_or_state).expanduser()
@@ -438,7 +458,7 @@ def _from_object(obj: Any, source: str, folder: Path | None) -> Checkpoint:
     ):
         conf = _sibling_config(folder, "timesformer")
         return _from_hf_timesformer(state, conf, source)
-    if any(".attention.attention.query." in k for k in keys):
+    if any(".attention.attention.query." in k or ".attention.q_proj." in k for k in keys):
         conf = _sibling_config(folder, "vit")
         return _from_hf_vit(state, conf, source)
     if keys and all(k.startswith("model.") for k in keys):
@@ -712,7 +732,11 @@ def _from_hf_timesformer(
 def _from_hf_vit(
     hf_state: dict[str, Tensor], conf: Mapping[str, Any] | None, source: str
 ) -> Checkpoint:
-    """Hugging Face ViTModel / ViTForImageClassification -> timm ViT names (qkv fused)."""
+    """Hugging Face ViTModel / ViTForImageClassification -> timm ViT names (qkv fused).
+
+    Reads the saved layout (`encoder.layer.{i}.attention.attention.query`) and the in-memory
+    layout of transformers 5 (`layers.{i}.attention.q_proj`).
+    """
     hf_state = _strip(hf_state, ("vit.",))
     state: dict[str, Tensor] = {}
     qkv: dict[tuple[int, str], dict[str, Tensor]] = {}
@@ -723,22 +747,20 @@ def _from_hf_vit(
         if k in _HF_TOP and k != "embeddings.time_embeddings":
             state[_HF_TOP[k]] = v
             continue
-        mt = _LAYER_RE.match(k)
-        if mt and mt.group(2) in _HF_VIT_LAYER:
-            state[f"blocks.{mt.group(1)}.{_HF_VIT_LAYER[mt.group(2)]}.{mt.group(3)}"] = v
-        elif mt and mt.group(2).startswith("attention.attention."):
-            part = mt.group(2).rsplit(".", 1)[1]  # query / key / value
-            qkv.setdefault((int(mt.group(1)), mt.group(3)), {})[part] = v
+        mt = _LAYER_RE.match(k) or _VIT_LAYER_RE.match(k)
+        name = mt.group(2) if mt else ""
+        if name in _HF_VIT_LAYER:
+            state[f"blocks.{mt.group(1)}.{_HF_VIT_LAYER[name]}.{mt.group(3)}"] = v
+        elif name in _HF_VIT_QKV:
+            qkv.setdefault((int(mt.group(1)), mt.group(3)), {})[_HF_VIT_QKV[name]] = v
         else:
             unknown.append(k)
     if unknown:
         raise ValueError(f"{source}: unexpected keys for a Hugging Face ViT: {_few(unknown)}")
     for (i, p), parts in qkv.items():
-        if set(parts) != {"query", "key", "value"}:
-            raise ValueError(f"{source}: layer {i} lacks one of query/key/value {p}")
-        state[f"blocks.{i}.attn.qkv.{p}"] = torch.cat(
-            [parts["query"], parts["key"], parts["value"]], dim=0
-        )
+        if set(parts) != {"q", "k", "v"}:
+            raise ValueError(f"{source}: layer {i} lacks one of the query/key/value {p}s")
+        state[f"blocks.{i}.attn.qkv.{p}"] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
     if conf is None:
         return _from_timm_vit(state, source, {})
     c = _hf_common(conf, source, eps=1e-12)
@@ -844,16 +866,19 @@ def _numpy_safe_globals() -> list[Any]:
 
 def _torch_load(path: Path) -> Any:
     """torch.load with the safe unpickler first; full unpickling only with a warning."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # neither zip nor pickle
+        raise ValueError(
+            f"{path}: unknown checkpoint format (not a torch or safetensors file). "
+            f"Accepted formats: {ACCEPTED_FORMATS}"
+        )
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "invalid load key" in reason or "could not find MARK" in reason:
-            raise ValueError(
-                f"{path}: unknown checkpoint format (not a torch or safetensors file). "
-                f"Accepted formats: {ACCEPTED_FORMATS}"
-            ) from e
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        reason = next((ln for ln in lines if "Unsupported global" in ln), lines[-1])
         warnings.warn(
             f"{path}: holds objects the safe loader refuses ({reason}); unpickling it fully. "
             "Only load checkpoints you trust.",
