@@ -16,6 +16,7 @@ from .models import (
     create_model,
     list_models,
 )
+from .models.weights import from_pretrained, save_checkpoint
 
 __version__ = "0.1.0"
 
@@ -28,3 +29,4 @@ __all__ = [
     "create_model",
     "list_models",
 ]
+__all__ += ["from_pretrained", "save_checkpoint"]

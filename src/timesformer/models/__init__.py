@@ -4,6 +4,15 @@ from .attention import AttentionStep
 from .config import PRESETS, TimeSformerConfig, get_config, list_models
 from .factory import count_flops, create_model
 from .timesformer import TimeSformer, resample_pos_embed, resample_time_embed
+from .weights import (
+    from_pretrained,
+    load_into,
+    read_checkpoint,
+    save_checkpoint,
+    save_hf,
+    save_official,
+    save_safetensors,
+)
 
 __all__ = [
     "PRESETS",
@@ -16,4 +25,13 @@ __all__ = [
     "list_models",
     "resample_pos_embed",
     "resample_time_embed",
+]
+__all__ += [
+    "from_pretrained",
+    "load_into",
+    "read_checkpoint",
+    "save_checkpoint",
+    "save_hf",
+    "save_official",
+    "save_safetensors",
 ]
