@@ -8,6 +8,7 @@ Public API::
     timesformer.count_flops(model, num_frames=..., img_size=...)
 """
 
+from .engine.predict import Prediction, load_for_inference, predict
 from .models import (
     AttentionStep,
     TimeSformer,
@@ -29,4 +30,5 @@ __all__ = [
     "create_model",
     "list_models",
 ]
+__all__ += ["Prediction", "load_for_inference", "predict"]
 __all__ += ["from_pretrained", "save_checkpoint"]

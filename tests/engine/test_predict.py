@@ -251,3 +251,21 @@ def test_cli_long_prints_a_timeline(video, ours, capsys) -> None:
     out = capsys.readouterr().out
     assert "timeline, 8 clips" in out
     assert "0:00.0 - 0:00.4" in out and "0:02.8 - 0:03.0" in out
+
+
+def test_training_checkpoint_settings_come_from_its_run_config(video, tmp_path) -> None:
+    from timesformer.engine.checkpoint import rng_state, save_training_checkpoint
+    from timesformer.engine.config import RunConfig
+
+    model = _tiny()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(1, 3, 4, 32, 32)).sum().backward()
+    opt.step()
+    run = RunConfig.from_dict({"data": {"sampling_rate": 4, "std": [0.3, 0.3, 0.3]}})
+    path = tmp_path / "last.pt"
+    save_training_checkpoint(path, model, optimizer=opt, epoch=2, step=10, rng=[rng_state()],
+                             train_config=run.to_dict(), best_metric=0.5)  # fmt: skip
+    loaded, st = load_for_inference(path)
+    assert st.sampling_rate == 4 and st.std == (0.3, 0.3, 0.3) and st.sampler == "rate"
+    pred = predict(loaded, video, settings=st, views="1x1")
+    assert torch.allclose(pred.probs, _expected(model.eval(), video, st, 1, 1), atol=1e-5)

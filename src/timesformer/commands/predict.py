@@ -80,8 +80,6 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..data import VideoDecodeError
     from ..engine.predict import load_for_inference, predict, settings_dict
 
@@ -103,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
     progress = args.long and not args.no_progress and sys.stderr.isatty()
     results: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
-    torch.set_grad_enabled(False)
     for path in args.videos:
         try:
             pred = predict(

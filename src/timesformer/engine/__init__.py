@@ -7,3 +7,10 @@ from .config import RunConfig as RunConfig
 from .config import load_config as load_config
 from .config import resolve as resolve
 from .config import save_config as save_config
+from .evaluate import EvalResult as EvalResult
+from .evaluate import aggregate_views as aggregate_views
+from .evaluate import compute_metrics as compute_metrics
+from .evaluate import write_eval_outputs as write_eval_outputs
+from .predict import InferenceSettings as InferenceSettings
+from .predict import Prediction as Prediction
+from .predict import load_for_inference as load_for_inference
