@@ -430,7 +430,7 @@ def find_config(spec: str | Path) -> Path:
             return bundled
     raise FileNotFoundError(
         f"config {str(spec)!r} not found (neither a file nor a bundled recipe: "
-        f"{', '.join(list_recipes())})" + _suggest(name, list_recipes())
+        f"{', '.join(list_recipes())})." + _suggest(name, list_recipes())
     )
 
 
