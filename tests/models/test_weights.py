@@ -535,8 +535,10 @@ def test_create_model_and_load_into(hf_dirs, tmp_path) -> None:
 
 
 def test_missing_paths_name_the_path(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pyth"):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pyth$"):
         from_pretrained(tmp_path / "nope.pyth")
+    with pytest.raises(FileNotFoundError, match="Hugging Face Hub id.*hf download"):
+        from_pretrained("facebook/timesformer-base-finetuned-k400")
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "timesformer"}')
@@ -593,7 +595,7 @@ def test_head_size_mismatch_says_how_to_reset(tmp_path) -> None:
     model = _ours()
     path = save_checkpoint(model, tmp_path / "m.pt")
     with pytest.raises(
-        ValueError, match=r"head has 5 classes but 7 were requested.*reset_head=True"
+        ValueError, match=r"has a 5-class head but 7 classes were requested.*reset_head=True"
     ):
         from_pretrained(path, num_classes=7)
     fresh = from_pretrained(path, num_classes=7, reset_head=True)

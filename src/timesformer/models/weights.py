@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import Tensor, nn
 
 from .config import TimeSformerConfig, _pair
@@ -193,7 +194,7 @@ def read_checkpoint(path_or_state: str | Path | Mapping[str, Any] | Checkpoint) 
         return _from_object(path_or_state, "<state dict>", None)
     path = Path(path_or_state).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"checkpoint not found: {path}{_hub_hint(path)}")
     if path.is_dir():
         return _read_hf_dir(path)
     if _is_safetensors(path):
@@ -204,7 +205,7 @@ def read_checkpoint(path_or_state: str | Path | Mapping[str, Any] | Checkpoint) 
     return _from_object(_torch_load(path), str(path), path.parent)
 
 
-def detect_format(path_or_state: str | Path | Mapping[str, Any]) -> str:
+def detect_format(path_or_state: str | Path | Mapping[str, Any] | Checkpoint) -> str:
     """Name of the checkpoint's format: ours, official, hf, state_dict, timm_vit or hf_vit."""
     return read_checkpoint(path_or_state).format
 
@@ -326,8 +327,6 @@ def to_official_state_dict(model: nn.Module, epoch: int = 0) -> dict[str, Any]:
         },
         "TIMESFORMER": {"ATTENTION_TYPE": cfg.attention_type, "PRETRAINED_MODEL": ""},
     }
-    import yaml
-
     return {
         "epoch": epoch,
         "model_state": {f"model.{k}": v for k, v in state.items()},
@@ -522,8 +521,6 @@ def _from_official(state: dict[str, Tensor], extra: dict[str, Any], source: str)
 def _official_cfg_hint(cfg: Any) -> dict[str, Any]:
     """num_frames / img_size / attention_type / num_classes from the official cfg (YAML)."""
     if isinstance(cfg, str):
-        import yaml
-
         try:
             cfg = yaml.safe_load(cfg)
         except yaml.YAMLError:
@@ -827,6 +824,16 @@ def _sibling_config(folder: Path | None, model_type: str) -> dict[str, Any] | No
     return conf if conf.get("model_type") == model_type else None
 
 
+def _hub_hint(path: Path) -> str:
+    """A hint for 'org/name' paths, which look like Hugging Face Hub ids (no downloads here)."""
+    if path.is_absolute() or path.suffix or len(path.parts) != 2:
+        return ""
+    return (
+        f" (a Hugging Face Hub id? Download it first, e.g. `hf download {path.as_posix()} "
+        "--local-dir DIR`, and pass DIR)"
+    )
+
+
 def _is_safetensors(path: Path) -> bool:
     """A safetensors file starts with an 8-byte header length, then a JSON object."""
     with open(path, "rb") as f:
@@ -979,8 +986,9 @@ def _prepare_state(
                 if hint == "from_pretrained"
                 else "load_into(model, path, reset_head=True)"
             )
+            has = f"has a {src}-class head" if src else "has no classifier head"
             raise ValueError(
-                f"{ck.source}: the checkpoint's head has {src} classes but {cfg.num_classes} "
+                f"{ck.source}: the checkpoint {has} but {cfg.num_classes} classes "
                 f"were requested; to keep every other weight and start a freshly initialised "
                 f"{cfg.num_classes}-way head, call {how} (or use num_classes={src})"
             )
