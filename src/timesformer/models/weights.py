@@ -163,8 +163,10 @@ def from_pretrained(
     """
     ck = read_checkpoint(path)
     cfg = _target_config(ck, overrides)
-    model = TimeSformer(cfg)
-    _load(model, ck, reset_head, hint="from_pretrained")
+    with torch.device("meta"):  # no init cost: the checkpoint supplies every weight
+        model = TimeSformer(cfg)
+    model.to_empty(device="cpu")
+    _load(model, ck, reset_head, hint="from_pretrained", init_head=True)
     return model.eval()
 
 
@@ -1004,13 +1006,20 @@ def _grid_of(conf: Mapping[str, Any], source: str) -> tuple[int, int]:
     return h // p, w // p
 
 
-def _load(model: nn.Module, ck: Checkpoint, reset_head: bool, hint: str) -> None:
+def _load(
+    model: nn.Module, ck: Checkpoint, reset_head: bool, hint: str, init_head: bool = False
+) -> None:
+    """Check, adapt and strictly load `ck` into `model`; `init_head`: the model's weights are
+    uninitialised memory, so a head the checkpoint does not supply is initialised here."""
     cfg: TimeSformerConfig = getattr(model, "config", None)
     if not isinstance(cfg, TimeSformerConfig):
         raise ValueError(f"expected a TimeSformer model; got {type(model).__name__}")
     _check_compatible(ck, cfg, hint)
     state, allowed_missing = _prepare_state(ck, cfg, reset_head, hint)
     _load_strict(model, state, ck.source, allowed_missing)
+    if init_head and allowed_missing:
+        model.reset_classifier(cfg.num_classes)  # a freshly initialised head
+        model.config = cfg
     labels = ck.config.get("labels")
     keeps_head = "head.weight" in state
     if keeps_head and cfg.labels is None and labels and len(labels) == cfg.num_classes:
