@@ -18,6 +18,7 @@ from .models import (
     list_models,
 )
 from .models.weights import from_pretrained, save_checkpoint
+from .tools.explain import explain
 
 __version__ = "0.1.0"
 
@@ -32,3 +33,4 @@ __all__ = [
 ]
 __all__ += ["Prediction", "load_for_inference", "predict"]
 __all__ += ["from_pretrained", "save_checkpoint"]
+__all__ += ["explain"]
