@@ -306,6 +306,12 @@ def _vit_cls(vit, image: torch.Tensor) -> torch.Tensor:
         return vit(pixel_values=image).last_hidden_state[:, 0]  # final norm of the class token
 
 
+def _assert_fresh_head(head: torch.nn.Linear) -> None:
+    """A newly initialised head: trunc-normal(0.02) weights, zero bias (not stale memory)."""
+    assert torch.isfinite(head.weight).all() and torch.count_nonzero(head.bias) == 0
+    assert 0.01 < head.weight.std().item() < 0.03 and head.weight.abs().max().item() < 0.15
+
+
 def _repeat(image: torch.Tensor, t: int) -> torch.Tensor:
     return image.unsqueeze(2).expand(-1, -1, t, -1, -1).contiguous()  # (B, C, T, H, W)
 
@@ -341,6 +347,7 @@ def test_image_recipe_structure(tmp_path) -> None:
     model = from_pretrained(tmp_path)  # defaults: divided, 8 frames, 400 classes
     assert model.config.attention_type == "divided_space_time" and model.config.num_frames == 8
     assert model.config.num_classes == 400
+    _assert_fresh_head(model.head)
     assert torch.count_nonzero(model.time_embed) == 0
     for blk in model.blocks:
         assert torch.count_nonzero(blk.temporal_fc.weight) == 0
@@ -600,6 +607,7 @@ def test_head_size_mismatch_says_how_to_reset(tmp_path) -> None:
         from_pretrained(path, num_classes=7)
     fresh = from_pretrained(path, num_classes=7, reset_head=True)
     assert fresh.head.weight.shape == (7, 64) and fresh.config.labels is None
+    _assert_fresh_head(fresh.head)
     x = _video()
     with torch.no_grad():
         assert torch.equal(fresh.forward_features(x), model.forward_features(x))
