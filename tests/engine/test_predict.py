@@ -269,3 +269,20 @@ def test_training_checkpoint_settings_come_from_its_run_config(video, tmp_path) 
     assert st.sampling_rate == 4 and st.std == (0.3, 0.3, 0.3) and st.sampler == "rate"
     pred = predict(loaded, video, settings=st, views="1x1")
     assert torch.allclose(pred.probs, _expected(model.eval(), video, st, 1, 1), atol=1e-5)
+
+
+def test_safetensors_export_and_geometry_overrides(video, ours, tmp_path) -> None:
+    from timesformer.models.weights import save_safetensors
+
+    _, ref = ours
+    save_safetensors(ref, tmp_path / "w.safetensors")
+    model, st = load_for_inference(tmp_path / "w.safetensors", sampling_rate=3)
+    assert st.source == "command line" and st.sampling_rate == 3
+    pred = predict(model, video, settings=st, labels=NAMES)
+    assert torch.allclose(pred.probs, _expected(ref, video, st, 1, 3), atol=1e-5)
+    # --frames / --size: the clip and the model's embeddings follow
+    model, st = load_for_inference(tmp_path / "w.safetensors", num_frames=6, img_size=48)
+    assert (st.num_frames, st.img_size) == (6, 48)
+    assert model.config.num_frames == 6 and model.time_embed.shape[1] == 6
+    pred = predict(model, video, settings=st, views="1x1")
+    assert torch.allclose(pred.probs, _expected(model, video, st, 1, 1), atol=1e-5)
