@@ -98,8 +98,8 @@ def test_eval_writes_outputs_and_lists_the_broken_video(run, capsys) -> None:
 
 def test_eval_overrides_aggregate_and_text_output(run, tmp_path, capsys) -> None:
     out_dir = tmp_path / "elsewhere"
-    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
-               "data.test_views=1x1", "--aggregate", "sum_logits", "--output", str(out_dir)])  # fmt: skip
+    args = ["data.test_views=1x1", "--aggregate", "sum_logits", "--output", str(out_dir)]
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]), *args])
     out, _ = capsys.readouterr()
     assert rc == 0
     assert "top-1" in out and "1x1 per video, aggregated by sum_logits" in out

@@ -349,8 +349,10 @@ def predict(
     (1 centre, or 3), probabilities averaged over the views. `long=True`: consecutive clips
     cover the whole video (S crops each, S from `views`), decoded as a stream and classified
     `batch_size` inputs at a time; the label is the mean over clips and `Prediction.clips` is
-    the timeline (`progress`: a progress bar over the clips on stderr). Clip geometry comes from `settings` (see `load_for_inference`), else from the
-    model config; `num_frames`, `img_size`, `sampling_rate` override it.
+    the timeline (`progress`: a progress bar over the clips on stderr). Clip geometry comes
+    from `settings` (see `load_for_inference`), else from the model config; `num_frames`,
+    `img_size`, `sampling_rate` override it. Inputs go to `device` (default: the device the
+    model's parameters are on; the model itself is not moved).
 
     Raises `VideoDecodeError` (a RuntimeError naming the file) for a missing or unreadable video.
     """
@@ -510,7 +512,9 @@ def _predict_long(
             bar.close()
     missing = [j for j, p in enumerate(clip_probs) if p is None]
     if missing:
-        raise RuntimeError(f"{path}: the clip stream ended before clip {missing[0]}")
+        from ..data import VideoDecodeError
+
+        raise VideoDecodeError(path, f"decoding stopped before clip {missing[0]} of {len(clips)}")
     P = torch.stack(clip_probs)  # (J, C)
     mean = P.mean(0)  # (C,) the video label: mean over clips
     # clip j covers frames [j * span, (j + 1) * span); the last one ends with the video
