@@ -286,3 +286,11 @@ def test_safetensors_export_and_geometry_overrides(video, ours, tmp_path) -> Non
     assert model.config.num_frames == 6 and model.time_embed.shape[1] == 6
     pred = predict(model, video, settings=st, views="1x1")
     assert torch.allclose(pred.probs, _expected(model, video, st, 1, 1), atol=1e-5)
+
+
+def test_cli_bad_labels_file_is_one_error_not_a_video_error(video, ours, tmp_path, capsys):
+    path, _ = ours
+    rc = main(["predict", str(video), "--checkpoint", str(path),
+               "--labels", str(tmp_path / "no_labels.txt")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "no_labels.txt" in err[0]

@@ -81,7 +81,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import VideoDecodeError
-    from ..engine.predict import load_for_inference, predict, settings_dict
+    from ..engine.predict import load_for_inference, predict, resolve_labels, settings_dict
 
     if args.topk < 1:
         raise ValueError(f"--topk must be >= 1; got {args.topk}")
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.sampler is not None:
         settings = settings.with_overrides(sampler=args.sampler)
+    names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
     views = args.views or ("1x1" if args.long else "1x3")
     progress = args.long and not args.no_progress and sys.stderr.isatty()
     results: list[dict[str, Any]] = []
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 views=views,
                 long=args.long,
                 settings=settings,
-                labels=args.labels,
+                labels=names,
                 batch_size=args.batch_size,
                 device=device,
                 amp=args.amp,
