@@ -13,19 +13,27 @@ from .config import _pair, get_config
 from .timesformer import TimeSformer
 
 
-def create_model(name: str, pretrained: str | Path | None = None, **overrides: Any) -> TimeSformer:
+def create_model(
+    name: str,
+    pretrained: str | Path | None = None,
+    *,
+    reset_head: bool = False,
+    **overrides: Any,
+) -> TimeSformer:
     """Build the preset `name` (see `list_models()`), optionally loading weights.
 
     `pretrained` takes any checkpoint that `from_pretrained` accepts (official .pyth, Hugging
     Face directory, ImageNet ViT, ours); overrides such as num_classes, num_frames, img_size,
     attention_type, pos_embed, drop_path_rate, depth, embed_dim, num_heads apply on top.
+    `reset_head=True` keeps a freshly initialised head when the checkpoint's head has another
+    number of classes (fine-tuning); otherwise a head mismatch is an error.
     """
     cfg = get_config(name, **overrides)
     if pretrained is not None:
         from .weights import load_into
 
         model = TimeSformer(cfg)
-        load_into(model, pretrained)
+        load_into(model, pretrained, reset_head=reset_head)
         return model
     return TimeSformer(cfg)
 
