@@ -30,6 +30,7 @@ clip, so that each frame's map sums to its share of the total (`frame_relevance`
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Sequence
@@ -340,16 +341,23 @@ def _graph_tensor(w: Tensor) -> Tensor:
 def _resolve_target(
     target: int | str | None, predicted: int, labels: list[str] | None, n: int
 ) -> int:
+    """Class index from an index, a class name, or an index written as text."""
     if target is None:
         return predicted
-    if isinstance(target, str) and not target.lstrip("-").isdigit():
-        if labels is None or target not in labels:
-            known = "the model has no class names" if labels is None else "unknown class name"
-            raise ValueError(f"target class {target!r}: {known}; give a class index 0..{n - 1}")
-        return labels.index(target)
+    if isinstance(target, str):
+        if labels is not None and target in labels:
+            return labels.index(target)
+        if not target.strip().lstrip("-").isdigit():
+            if labels is None:
+                raise ValueError(
+                    f"class {target!r}: the model has no class names; give an index 0..{n - 1}"
+                )
+            close = difflib.get_close_matches(target, labels, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"class {target!r} is not one of the model's {n} classes.{hint}")
     t = int(target)
     if not 0 <= t < n:
-        raise ValueError(f"target class {t} is out of range: the model has {n} classes")
+        raise ValueError(f"class {t} is out of range: the model has {n} classes (0..{n - 1})")
     return t
 
 
@@ -359,6 +367,7 @@ def explain(
     target: int | str | None = None,
     method: str = "rollout",
     upsample: str = "nearest",
+    labels: Sequence[str] | None = None,
 ) -> Explanation:
     """Space-time relevance maps of one clip.
 
@@ -366,7 +375,8 @@ def explain(
     (1, 3, T, H, W). target: class index or name for the reported probability and for
     "grad_rollout" (default: the predicted class); "rollout" and "cls" maps do not depend on
     it. method: "rollout", "cls" or "grad_rollout". upsample: "nearest" (exact patch blocks) or
-    "bilinear" (smooth). Returns an `Explanation` whose maps are (T, H, W) float32.
+    "bilinear" (smooth). labels: class names (default: the model config's). Returns an
+    `Explanation` whose maps are (T, H, W) float32.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {', '.join(METHODS)}")
@@ -388,7 +398,12 @@ def explain(
     P = cfg.patch_size
     geom = (T, H // P, W // P)
     space_only = cfg.attention_type == "space_only"
-    labels = list(cfg.labels) if cfg.labels is not None else None
+    if labels is None and cfg.labels is not None:
+        labels = cfg.labels
+    if labels is not None:
+        labels = [str(n) for n in labels]
+        if len(labels) != cfg.num_classes:
+            raise ValueError(f"{len(labels)} class names for a {cfg.num_classes}-way model")
 
     grads = None
     if method == "grad_rollout":

@@ -1,0 +1,175 @@
+"""`timesformer explain VIDEO --checkpoint P --out DIR`: space-time attention maps of one clip.
+
+Heavy imports (torch, the engine) happen in `run`, so `timesformer --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  timesformer explain clip.mp4 --checkpoint runs/demo/best.pt --out explain/clip
+  timesformer explain clip.mp4 -c best.pt --out ex --method grad_rollout --class 3
+  timesformer explain clip.mp4 -c K400.pyth --out ex --class "playing guitar" --json
+
+One test clip is taken as `predict` takes its first view: the middle clip at the checkpoint's
+sampling rate (or SSv2-style segments), short side resized to the model's size, centre crop.
+
+Methods: rollout (default) multiplies every attention step (temporal, spatial, joint, ...) of
+every block, mixed with the residual, and reads the class token's row: which patches of which
+frames the prediction drew on, for any class. cls: the last block's class-token attention only.
+grad_rollout: rollout weighted by the gradient of the --class logit (default: the predicted
+class), so the map is specific to that class. See docs/explain.md.
+
+Writes to DIR: grid.png (frames with the heat map), overlay.gif, relevance.png (share of each
+frame), maps.npy (float32 T x H x W, summing to 1; each frame sums to its share) and
+summary.json (predicted class and probability, per-frame relevance, frame indices and times).
+"""
+
+
+def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument("video", metavar="VIDEO", help="video file to explain")
+    p.add_argument(
+        "--checkpoint",
+        "-c",
+        required=True,
+        metavar="P",
+        help="our .pt / .safetensors, an official .pyth, or a Hugging Face directory",
+    )
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--method",
+        choices=("rollout", "cls", "grad_rollout"),
+        default="rollout",
+        help="rollout (default), cls (last block only), grad_rollout (class-specific)",
+    )
+    p.add_argument(
+        "--class",
+        dest="target",
+        default=None,
+        metavar="NAME|ID",
+        help="class to explain (name or index; default: the predicted one). Changes the map "
+        "only with --method grad_rollout; the summary reports its probability in every case",
+    )
+    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: model's)")
+    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: model's)")
+    p.add_argument(
+        "--sampling-rate",
+        type=int,
+        default=None,
+        help="frames between samples at 30 fps (default: checkpoint's, else official)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=("rate", "segments"),
+        default=None,
+        help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
+    )
+    p.add_argument(
+        "--smooth",
+        action="store_true",
+        help="bilinear maps instead of one flat value per patch",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print summary.json on stdout")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    return p
+
+
+def read_clip(path: str | Path, settings: Any) -> tuple[Any, Any, list[int], list[float]]:
+    """One test clip of `path` as `settings` cut it: (model input (3, T, S, S) float, display
+    frames (T, S, S, 3) uint8, frame indices, frame times in seconds)."""
+    from ..data import TestTransform, VideoReader, crop_positions, short_side_resize, test_views
+
+    with VideoReader(path) as reader:
+        fps = float(reader.fps)
+        target_fps = settings.target_fps if settings.target_fps is not None else fps
+        view = test_views(
+            reader.num_frames,
+            settings.num_frames,
+            settings.sampling_rate,
+            fps,
+            num_clips=1,
+            num_crops=1,
+            sampler=settings.sampler,
+            target_fps=target_fps,
+        )[0]
+        indices = list(view.indices)
+        frames = reader.get_frames(indices)  # (T, H, W, 3) uint8
+    transform = TestTransform(
+        crop_size=settings.img_size,
+        num_crops=1,
+        mean=settings.mean,
+        std=settings.std,
+        channel_order=settings.channel_order,
+    )
+    video = transform(frames, crop_index=0)  # (3, T, S, S)
+    # the same pixels for display, before normalisation
+    x = short_side_resize(frames.permute(0, 3, 1, 2), settings.img_size)  # (T, 3, h, w)
+    top, left = crop_positions(x.shape[2], x.shape[3], settings.img_size, 1)[0]
+    c = settings.img_size
+    shown = x[:, :, top : top + c, left : left + c].permute(0, 2, 3, 1).contiguous()
+    times = [i / fps for i in indices]
+    return video, shown.numpy(), indices, times
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.predict import load_for_inference, resolve_labels, settings_dict
+    from ..tools.explain import explain, save_explanation
+    from .predict import _device
+
+    video_path = Path(args.video)
+    if not video_path.is_file():
+        raise FileNotFoundError(f"video {video_path} not found")
+    device = _device(args.device)
+    model, settings = load_for_inference(
+        args.checkpoint,
+        num_frames=args.frames,
+        img_size=args.size,
+        sampling_rate=args.sampling_rate,
+        device=device,
+    )
+    if args.sampler is not None:
+        settings = settings.with_overrides(sampler=args.sampler)
+    names = resolve_labels(model, args.labels)
+    video, shown, indices, times = read_clip(video_path, settings)
+    result = explain(
+        model,
+        video,
+        target=args.target,
+        method=args.method,
+        upsample="bilinear" if args.smooth else "nearest",
+        labels=names,
+    )
+    extra = {
+        "video": str(video_path),
+        "checkpoint": str(args.checkpoint),
+        "frame_indices": indices,
+        "frame_times": [round(t, 4) for t in times],
+        "settings": settings_dict(settings),
+    }
+    paths = save_explanation(result, shown, args.out, extra=extra, times=times)
+    if args.json:
+        print(paths["summary"].read_text(), end="")
+        return 0
+    peak = int(result.frame_relevance.argmax())
+    T = len(result.frame_relevance)
+    print(
+        f"{video_path}: {result.label(result.predicted)} ({100 * result.probability:.1f}%)"
+        f"  method {args.method}, {model.config.attention_type}, {T} frames"
+    )
+    if result.target != result.predicted:
+        print(
+            f"  explained class: {result.label(result.target)}"
+            f" ({100 * result.target_probability:.1f}%)"
+        )
+    shares = " ".join(f"{100 * r:.0f}" for r in result.frame_relevance)
+    print(f"  relevance per frame (%): {shares}; most: frame {peak} at {times[peak]:.2f} s")
+    print(f"  wrote {', '.join(p.name for p in paths.values())} to {Path(args.out)}")
+    return 0
