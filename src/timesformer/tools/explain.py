@@ -491,7 +491,7 @@ def overlay(frames: np.ndarray, maps: np.ndarray, alpha: float = 0.5) -> np.ndar
     peak = float(maps.max())
     heat = maps / peak if peak > 0 else maps
     rgb = colormaps["jet"](heat)[..., :3]  # (T, H, W, 3) in [0, 1]
-    a = alpha * (0.25 + 0.75 * heat[..., None])  # stronger where relevance is high
+    a = alpha * (0.6 + 0.8 * heat[..., None])  # a tint everywhere, stronger where relevant
     out = (1 - a) * frames.astype(np.float32) / 255.0 + a * rgb
     return (out.clip(0, 1) * 255).round().astype(np.uint8)
 
@@ -501,23 +501,34 @@ def _display_scale(h: int, w: int, target: int = 160) -> int:
 
 
 def save_grid(
-    path: Path, over: np.ndarray, relevance: np.ndarray, title: str, cols: int = 8
+    path: Path,
+    over: np.ndarray,
+    maps: np.ndarray,
+    relevance: np.ndarray,
+    title: str,
+    cols: int = 8,
 ) -> None:
-    """PNG grid of the overlaid frames, each titled with its index and relevance share."""
+    """PNG grid: per frame, the overlay above the bare heat map (one colour scale for the clip),
+    titled with the frame's index and relevance share."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     T = over.shape[0]
     cols = min(cols, T)
     rows = math.ceil(T / cols)
-    fig = Figure(figsize=(2.0 * cols, 2.2 * rows + 0.4))
+    fig = Figure(figsize=(2.0 * cols, 4.2 * rows + 0.4))
     FigureCanvasAgg(fig)
+    peak = float(maps.max()) or 1.0
     for t in range(rows * cols):
-        ax = fig.add_subplot(rows, cols, t + 1)
-        ax.axis("off")
+        r, c = divmod(t, cols)
+        top = fig.add_subplot(2 * rows, cols, 2 * r * cols + c + 1)
+        bottom = fig.add_subplot(2 * rows, cols, (2 * r + 1) * cols + c + 1)
+        top.axis("off")
+        bottom.axis("off")
         if t < T:
-            ax.imshow(over[t], interpolation="nearest")
-            ax.set_title(f"t={t}  {100 * relevance[t]:.1f}%", fontsize=8)
+            top.imshow(over[t], interpolation="nearest")
+            top.set_title(f"t={t}  {100 * relevance[t]:.1f}%", fontsize=8)
+            bottom.imshow(maps[t], cmap="jet", vmin=0.0, vmax=peak, interpolation="nearest")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -591,7 +602,7 @@ def save_explanation(
     )
     if result.target != result.predicted:
         title += f"; target {result.label(result.target)} p={result.target_probability:.3f}"
-    save_grid(paths["grid"], over, result.frame_relevance, title)
+    save_grid(paths["grid"], over, result.maps, result.frame_relevance, title)
     save_gif(paths["gif"], over)
     save_relevance_plot(paths["plot"], result.frame_relevance, times, title)
     np.save(paths["maps"], result.maps.astype(np.float32))
