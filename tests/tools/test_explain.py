@@ -204,6 +204,10 @@ def test_target_class_and_errors() -> None:
     e = explain(model, video, target="c")
     assert e.target == 2 and e.target_probability == pytest.approx(float(e.probabilities[2]))
     assert explain(model, video, target="3").target == 3
+    model.train()
+    assert explain(model, video).maps.shape == (3, 24, 16)
+    assert model.training  # the caller's mode is restored
+    model.eval()
     with pytest.raises(ValueError, match="'z'"):
         explain(model, video, target="z")
     with pytest.raises(ValueError, match="out of range"):

@@ -371,7 +371,7 @@ def explain(
 ) -> Explanation:
     """Space-time relevance maps of one clip.
 
-    model: a `TimeSformer` (put in eval mode here). video: normalised float (3, T, H, W) or
+    model: a `TimeSformer` (run in eval mode; its mode is restored). video: normalised float (3, T, H, W) or
     (1, 3, T, H, W). target: class index or name for the reported probability and for
     "grad_rollout" (default: the predicted class); "rollout" and "cls" maps do not depend on
     it. method: "rollout", "cls" or "grad_rollout". upsample: "nearest" (exact patch blocks) or
@@ -391,7 +391,6 @@ def explain(
     cfg = model.config
     if not cfg.num_classes:
         raise ValueError("the model has no classification head (num_classes=0)")
-    model.eval()
     param = next(model.parameters())
     video = video.to(device=param.device, dtype=param.dtype)
     T, H, W = video.shape[2:]
@@ -405,29 +404,34 @@ def explain(
         if len(labels) != cfg.num_classes:
             raise ValueError(f"{len(labels)} class names for a {cfg.num_classes}-way model")
 
-    grads = None
-    if method == "grad_rollout":
-        with torch.enable_grad():
-            x = video.detach().requires_grad_(True)  # a graph even when weights are frozen
-            logits, att = model(x, return_attention=True)
-            probs = logits.float().softmax(-1)[0].detach()
+    was_training = model.training
+    model.eval()  # no dropout or drop path in the maps
+    try:
+        grads = None
+        if method == "grad_rollout":
+            with torch.enable_grad():
+                x = video.detach().requires_grad_(True)  # a graph even when weights are frozen
+                logits, att = model(x, return_attention=True)
+                probs = logits.float().softmax(-1)[0].detach()
+                predicted = int(probs.argmax())
+                tgt = _resolve_target(target, predicted, labels, probs.numel())
+                flat = [_graph_tensor(s.weights) for steps in att for s in steps]
+                g = torch.autograd.grad(logits[0, tgt], flat, allow_unused=True)
+            it = iter(g)
+            grads = []
+            for steps in att:
+                grads.append([])
+                for s in steps:
+                    gi = next(it)
+                    grads[-1].append(torch.zeros_like(s.weights) if gi is None else gi.detach())
+        else:
+            with torch.no_grad():
+                logits, att = model(video, return_attention=True)
+            probs = logits.float().softmax(-1)[0]
             predicted = int(probs.argmax())
             tgt = _resolve_target(target, predicted, labels, probs.numel())
-            flat = [_graph_tensor(s.weights) for steps in att for s in steps]
-            g = torch.autograd.grad(logits[0, tgt], flat, allow_unused=True)
-        it = iter(g)
-        grads = []
-        for steps in att:
-            grads.append([])
-            for s in steps:
-                gi = next(it)
-                grads[-1].append(torch.zeros_like(s.weights) if gi is None else gi.detach())
-    else:
-        with torch.no_grad():
-            logits, att = model(video, return_attention=True)
-        probs = logits.float().softmax(-1)[0]
-        predicted = int(probs.argmax())
-        tgt = _resolve_target(target, predicted, labels, probs.numel())
+    finally:
+        model.train(was_training)
 
     with torch.no_grad():
         patch_maps = class_relevance(att, geom, method, space_only, grads)  # (1, T, gh, gw)
