@@ -90,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
             "history": result.history,
         }
         print(json.dumps(summary, indent=2))
+    elif result.interrupted:
+        print(
+            f"interrupted by {result.interrupted} after {result.step} steps; "
+            f"{result.last_checkpoint} holds the state: run the same command to resume",
+            file=sys.stderr,
+        )
     else:
         best = (
             f"best clip-level val top-1 {100 * result.best_metric:.1f}%"
@@ -98,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"done: {result.epochs_done} epochs, {result.step} steps in {result.seconds:.0f}s; "
-            f"{best}; checkpoints in {result.output_dir}",
-            file=sys.stderr if result.interrupted else sys.stdout,
+            f"{best}; checkpoints in {result.output_dir}"
         )
     return 0 if result.interrupted is None else _signal_code(result.interrupted)
 

@@ -1,0 +1,238 @@
+"""Training on rendered videos: learning, resume equivalence, SIGTERM + resume, 2-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from timesformer.data import render_dataset
+from timesformer.engine.checkpoint import read_training_checkpoint
+from timesformer.engine.config import load_config
+from timesformer.engine.train import train
+from timesformer.models.weights import from_pretrained
+
+TINY = [
+    "model.name=timesformer_tiny",
+    "model.num_frames=4",
+    "model.img_size=32",
+    "model.patch_size=16",
+    "model.embed_dim=32",
+    "model.depth=1",
+    "model.num_heads=2",
+    "model.drop_path_rate=0.1",
+    "data.sampling_rate=1",
+    "data.train_jitter=[32, 40]",
+    "data.crop_size=32",
+    "data.num_workers=0",
+    "data.test_views=1x1",
+    "optim.name=adamw",
+    "optim.lr=0.003",
+    "optim.weight_decay=0.01",
+    "optim.schedule=cosine",
+    "optim.warmup_epochs=0.5",
+    "optim.clip_grad=1.0",
+    "train.batch_size=4",
+    "train.global_batch_size=4",
+    "train.progress=false",
+    "train.log_every=1",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: tiny models run fastest so, and the CPU is shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """3 appearance classes (red / green / blue square, large), 4 frames of 32 px, real mp4."""
+    out = tmp_path_factory.mktemp("videos")
+    return render_dataset(
+        out,
+        "appearance",
+        num_train=48,
+        num_val=24,
+        num_test=6,
+        size=32,
+        num_frames=4,
+        num_classes=3,
+        object_size=(0.5, 0.7),
+        seed=0,
+    )
+
+
+def _overrides(videos: dict, out: Path, *extra: str) -> list[str]:
+    return [
+        *TINY,
+        f"model.num_classes={videos['num_classes']}",
+        f"data.train_list={videos['splits']['train']}",
+        f"data.val_list={videos['splits']['val']}",
+        f"data.root={videos['out_dir']}",
+        f"data.labels={Path(videos['out_dir']) / 'labels.txt'}",
+        f"output_dir={out}",
+        *extra,
+    ]
+
+
+def _write_config(videos: dict, out: Path, *extra: str) -> Path:
+    """The same settings as a YAML file (for the command-line runs)."""
+    import yaml
+
+    cfg = load_config(None, _overrides(videos, out, *extra))
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    return path
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_training_checkpoint(path)["model"]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tiny_run_learns_and_writes_outputs(videos: dict, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = load_config(None, _overrides(videos, out, "train.epochs=5"))
+    result = train(cfg, log=lambda s: None)
+    # chance is 1/3; a large object's colour is a cue a 1-block model picks up in a few epochs
+    assert result.best_metric is not None and result.best_metric >= 0.8, result.history
+    assert result.epochs_done == 5 and result.step == 5 * (48 // 4)
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "curves.png"):
+        assert (out / name).is_file(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    steps = [r for r in rows if r["kind"] == "step"]
+    assert len(epochs) == 5 and len(steps) == result.step
+    assert all(r["val_level"] == "clip" and r["val_clips"] == 24 for r in epochs)
+    assert all(r["bad_files"] == 0 for r in epochs)
+    assert {"loss", "lr", "clips_per_s"} <= set(steps[0])
+    # the checkpoint is our format: from_pretrained rebuilds the model with its class names
+    model = from_pretrained(out / "best.pt")
+    assert model.config.num_classes == 3 and model.config.labels == videos["labels"]
+    ck = read_training_checkpoint(out / "last.pt")
+    assert {"optimizer", "scheduler", "scaler", "rng", "train_config", "best_metric"} <= set(ck)
+    assert ck["epoch"] == 5 and ck["step"] == result.step
+    assert load_config(out / "config.yaml").model.num_classes == 3
+
+
+def test_two_epochs_equal_one_plus_resume_plus_one(videos: dict, tmp_path: Path) -> None:
+    """Same weights bit for bit: RNG, sampler order, augmentation and schedule all resume."""
+    extra = ("train.epochs=2", "train.eval_every=1")
+    quiet = {"log": lambda s: None}
+    a = train(load_config(None, _overrides(videos, tmp_path / "a", *extra)), **quiet)
+    b_cfg = load_config(None, _overrides(videos, tmp_path / "b", *extra))
+    first = train(b_cfg, max_epochs=1, **quiet)
+    assert first.epochs_done == 1
+    b = train(b_cfg, **quiet)  # picks up b/last.pt by itself
+    assert b.epochs_done == 2 and b.step == a.step
+    assert _same(_weights(a.last_checkpoint), _weights(b.last_checkpoint))
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    # a fresh start (resume=False) ignores the checkpoint and repeats run a exactly
+    c = train(b_cfg, resume=False, **quiet)
+    assert _same(_weights(a.last_checkpoint), _weights(c.last_checkpoint))
+
+
+def _cli(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "timesformer.cli", "train", "--config", str(config), *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `cmd` in its own session; on timeout kill the whole group (DDP workers too)."""
+    proc = subprocess.Popen(
+        cmd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout}s: {' '.join(cmd)}\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_sigterm_saves_then_resume_matches_straight_run(videos: dict, tmp_path: Path) -> None:
+    extra = ("train.epochs=2", "train.batch_size=2", "train.global_batch_size=2")
+    straight = _write_config(videos, tmp_path / "straight", *extra)
+    stopped = _write_config(videos, tmp_path / "stopped", *extra)
+    proc = subprocess.Popen(
+        _cli(stopped), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    metrics = tmp_path / "stopped" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and '"kind": "step"' in metrics.read_text():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in out and "Traceback" not in err
+    ck = read_training_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert ck["step"] < 2 * 24, "the signal should land before the end of training"
+    # the same command again resumes (mid-epoch when the signal came mid-epoch) and finishes
+    done = _run(_cli(stopped))
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stdout
+    ref = _run(_cli(straight))
+    assert ref.returncode == 0, ref.stderr
+    a = _weights(tmp_path / "straight" / "last.pt")
+    b = _weights(tmp_path / "stopped" / "last.pt")
+    assert _same(a, b)
+    assert read_training_checkpoint(tmp_path / "stopped" / "last.pt")["step"] == 2 * 24
+
+
+def test_ddp_two_processes_gloo(videos: dict, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    cfg = _write_config(videos, out, "train.epochs=2", "train.global_batch_size=8")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "-m",
+        "timesformer.cli",
+        "train",
+        "--config",
+        str(cfg),
+        "--json",
+    ]
+    proc = _run(cmd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on cpu x2" in proc.stdout
+    summary = json.loads(proc.stdout[proc.stdout.index("{") :])
+    # 48 clips, 2 ranks x batch 4 = 8 per step, no accumulation: 6 steps per epoch
+    assert summary["steps"] == 12 and summary["epochs_done"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert len(epochs) == 2  # written once (rank 0), not once per rank
+    # clip-level validation sums both ranks' shards: every val video exactly once
+    assert all(r["val_clips"] == 24 for r in epochs)
+    ck = read_training_checkpoint(out / "last.pt")
+    assert len(ck["rng"]) == 2  # one RNG state per rank
+    assert not any(k.startswith("module.") for k in ck["model"])
