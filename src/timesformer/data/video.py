@@ -87,7 +87,6 @@ class VideoReader:
         self.height: int = int(cc.height or self._stream.height)
         self.width: int = int(cc.width or self._stream.width)
         self.substituted = 0  # frames the decoder never produced, replaced by a neighbour
-        self._seek_ok = True  # False once a seek landed past its target
 
     # ------------------------------------------------------------------ index
     def _scan(self) -> None:
@@ -170,21 +169,40 @@ class VideoReader:
         j = bisect.bisect_right(self._keys, self._pts[index]) - 1
         return self._keys[max(j, 0)]
 
+    def _seek_for(self, index: int, back: int) -> tuple[int, bool]:
+        """Seek so that decoding starts at or before frame ``index``; return the keyframe
+        timestamp aimed at and whether decoding restarts from the very beginning. ``back = 0`` seeks to the frame's own timestamp (FFmpeg lands on the
+        keyframe before it; seeking to the keyframe's timestamp can land one keyframe early in
+        mp4, whose index counts decode time); ``back = k`` aims k keyframes earlier, used when a
+        seek overshoots; past the first keyframe it decodes from the start."""
+        j = bisect.bisect_right(self._keys, self._pts[index]) - 1 - back
+        if j < 0 or (back > 0 and j == 0):
+            self._seek_to(None)
+            return self._keys[0], True
+        self._seek_to(self._pts[index] if back == 0 else self._keys[j])
+        return self._keys[j], False
+
     # ------------------------------------------------------------------ decoding
     def _decode_sorted(self, needed: list[int]) -> Iterator[tuple[int, av.VideoFrame]]:
         """Yield ``(index, frame)`` for the sorted unique ``needed`` indices, decoding each
-        range once (a VideoDecodeError if the stream ends before a needed frame)."""
-        pos = 0
-        from_start = False  # set when a seek landed past its target: decode from frame 0
+        range once (a VideoDecodeError if the stream ends before a needed frame).
+
+        A seek that lands after the frame it was meant for (a keyframe flag the decoder does
+        not honour) is retried one keyframe earlier, at worst from the start; one that lands
+        earlier just decodes forward. Decoding jumps ahead only after a pass has returned a
+        frame and only to a keyframe beyond the one aimed at, so every pass makes progress.
+        """
+        pos, back = 0, 0
         while pos < len(needed):
-            self._seek_to(None if from_start else self._key_before(needed[pos]))
-            restart = jumped = False
+            aim, from_start = self._seek_for(needed[pos], back)
+            start_pos = pos
+            overshoot = jumped = False
             first = True
             try:
                 for frame in self._container.decode(self._stream):
                     idx = self._frame_index(frame.pts)
                     if first and idx > needed[pos] and not from_start:
-                        restart = True  # imprecise container index: never trust seeks again
+                        overshoot = True
                         break
                     first = False
                     while pos < len(needed) and needed[pos] <= idx:
@@ -196,8 +214,8 @@ class VideoReader:
                         return
                     nxt_key = self._key_before(needed[pos])
                     if (
-                        self._seek_ok
-                        and nxt_key > self._pts[max(idx, 0)]
+                        pos > start_pos
+                        and nxt_key > aim
                         and self._pts_index[nxt_key] - idx > _SEEK_MIN_GAP
                     ):
                         jumped = True  # a later keyframe lets us skip frames nobody asked for
@@ -206,10 +224,10 @@ class VideoReader:
                 raise VideoDecodeError(
                     self.path, f"decoding failed near frame {needed[pos]} ({_err(e)})"
                 ) from e
-            if restart:
-                from_start, self._seek_ok = True, False
+            if overshoot:
+                back += 1
             elif jumped:
-                from_start = False
+                back = 0
             else:
                 raise VideoDecodeError(
                     self.path,

@@ -1,0 +1,172 @@
+"""VideoReader: exact frames by index across codecs, VFR, streaming, bad files."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from _video_helpers import NUM_FRAMES, decode_index, index_frames
+
+from timesformer.data.synthetic import write_video
+from timesformer.data.video import VideoDecodeError, VideoReader, read_frames
+
+
+@pytest.mark.parametrize("name", ["h264_bframes.mp4", "h264.mkv", "mpeg4.avi", "vp9.webm"])
+def test_exact_frames_random_index_sets(index_videos, name):
+    rng = random.Random(name)
+    with VideoReader(index_videos[name]) as reader:
+        assert reader.num_frames == NUM_FRAMES  # webm states no count: counted by demuxing
+        assert reader.fps == pytest.approx(30.0, rel=1e-3)
+        assert (reader.height, reader.width) == (48, 64)
+        for _ in range(12):
+            idx = [rng.randrange(NUM_FRAMES) for _ in range(rng.randint(1, 10))]
+            frames = reader.get_frames(idx)
+            assert frames.dtype == torch.uint8 and frames.shape == (len(idx), 48, 64, 3)
+            assert decode_index(frames) == idx
+        # repeats and reverse order, and a dense clip at the very end
+        idx = [NUM_FRAMES - 1, 0, 0, 57, NUM_FRAMES - 1, 56]
+        assert decode_index(reader.get_frames(idx)) == idx
+        idx = list(range(NUM_FRAMES - 10, NUM_FRAMES))
+        assert decode_index(reader.get_frames(idx)) == idx
+        assert reader.substituted == 0
+
+
+def test_colours_survive_the_round_trip(index_videos):
+    want = index_frames(NUM_FRAMES)[[3, 90]].astype(int)
+    got = read_frames(index_videos["h264_bframes.mp4"], [3, 90]).numpy().astype(int)
+    assert np.abs(got - want).mean() < 4  # RGB order and values, not just the index bits
+
+
+class _CountingContainer:
+    """Stands in for the reader's container and counts the frames the decoder produces."""
+
+    def __init__(self, container) -> None:
+        self._container, self.count = container, 0
+
+    def decode(self, *args, **kwargs):
+        for frame in self._container.decode(*args, **kwargs):
+            self.count += 1
+            yield frame
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+
+def _count_decoded(reader: VideoReader) -> _CountingContainer:
+    reader._container = _CountingContainer(reader._container)
+    return reader._container
+
+
+def test_decodes_only_from_the_keyframe_before(index_videos):
+    # keyframes every 40 frames: frame 110 needs frames 80..110 (plus decoder delay)
+    with VideoReader(index_videos["h264_bframes.mp4"]) as reader:
+        counter = _count_decoded(reader)
+        assert decode_index(reader.get_frames([110])) == [110]
+        assert counter.count <= 40
+        # two far-apart frames: two seeks, never the frames in between
+        counter.count = 0
+        assert decode_index(reader.get_frames([5, 115])) == [5, 115]
+        assert counter.count <= 2 * 40
+
+
+def test_variable_frame_rate(vfr_video):
+    path, pts = vfr_video
+    with VideoReader(path) as reader:
+        assert reader.num_frames == NUM_FRAMES
+        assert reader.duration == pytest.approx(pts[-1] / 60 + 1 / reader.fps, abs=1e-3)
+        assert reader.fps == pytest.approx((NUM_FRAMES - 1) / (pts[-1] / 60), rel=1e-3)
+        idx = [0, 119, 64, 3, 3, 100]
+        assert decode_index(reader.get_frames(idx)) == idx
+        # by time: the frame shown at t is the last one with timestamp <= t
+        times = [pts[64] / 60, (pts[64] + pts[65]) / 120, pts[100] / 60 - 1e-3]
+        assert decode_index(reader.get_frames_at(times)) == [64, 64, 99]
+        assert reader.index_at(1e6) == NUM_FRAMES - 1
+
+
+def test_iter_clips_streams_every_clip_once(index_videos):
+    clips = [list(range(s, min(s + 16, NUM_FRAMES))) for s in range(0, NUM_FRAMES, 16)]
+    clips.append([5, 5, 7])  # overlapping, out of order
+    with VideoReader(index_videos["h264.mkv"]) as reader:
+        counter = _count_decoded(reader)
+        seen = {k: decode_index(frames) for k, frames in reader.iter_clips(clips)}
+        assert counter.count <= NUM_FRAMES + 8  # one forward pass (plus decoder delay)
+    assert sorted(seen) == list(range(len(clips)))
+    assert all(seen[k] == clips[k] for k in seen)
+
+
+def test_index_errors(index_videos):
+    with VideoReader(index_videos["vp9.webm"]) as reader:
+        with pytest.raises(IndexError, match="out of range"):
+            reader.get_frames([NUM_FRAMES])
+        with pytest.raises(IndexError):
+            reader.get_frames([-1])
+        assert reader.get_frames([]).shape == (0, 48, 64, 3)
+
+
+def test_bad_files(tmp_path, index_videos):
+    data = index_videos["h264_bframes.mp4"].read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.mp4").write_bytes(b"not a video" * 50)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    cases = {
+        "missing.mp4": "file not found",
+        "truncated.mp4": "truncated",
+        "junk.mp4": "not a media file",
+        "empty.mp4": "not a media file",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(VideoDecodeError, match=reason) as info:
+            VideoReader(tmp_path / name)
+        assert str(tmp_path / name) in str(info.value)
+        assert isinstance(info.value, RuntimeError)
+
+
+def test_audio_only_file(tmp_path):
+    import av
+
+    path = tmp_path / "audio.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with pytest.raises(VideoDecodeError, match="no video stream"):
+        VideoReader(path)
+
+
+def test_faststart_truncation_is_detected(tmp_path):
+    # moov at the front: the container states 60 frames but the data stops early
+    import av
+
+    src = tmp_path / "fs.mp4"
+    frames = index_frames(60)
+    with av.open(str(src), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = src.read_bytes()
+    cut = tmp_path / "fs_cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(VideoDecodeError, match="truncated|could not be decoded"):
+        with VideoReader(cut) as reader:
+            reader.get_frames([reader.num_frames - 1])
+
+
+def test_single_frame_video(tmp_path):
+    path = tmp_path / "one.mp4"
+    write_video(path, index_frames(1), 25.0)
+    with VideoReader(path) as reader:
+        assert reader.num_frames == 1 and reader.fps == pytest.approx(25.0)
+        assert decode_index(reader.get_frames([0, 0, 0])) == [0, 0, 0]
