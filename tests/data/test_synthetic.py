@@ -1,0 +1,163 @@
+"""Synthetic datasets: files and lists, determinism, cache, boxes, and labels that live in time."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from timesformer.cli import main
+from timesformer.data.datasets import load_label_names, read_list_file
+from timesformer.data.synthetic import (
+    APPEARANCE_CLASSES,
+    COLOURS,
+    MOTION_CLASSES,
+    render_appearance_clip,
+    render_dataset,
+    render_motion_clip,
+)
+from timesformer.data.video import VideoReader
+
+
+def test_render_dataset_files_lists_and_cache(tmp_path):
+    out = tmp_path / "motion"
+    kw = dict(num_train=8, num_val=4, num_test=4, size=32, num_frames=6, seed=3, num_classes=4)
+    info = render_dataset(out, "motion", **kw)
+    assert info["labels"] == list(MOTION_CLASSES[:4]) and not info["cached"]
+    assert load_label_names(out / "labels.txt", 4) == info["labels"]
+    train = read_list_file(info["splits"]["train"])
+    assert len(train) == 8 and sorted(y for _, y in train) == [0, 0, 1, 1, 2, 2, 3, 3]
+    with VideoReader(train[0][0]) as reader:
+        assert (reader.num_frames, reader.height, reader.width) == (6, 32, 32)
+        assert reader.codec == "h264" and reader.fps == pytest.approx(30.0)
+    boxes = json.loads((out / "boxes.json").read_text())
+    assert len(boxes) == 16 and len(boxes["train/00000.mp4"]) == 6
+    assert json.loads((out / "info.json").read_text())["params"]["seed"] == 3
+    # cached: same parameters reuse the files untouched; new parameters re-render
+    stamp = (out / "train/00000.mp4").stat().st_mtime_ns
+    assert render_dataset(out, "motion", **kw)["cached"]
+    assert (out / "train/00000.mp4").stat().st_mtime_ns == stamp
+    assert not render_dataset(out, "motion", **{**kw, "seed": 4})["cached"]
+
+
+def test_rendering_is_deterministic():
+    a = render_motion_clip("up", np.random.default_rng(1), distractors=2, clutter=3)
+    b = render_motion_clip("up", np.random.default_rng(1), distractors=2, clutter=3)
+    c = render_motion_clip("up", np.random.default_rng(2), distractors=2, clutter=3)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown motion classes"):
+        render_dataset(tmp_path, classes=["left", "sideways"])
+    with pytest.raises(ValueError, match="even"):
+        render_dataset(tmp_path, size=31)
+    with pytest.raises(ValueError, match="kind"):
+        render_dataset(tmp_path, kind="audio")
+
+
+def _features(frame: np.ndarray) -> np.ndarray:
+    """Single-frame features of the object: area, and wrapped centroid x and y."""
+    f = frame.astype(np.float64)
+    background = np.median(f.reshape(-1, 3), 0)
+    mask = np.linalg.norm(f - background, axis=-1) > 40
+    size = frame.shape[0]
+    ang = np.exp(2j * np.pi * (np.arange(size) + 0.5) / size)
+    ys, xs = np.nonzero(mask)
+    cx = np.angle(ang[xs].mean()) * size / (2 * np.pi) % size
+    cy = np.angle(ang[ys].mean()) * size / (2 * np.pi) % size
+    return np.array([mask.mean(), cx, cy])
+
+
+def _best_threshold_accuracy(a: np.ndarray, b: np.ndarray) -> float:
+    values = np.concatenate([a, b])
+    truth = np.r_[np.zeros(len(a)), np.ones(len(b))]
+    return max(max(((values > t) == truth).mean(), ((values <= t) == truth).mean()) for t in values)
+
+
+@pytest.fixture(scope="module")
+def motion_features():
+    """(N, T, 3) single-frame features per motion class, 64 clips of 8 frames at 32 px."""
+    feats = {}
+    for k, label in enumerate(MOTION_CLASSES):
+        rng = np.random.default_rng([11, k])
+        clips = [render_motion_clip(label, rng)[0] for _ in range(64)]
+        feats[label] = np.array([[_features(f) for f in clip] for clip in clips])
+    return feats
+
+
+def test_motion_class_is_not_in_any_single_frame(motion_features):
+    # For every frame position, every pair of classes and every feature (the object's area,
+    # and where it is), the best threshold separates the two classes barely above chance.
+    worst = 0.0
+    for t in (0, 4, 7):
+        for a, b in itertools.combinations(MOTION_CLASSES, 2):
+            for k in range(3):
+                acc = _best_threshold_accuracy(
+                    motion_features[a][:, t, k], motion_features[b][:, t, k]
+                )
+                worst = max(worst, acc)
+    assert worst < 0.72  # chance is 0.5; 64 per class and ~250 comparisons put noise near 0.66
+
+
+def test_motion_class_is_in_time(motion_features):
+    def step(x):  # wrapped displacement between consecutive frames
+        return ((np.diff(x, axis=1) + 16) % 32 - 16).mean(1)
+
+    f = motion_features
+    assert _best_threshold_accuracy(step(f["left"][..., 1]), step(f["right"][..., 1])) > 0.97
+    assert _best_threshold_accuracy(step(f["up"][..., 2]), step(f["down"][..., 2])) > 0.97
+
+    def growth(x):  # majority of frame-to-frame changes of the log area
+        return np.sign(np.diff(np.log(x[..., 0] + 1e-3), axis=1)).sum(1)
+
+    assert _best_threshold_accuracy(growth(f["approach"]), growth(f["recede"])) > 0.95
+
+
+def test_boxes_hold_the_object_amid_distractors():
+    rng = np.random.default_rng(0)
+    for label in MOTION_CLASSES:
+        # render twice from the same seed: with and without the labelled object's colour known
+        frames, boxes = render_motion_clip(
+            label, rng, size=64, distractors=3, clutter=4, wrap=False, object_size=(0.15, 0.2)
+        )
+        assert boxes.shape == (8, 4)
+        assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 64).all()
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        assert (areas > 20).all() and (areas < 64 * 64 / 4).all()
+    # the box is where the object is: alone on a plain background, its pixels are all inside
+    frames, boxes = render_motion_clip("right", np.random.default_rng(5), size=64, wrap=False)
+    for f, (x0, y0, x1, y1) in zip(frames, boxes):
+        ys, xs = np.nonzero(np.linalg.norm(f.astype(float) - f[0, 0], axis=-1) > 30)
+        assert xs.min() >= np.floor(x0) - 1 and xs.max() <= np.ceil(x1) + 1
+        assert ys.min() >= np.floor(y0) - 1 and ys.max() <= np.ceil(y1) + 1
+        assert (xs.max() - xs.min()) >= 0.6 * (x1 - x0)  # and the box is tight
+    assert boxes[-1, 0] > boxes[0, 0]  # moving right, inside the frame
+
+
+def test_appearance_class_is_in_every_frame():
+    rng = np.random.default_rng(0)
+    names = list(COLOURS)
+    palette = np.array([COLOURS[n] for n in names], float)
+    for label in APPEARANCE_CLASSES * 3:
+        frames, _ = render_appearance_clip(label, rng, size=32)
+        for f in frames:  # any single frame: the object's colour names the class colour
+            px = f.reshape(-1, 3).astype(float)
+            obj = px[np.linalg.norm(px - np.median(px, 0), axis=1) > 60]
+            assert len(obj) >= 5
+            nearest = names[int(np.argmin(np.linalg.norm(palette - obj.mean(0), axis=1)))]
+            assert nearest == label.split()[0]
+
+
+def test_synth_command(tmp_path, capsys):
+    out = tmp_path / "s"
+    args = ["synth", str(out), "--num-train", "4", "--num-val", "2", "--num-test", "2",
+            "--size", "16", "--frames", "4", "--classes", "left,right", "--json"]  # fmt: skip
+    assert main(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["labels"] == ["left", "right"] and (out / "test.csv").is_file()
+    assert main(["synth", str(out), "--classes", "left,nowhere"]) == 1
+    assert "nowhere" in capsys.readouterr().err
