@@ -57,21 +57,29 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """x: (G, L, D) -> (G, L, D), and (G, heads, L, L) weights when asked."""
+        if not need_weights:
+            return self.proj_drop(self.proj(self.attend(x))), None
         G, L, D = x.shape
         qkv = self.qkv(x).view(G, L, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (G, h, L, d)
-        weights = None
-        if need_weights:
-            scores = (q.float() * self.scale) @ k.float().transpose(-2, -1)  # (G, h, L, L)
-            weights = scores.softmax(dim=-1)
-            p = F.dropout(weights, self.attn_drop, self.training).to(v.dtype)
-            out = p @ v  # (G, h, L, d)
-        else:
-            out = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop if self.training else 0.0
-            )
-        out = out.transpose(1, 2).reshape(G, L, D)
+        scores = (q.float() * self.scale) @ k.float().transpose(-2, -1)  # (G, h, L, L)
+        weights = scores.softmax(dim=-1)
+        p = F.dropout(weights, self.attn_drop, self.training).to(v.dtype)
+        out = (p @ v).transpose(1, 2).reshape(G, L, D)  # (G, L, D)
         return self.proj_drop(self.proj(out)), weights
+
+    def attend(self, x: Tensor) -> Tensor:
+        """The heads' attention output before the output projection, by SDPA: (G, L, D) -> same.
+
+        SDPA never builds the (L, L) weights (flash / memory-efficient kernels where available).
+        """
+        G, L, D = x.shape
+        qkv = self.qkv(x).view(G, L, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (G, h, L, d), views
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
+        )  # (G, h, L, d)
+        return out.transpose(1, 2).reshape(G, L, D)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,7 +160,7 @@ def attend_partition(
             cls_sum = c if cls_sum is None else cls_sum + c
             n_groups += G
             y = y[:, :, 1:]
-        out[:, idx.reshape(-1)] = y.reshape(B, G * L, D)
+        out[:, idx.reshape(-1)] = y.reshape(B, G * L, D).to(out.dtype)  # autocast: y is bf16
         if need_weights and steps is not None:
             full_idx = idx + 1
             if cls is not None:

@@ -58,6 +58,10 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2)  # (B*T, N, D)
 
 
+# Inference runs each step over chunks of at most this many tokens (see Block._forward_inference).
+DEFAULT_CHUNK_TOKENS = 4096
+
+
 def _ln(dim: int, eps: float) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=eps)
 
@@ -96,6 +100,11 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.norm2 = _ln(D, eps)
         self.mlp = Mlp(D, int(D * cfg.mlp_ratio), cfg.drop_rate)
+        # inference fast path (eval, no grad): see TimeSformer.set_inference_options
+        self.fast_inference = True
+        self.inference_chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS
+        self._fused_key: tuple | None = None
+        self._fused: tuple[Tensor, Tensor] | None = None
 
     def extra_steps(self) -> list[tuple[nn.LayerNorm, Attention, nn.Linear]]:
         """(norm, attention, output linear) of each step before the final attention step."""
@@ -117,6 +126,14 @@ class Block(nn.Module):
         steps: list[AttentionStep] | None = None,
     ) -> Tensor:
         need = steps is not None
+        if (
+            not need
+            and self.fast_inference
+            and not self.training
+            and not torch.is_grad_enabled()
+            and x.device.type != "meta"  # count_flops traces the reference path
+        ):
+            return self._forward_inference(x, geom)
         if self.attention_type in ("space_only", "joint_space_time"):
             y, w = self.attn(self.norm1(x), need)
             if need:
@@ -171,6 +188,81 @@ class Block(nn.Module):
         y = y.view(B, T, 1 + N, D)
         res = torch.cat([y[:, :, 0].mean(1, keepdim=True), y[:, :, 1:].reshape(B, T * N, D)], 1)
         return torch.cat([cls, xp], dim=1) + self.drop_path(res)
+
+    # ------------------------------------------------------------------ inference fast path
+    # The same function as the path above (outputs agree to float rounding), for eval without
+    # autograd: fewer layout copies, the residual added in place into buffers this block owns,
+    # temporal_fc folded into temporal_attn.proj, and every step run over chunks of at most
+    # `inference_chunk_tokens` tokens, so that temporaries stay small for long clips.
+
+    def _forward_inference(self, x: Tensor, geom: tuple[int, int, int]) -> Tensor:
+        chunk = self.inference_chunk_tokens or (1 << 62)
+        if self.attention_type == "divided_space_time":
+            out = self._divided_inference(x, geom, chunk)
+        elif self.attention_type in ("space_only", "joint_space_time"):
+            out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # (rows, L, D)
+            rows = max(1, chunk // x.shape[1])  # joint: whole clips; space_only: frames
+            for r0 in range(0, x.shape[0], rows):
+                xr = x[r0 : r0 + rows]
+                y = self.attn.proj(self.attn.attend(self.norm1(xr)))
+                torch.add(xr, y, out=out[r0 : r0 + rows])
+        else:
+            out = self._partitioned(x, geom, None)
+        self._mlp_inplace(out, chunk)
+        return out
+
+    def _mlp_inplace(self, x: Tensor, chunk: int) -> None:
+        """x += mlp(norm2(x)), chunk by chunk of tokens; x: a contiguous (.., D) this block made."""
+        flat = x.view(-1, x.shape[-1])  # (tokens, D)
+        for c in flat.split(chunk):
+            c.add_(self.mlp.fc2(self.mlp.act(self.mlp.fc1(self.norm2(c)))))
+
+    def _temporal_out(self) -> tuple[Tensor, Tensor]:
+        """temporal_fc(temporal_attn.proj(a)) as one linear (nothing lies between them in eval):
+        W = W_fc W_proj, b = W_fc b_proj + b_fc. Kept until a weight changes (in place or not)."""
+        proj, fc = self.temporal_attn.proj, self.temporal_fc
+        key = tuple(
+            (t.data_ptr(), t._version) for t in (proj.weight, proj.bias, fc.weight, fc.bias)
+        )
+        if self._fused is None or self._fused_key != key:
+            w = fc.weight @ proj.weight  # (D, D)
+            b = torch.addmv(fc.bias, fc.weight, proj.bias)  # (D,)
+            self._fused, self._fused_key = (w, b), key
+        return self._fused
+
+    def _divided_inference(self, x: Tensor, geom: tuple[int, int, int], chunk: int) -> Tensor:
+        T, gh, gw = geom
+        N = gh * gw
+        B, _, D = x.shape
+        cls = x[:, :1]  # (B, 1, D)
+        xp = x[:, 1:].view(B, T, N, D)
+        # temporal step, over chunks of spatial positions; the result lands in the layout of the
+        # spatial step: per frame, a class-token slot then the frame's N patches
+        frames = x.new_empty(B, T, 1 + N, D)
+        frames[:, :, 0] = cls
+        w, b = self._temporal_out()
+        step = max(1, chunk // (B * T))
+        for n0 in range(0, N, step):
+            n = min(step, N - n0)
+            xt = xp[:, :, n0 : n0 + n].transpose(1, 2).reshape(B * n, T, D)  # (B*n, T, D)
+            a = self.temporal_attn.attend(self.temporal_norm1(xt))  # (B*n, T, D)
+            y = F.linear(a, w, b).view(B, n, T, D).transpose(1, 2)  # (B, T, n, D) view
+            torch.add(xp[:, :, n0 : n0 + n], y, out=frames[:, :, 1 + n0 : 1 + n0 + n])
+        # spatial step, over chunks of frames: each frame attends over its class-token copy and
+        # its patches; the class token's outputs are averaged over the frames
+        out = x.new_empty(B, 1 + T * N, D)
+        out_p = out[:, 1:].view(B, T, N, D)
+        cls_sum = x.new_zeros(B, D)
+        step = max(1, chunk // (B * (1 + N)))
+        for t0 in range(0, T, step):
+            t = min(step, T - t0)
+            s = frames[:, t0 : t0 + t]  # (B, t, 1+N, D)
+            h = self.norm1(s).reshape(B * t, 1 + N, D)
+            y = self.attn.proj(self.attn.attend(h)).view(B, t, 1 + N, D)
+            torch.add(s[:, :, 1:], y[:, :, 1:], out=out_p[:, t0 : t0 + t])
+            cls_sum += y[:, :, 0].sum(1)
+        torch.add(x[:, 0], cls_sum, alpha=1.0 / T, out=out[:, 0])
+        return out
 
     def _partitioned(
         self, x: Tensor, geom: tuple[int, int, int], steps: list[AttentionStep] | None
@@ -295,6 +387,19 @@ class TimeSformer(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block in the backward pass: same results, far less activation memory."""
         self.grad_checkpointing = enable
+
+    def set_inference_options(
+        self, fast: bool = True, chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS
+    ) -> None:
+        """Inference fast path (eval mode without autograd; on by default): same outputs to float
+        rounding, fewer copies, and steps run over chunks of at most `chunk_tokens` tokens (None:
+        no chunking), so that long clips need far less memory. `fast=False` runs the training
+        path (used by the benchmark as the baseline)."""
+        if chunk_tokens is not None and chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens must be >= 1 or None; got {chunk_tokens}")
+        for blk in self.blocks:
+            blk.fast_inference = fast
+            blk.inference_chunk_tokens = chunk_tokens
 
     def get_classifier(self) -> nn.Module:
         return self.head
