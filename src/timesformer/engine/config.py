@@ -54,6 +54,10 @@ class ModelSection:
     num_heads: int | None = None
     mlp_ratio: float | None = None
     zero_init_temporal_fc: bool | None = None
+    # None: the official zero init of time_embed. A std > 0 starts it from a truncated normal
+    # instead (from scratch only): frames then differ from the first step, which shortens the
+    # plateau a small model from scratch sits on before it uses time (docs/training.md).
+    time_embed_init_std: float | None = None
 
 
 @dataclass
@@ -154,6 +158,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.embed_dim": (1, None),
     "model.depth": (1, None),
     "model.num_heads": (1, None),
+    "model.time_embed_init_std": (0.0, None),
     "data.num_frames": (1, None),
     "data.sampling_rate": (1, None),
     "data.crop_size": (1, None),

@@ -193,6 +193,11 @@ def build_model(cfg: RunConfig, log: Log = print) -> nn.Module:
             )
         else:
             log(f"initialised from {what}")
+    elif m.time_embed_init_std and getattr(model, "time_embed", None) is not None:
+        with torch.no_grad():
+            std = m.time_embed_init_std
+            nn.init.trunc_normal_(model.time_embed, std=std, a=-2 * std, b=2 * std)
+        log(f"time_embed initialised from a truncated normal, std {std} (not the zero init)")
     if m.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
