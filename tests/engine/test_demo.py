@@ -1,0 +1,42 @@
+"""`timesformer demo --quick`: the whole pipeline on a tiny dataset (accuracy is not checked
+here; docs/training.md reports the full demo's measured numbers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from timesformer.cli import main
+from timesformer.engine.config import load_config
+
+
+def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["classes"] == ["approach", "recede"] and summary["chance"] == 0.5
+    variants = summary["variants"]
+    assert list(variants) == ["divided", "space_only"]
+    for name, attention in (("divided", "divided_space_time"), ("space_only", "space_only")):
+        r = variants[name]
+        assert r["attention_type"] == attention
+        assert 0.0 <= r["test_top1"] <= 1.0 and r["test_views"] == "3x1"
+        assert Path(r["checkpoint"]).is_file()
+        run = out / name
+        assert load_config(run / "config.yaml").model.attention_type == attention
+        eval_summary = json.loads((run / "eval" / "summary.json").read_text())
+        assert eval_summary["num_videos"] == 16 and eval_summary["views"] == "3x1"
+        assert (run / "metrics.jsonl").is_file() and (run / "curves.png").is_file()
+    # space-only has no temporal attention and no time embedding: fewer parameters
+    assert variants["space_only"]["params"] < variants["divided"]["params"]
+    pred = summary["prediction"]
+    assert pred["true"] in summary["classes"] and Path(pred["video"]).is_file()
+    assert {name for name, _ in pred["top"]} == set(summary["classes"])
+    assert abs(sum(p for _, p in pred["top"]) - 1.0) < 1e-4
+    assert (out / "results.md").read_text().startswith("| model |")
+    assert json.loads((out / "results.json").read_text())["variants"].keys() == variants.keys()
+    # a second run reuses the rendered videos
+    info = json.loads((out / "data" / "info.json").read_text())
+    assert info["params"]["num_frames"] == 12
