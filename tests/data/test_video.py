@@ -31,6 +31,16 @@ def test_exact_frames_random_index_sets(index_videos, name):
         idx = list(range(NUM_FRAMES - 10, NUM_FRAMES))
         assert decode_index(reader.get_frames(idx)) == idx
         assert reader.substituted == 0
+        assert reader._skip_ok  # the exact results came with non-reference skipping on
+
+
+@pytest.mark.parametrize("name", ["h264_bframes.mp4", "vp9.webm"])
+def test_exact_frames_with_threaded_decoding(index_videos, name):
+    rng = random.Random(1)
+    with VideoReader(index_videos[name], threads=0) as reader:  # FFmpeg threads, no skipping
+        for _ in range(6):
+            idx = [rng.randrange(NUM_FRAMES) for _ in range(rng.randint(1, 10))]
+            assert decode_index(reader.get_frames(idx)) == idx
 
 
 def test_colours_survive_the_round_trip(index_videos):

@@ -87,6 +87,9 @@ class VideoReader:
         self.height: int = int(cc.height or self._stream.height)
         self.width: int = int(cc.width or self._stream.width)
         self.substituted = 0  # frames the decoder never produced, replaced by a neighbour
+        # skip decoding non-reference frames nobody asked for (single-threaded decoding only;
+        # turned off for good if a wanted frame ever goes missing while skipping)
+        self._skip_ok = threads == 1
 
     # ------------------------------------------------------------------ index
     def _scan(self) -> None:
@@ -183,6 +186,22 @@ class VideoReader:
         return self._keys[j], False
 
     # ------------------------------------------------------------------ decoding
+    def _decode_forward(self, wanted: set[int] | None) -> Iterator[av.VideoFrame]:
+        """Decode from the current position. With ``wanted`` (timestamps), packets of other
+        frames are decoded with ``skip_frame="NONREF"``: a non-reference frame nobody asked for
+        is not decoded at all (about a third of an H.264 stream with B-frames), while every
+        frame another frame depends on still is."""
+        cc = self._stream.codec_context
+        try:
+            for packet in self._container.demux(self._stream):
+                if wanted is not None:
+                    skip = packet.pts is not None and packet.pts not in wanted
+                    cc.skip_frame = "NONREF" if skip else "DEFAULT"
+                yield from packet.decode()
+        finally:
+            if wanted is not None:
+                cc.skip_frame = "DEFAULT"
+
     def _decode_sorted(self, needed: list[int]) -> Iterator[tuple[int, av.VideoFrame]]:
         """Yield ``(index, frame)`` for the sorted unique ``needed`` indices, decoding each
         range once (a VideoDecodeError if the stream ends before a needed frame).
@@ -196,15 +215,21 @@ class VideoReader:
         while pos < len(needed):
             aim, from_start = self._seek_for(needed[pos], back)
             start_pos = pos
-            overshoot = jumped = False
+            overshoot = jumped = retry = False
             first = True
+            wanted = {self._pts[i] for i in needed[pos:]} if self._skip_ok else None
+            frames = self._decode_forward(wanted)
             try:
-                for frame in self._container.decode(self._stream):
+                for frame in frames:
                     idx = self._frame_index(frame.pts)
                     if first and idx > needed[pos] and not from_start:
                         overshoot = True
                         break
                     first = False
+                    if wanted is not None and needed[pos] < idx:
+                        self._skip_ok = False  # a wanted frame went missing: no more skipping
+                        retry = True
+                        break
                     while pos < len(needed) and needed[pos] <= idx:
                         if needed[pos] < idx:
                             self.substituted += 1  # the decoder never produced it: use the next
@@ -224,6 +249,10 @@ class VideoReader:
                 raise VideoDecodeError(
                     self.path, f"decoding failed near frame {needed[pos]} ({_err(e)})"
                 ) from e
+            finally:
+                frames.close()
+            if retry:
+                continue
             if overshoot:
                 back += 1
             elif jumped:
