@@ -1,0 +1,217 @@
+"""`timesformer bench`: cost, speed and memory of a model, side by side with Hugging Face."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..models.config import ATTENTION_TYPES, PRESETS
+from ..tools import bench as B
+
+EPILOG = """\
+examples:
+  timesformer bench                                  base 8x224 divided: cost, latency, memory
+  timesformer bench --compare hf --dtype fp32 bf16   side by side with transformers' Timesformer
+  timesformer bench --attention-type all --no-memory every scheme, time only
+  timesformer bench --model timesformer_small --train --compare hf
+                                                     training step, with/without checkpointing
+  timesformer bench --sweep --plot fig3.png          paper Figure 3, counted (no big runs)
+  timesformer bench --standard --write docs/performance.md   what `make bench` runs
+
+Latency is the median of --repeats runs after --warmup, ours and theirs alternating in one
+process. Peak memory is measured in a fresh process per case (CPU: resident-set growth; GPU:
+max_memory_allocated). Ratios are ours / theirs: below 1 is better for us.
+"""
+
+
+def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    g = p.add_argument_group("what to measure")
+    g.add_argument("--model", default="timesformer_base", choices=list(PRESETS), help="preset")
+    g.add_argument(
+        "--attention-type",
+        nargs="+",
+        default=None,
+        metavar="TYPE",
+        help=f"one or more of {', '.join(ATTENTION_TYPES)}, or 'all' (default: the preset's)",
+    )
+    g.add_argument("--frames", type=int, default=None, help="frames per clip (default: preset)")
+    g.add_argument("--img-size", type=int, default=None, help="frame size (default: preset)")
+    g.add_argument("--batch-size", type=int, default=1, help="clips per step (default 1)")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other model options, e.g. --set depth=2 --set embed_dim=192",
+    )
+    g.add_argument(
+        "--dtype", nargs="+", default=["fp32"], choices=list(B.DTYPES), help="fp32 and/or bf16"
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile both models")
+    g.add_argument(
+        "--train",
+        action="store_true",
+        help="forward + backward step, with and without checkpointing",
+    )
+    g.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        choices=["hf"],
+        help="also run Hugging Face transformers' Timesformer (same geometry, random weights)",
+    )
+    g.add_argument("--sweep", action="store_true", help="paper Figure 3 cost sweep (counted)")
+    g.add_argument("--plot", default=None, metavar="PNG", help="write the sweep as a PNG here")
+    g.add_argument(
+        "--standard",
+        action="store_true",
+        help="the standard set of `make bench` (goal cases, training, Figure 3)",
+    )
+    h = p.add_argument_group("how")
+    h.add_argument("--repeats", type=int, default=5, help="timed runs per model (default 5)")
+    h.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    h.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    h.add_argument(
+        "--no-time",
+        action="store_true",
+        help="skip timing; report the single run of the memory measurement (big cases)",
+    )
+    h.add_argument(
+        "--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)"
+    )
+    h.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print the full report as JSON")
+    o.add_argument(
+        "--write", default=None, metavar="MD", help="write the Markdown report into this file"
+    )
+    o.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. depth=2")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _attention_types(values: list[str] | None) -> list[str | None]:
+    if not values:
+        return [None]
+    if values == ["all"]:
+        return list(ATTENTION_TYPES)
+    for v in values:
+        if v not in ATTENTION_TYPES:
+            raise ValueError(f"--attention-type {v!r} is not one of {', '.join(ATTENTION_TYPES)}")
+    return list(values)
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def run(args: argparse.Namespace) -> int:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device}: torch sees no CUDA device here")
+    if args.repeats < 1 or args.warmup < 0:
+        raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    compare = tuple(dict.fromkeys(args.compare))
+
+    with B.num_threads(args.threads):
+        if args.standard:
+            png = None
+            if args.write:
+                png = Path(args.write).with_name(Path(args.write).stem + "_figure3.png")
+            elif args.plot:
+                png = Path(args.plot)
+            report = B.run_standard(device, compare or ("hf",), sweep_png=png, log=log)
+        else:
+            report = _run_selected(args, device, compare, log)
+
+    report = _finite(report)
+    if args.write:
+        path = B.write_markdown(report, args.write)
+        log(f"wrote {path}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(B.to_markdown(report), end="")
+    return 0
+
+
+def _run_selected(
+    args: argparse.Namespace, device: str, compare: tuple[str, ...], log: Any
+) -> dict[str, Any]:
+    overrides = _overrides(args.set)
+    cases = [
+        B.Case(
+            model=args.model,
+            attention_type=att,
+            frames=args.frames,
+            img_size=args.img_size,
+            batch_size=args.batch_size,
+            dtype=dtype,
+            compile=args.compile,
+            train=args.train,
+            device=device,
+            overrides=overrides,
+        )
+        for att in _attention_types(args.attention_type)
+        for dtype in args.dtype
+    ]
+    report = B.new_report(device)
+    timing = not args.no_time
+    if timing:
+        report["matmul_peak_flops"] = B.peaks_for({c.dtype for c in cases}, device, log)
+    geometry = dict(overrides)
+    if args.frames:
+        geometry["num_frames"] = args.frames
+    if args.img_size:
+        geometry["img_size"] = args.img_size
+    report["cost"] = [
+        c for c in B.cost_table(args.model, geometry) if c["attention_type"] in _types(cases)
+    ]
+    for case in cases:
+        kw = dict(
+            compare=compare,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            memory=not args.no_memory,
+            peaks=report["matmul_peak_flops"],
+            log=log,
+        )
+        if case.train:
+            report["train"].append(B.run_train_case(case, **kw))
+        else:
+            report["cases"].append(B.run_case(case, time_it=timing, **kw))
+    if args.sweep or args.plot:
+        report["sweep"] = B.cost_sweep(args.model, overrides=overrides)
+        if args.plot:
+            report["sweep_png"] = str(B.plot_sweep(report["sweep"], args.plot))
+    return report
+
+
+def _types(cases: list[B.Case]) -> set[str]:
+    return {c.config().attention_type for c in cases}

@@ -1,0 +1,1 @@
+"""Tools built on the model: benchmarking (`bench`) and attention maps (`explain`)."""

@@ -1,0 +1,158 @@
+"""`timesformer bench` and timesformer.tools.bench: counts, memory measurement, end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from timesformer import cli
+from timesformer.models import TimeSformer, TimeSformerConfig
+from timesformer.tools import bench as B
+
+TINY = ["--model", "timesformer_tiny", "--frames", "2", "--img-size", "32", "--set", "depth=1"]
+
+
+def _no_nan(x: Any, path: str = "") -> None:
+    if isinstance(x, float):
+        assert math.isfinite(x), path
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            _no_nan(v, f"{path}.{k}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            _no_nan(v, f"{path}[{i}]")
+
+
+def _bench_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert cli.main(["bench", *args, "--json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_macs_match_a_hand_computation() -> None:
+    T, N, D, P, C, L = 2, 4, 8, 16, 3, 2  # frames, patches per frame, dim, patch, classes, depth
+    cfg = TimeSformerConfig(
+        img_size=32, patch_size=P, num_frames=T, embed_dim=D, depth=L, num_heads=2, num_classes=C
+    )
+    patch = T * N * D * 3 * P * P
+    mlp = (1 + T * N) * 2 * D * 4 * D
+    temporal = T * N * 3 * D * D + 2 * N * T * T * D + 2 * T * N * D * D  # qkv, QK^T+AV, proj+fc
+    spatial = T * (1 + N) * 3 * D * D + 2 * T * (1 + N) ** 2 * D + T * (1 + N) * D * D
+    divided = patch + L * (temporal + spatial + mlp) + D * C
+    assert B._cost(cfg)["macs"] == divided
+    joint = patch + L * ((1 + T * N) * 4 * D * D + 2 * (1 + T * N) ** 2 * D + mlp) + D * C
+    assert B._cost(cfg.replace(attention_type="joint_space_time"))["macs"] == joint
+    # the analytic attention-matrix size used by the Figure 3 sweep
+    assert B.attention_matrix_bytes("joint_space_time", T, (2, 2), 2) == 2 * (1 + T * N) ** 2 * 4
+    assert B.attention_matrix_bytes("divided_space_time", T, (2, 2), 2) == 2 * T * (1 + N) ** 2 * 4
+
+
+def test_peak_memory_of_a_known_allocation() -> None:
+    size = 64 * B.MiB
+    # in a fresh process (as the benchmark measures every case)
+    out = B.measure_in_subprocess({"kind": "alloc", "bytes": size})
+    assert out["method"] == "rss high-water mark"
+    assert size <= out["peak_bytes"] <= size + 8 * B.MiB, out
+    # in this process: a tensor that stays alive counts too, a freed one is not left over
+    keep: list[torch.Tensor] = []
+    got = B.peak_memory(lambda: keep.append(torch.ones(size // 4)))
+    assert size <= got["peak_bytes"] <= size + 8 * B.MiB, got
+
+
+def test_bench_end_to_end_against_hf(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    png = tmp_path / "fig3.png"
+    rep = _bench_json([*TINY, "--compare", "hf", "--repeats", "2", "--plot", str(png)], capsys)
+    _no_nan(rep)
+    assert rep["machine"]["torch"] == torch.__version__
+    assert rep["matmul_peak_flops"]["fp32"] > 0
+    [case] = rep["cases"]
+    assert case["geometry"] == {
+        "attention_type": "divided_space_time",
+        "frames": 2,
+        "img_size": [32, 32],
+        "tokens": 9,
+        "embed_dim": 192,
+        "depth": 1,
+        "heads": 3,
+    }
+    assert case["gmacs_per_clip"] > 0 and case["sdpa_kernels"]
+    ours, hf = case["impls"]["ours"], case["impls"]["hf"]
+    assert ours["params"] == hf["params"] == case["params"]  # same geometry, same weights count
+    for e in (ours, hf):
+        assert len(e["latency_s"]["runs"]) == 2 and e["latency_s"]["median"] > 0
+        assert e["clips_per_s"] > 0 and 0 < e["peak_fraction"]
+        assert e["memory"]["peak_mb"] >= 0 and e["finite"]
+        assert e["logits_shape"] == [1, 400]
+    assert case["ratios"]["time"] == pytest.approx(
+        ours["latency_s"]["median"] / hf["latency_s"]["median"]
+    )
+    assert "memory" in case["ratios"]
+    assert {r["attention_type"] for r in rep["sweep"]} == {"joint_space_time", "divided_space_time"}
+    assert png.stat().st_size > 1000
+    assert [c["attention_type"] for c in rep["cost"]] == ["divided_space_time"]
+
+
+def test_bench_all_schemes_bf16_and_training(capsys: pytest.CaptureFixture[str]) -> None:
+    rep = _bench_json(
+        [*TINY, "--attention-type", "all", "--dtype", "bf16", "--compare", "hf"]
+        + ["--repeats", "1", "--no-memory"],
+        capsys,
+    )
+    _no_nan(rep)
+    by_type = {c["geometry"]["attention_type"]: c for c in rep["cases"]}
+    assert len(by_type) == 5
+    for att, c in by_type.items():
+        assert c["case"]["dtype"] == "bf16" and c["impls"]["ours"]["finite"]
+        assert ("hf" in c["impls"]) == (att in B.HF_ATTENTION_TYPES)
+        assert ("time" in c["ratios"]) == (att in B.HF_ATTENTION_TYPES)
+    # theirs returns per-frame logits for space-only, and the report says so
+    assert by_type["space_only"]["impls"]["hf"]["logits_shape"] == [2, 400]
+    assert any("per frame" in n for n in by_type["space_only"]["notes"])
+
+    rep = _bench_json([*TINY, "--train", "--repeats", "1", "--no-memory"], capsys)
+    [train] = rep["train"]
+    assert train["equality"]["equal"], train["equality"]
+    assert train["with_checkpointing"]["case"]["grad_checkpointing"]
+    assert "ours_time_ckpt" in train["ratios"]
+
+
+def test_markdown_report_keeps_hand_written_text(tmp_path: Path) -> None:
+    report = B.new_report()
+    report["goals"] = B.evaluate_goals(
+        {"cases": [{"label": "x", "ratios": {"time": 0.8}}]},
+        [B.Goal("fast", "x", "time", 1.0), B.Goal("lean", "x", "memory", 0.5)],
+    )
+    assert [g["met"] for g in report["goals"]] == [True, None]
+    md = tmp_path / "perf.md"
+    md.write_text("# Perf\n\nanalysis stays\n")
+    B.write_markdown(report, md)
+    B.write_markdown(report, md)  # twice: replaced between the markers, not appended again
+    text = md.read_text()
+    assert text.startswith("# Perf\n\nanalysis stays\n")
+    assert text.count(B.BEGIN) == 1 and "| fast | 0.80 | <= 1.00 | yes |" in text
+
+
+def test_fast_inference_path_matches_the_training_path() -> None:
+    # the benchmark's baseline switch: same function, to float rounding, chunked or not
+    cfg = TimeSformerConfig(img_size=32, num_frames=3, embed_dim=48, depth=2, num_heads=3)
+    model = TimeSformer(cfg.replace(zero_init_temporal_fc=False)).eval()
+    x = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        model.set_inference_options(fast=False)
+        ref = model(x)
+        for chunk in (None, 5):
+            model.set_inference_options(fast=True, chunk_tokens=chunk)
+            torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=0)
+
+
+def test_bench_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", *TINY, "--set", "depth"]) == 1
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["bench", *TINY, "--attention-type", "jiont"]) == 1
+    assert "jiont" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="square"):
+        B.build_hf_model(TimeSformerConfig(img_size=(32, 48)))
