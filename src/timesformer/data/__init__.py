@@ -13,6 +13,7 @@ from .sampling import (
 from .synthetic import (
     APPEARANCE_CLASSES,
     MOTION_CLASSES,
+    render_appearance_clip,
     render_dataset,
     render_motion_clip,
     write_video,
@@ -47,6 +48,7 @@ __all__ = [
     "normalize",
     "read_frames",
     "read_list_file",
+    "render_appearance_clip",
     "render_dataset",
     "render_motion_clip",
     "scan_folder",
