@@ -4,8 +4,12 @@ Public API::
 
     timesformer.list_models()
     timesformer.create_model(name, pretrained=None, **overrides)
-    timesformer.from_pretrained(path, **overrides)
+    timesformer.from_pretrained(path, **overrides)        # official, Hugging Face, ViT, ours
+    timesformer.save_checkpoint(model, path)
     timesformer.count_flops(model, num_frames=..., img_size=...)
+    timesformer.predict(model, video_path, views="1x3", long=False)
+    timesformer.load_for_inference(checkpoint) -> (model, settings)
+    timesformer.explain(model, clip, method="rollout")
 """
 
 from .engine.predict import Prediction, load_for_inference, predict
@@ -24,13 +28,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttentionStep",
+    "Prediction",
     "TimeSformer",
     "TimeSformerConfig",
     "__version__",
     "count_flops",
     "create_model",
+    "explain",
+    "from_pretrained",
     "list_models",
+    "load_for_inference",
+    "predict",
+    "save_checkpoint",
 ]
-__all__ += ["Prediction", "load_for_inference", "predict"]
-__all__ += ["from_pretrained", "save_checkpoint"]
-__all__ += ["explain"]
