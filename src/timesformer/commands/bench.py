@@ -66,8 +66,9 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--compare",
         action="append",
         default=[],
-        choices=["hf"],
-        help="also run Hugging Face transformers' Timesformer (same geometry, random weights)",
+        choices=["hf", "baseline"],
+        help="also run hf: Hugging Face transformers' Timesformer (same geometry, random "
+        "weights); baseline: ours with the inference fast path off",
     )
     g.add_argument("--sweep", action="store_true", help="paper Figure 3 cost sweep (counted)")
     g.add_argument("--plot", default=None, metavar="PNG", help="write the sweep as a PNG here")
@@ -206,6 +207,7 @@ def _run_selected(
             report["train"].append(B.run_train_case(case, **kw))
         else:
             report["cases"].append(B.run_case(case, time_it=timing, **kw))
+    B.finish_peaks(report)
     if args.sweep or args.plot:
         report["sweep"] = B.cost_sweep(args.model, overrides=overrides)
         if args.plot:

@@ -41,7 +41,9 @@ from ..models.timesformer import TimeSformer
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HF_ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
-IMPLS = ("ours", "hf")
+# ours; Hugging Face transformers; ours with the inference fast path off (the model before the
+# speed work: the A/B baseline of docs/performance.md)
+IMPLS = ("ours", "hf", "baseline")
 _WORKER_MARK = "@@bench-result@@"
 MiB = 1024 * 1024
 
@@ -179,16 +181,18 @@ def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMan
 
 
 def make_runner(case: Case, impl: str, seed: int = 0) -> Runner:
-    """Build `impl` ("ours" or "hf") for `case` with random weights and a random input clip."""
+    """Build `impl` (see IMPLS) for `case` with random weights and a random input clip."""
     if impl not in IMPLS:
         raise ValueError(f"unknown implementation {impl!r}; expected one of {IMPLS}")
     device = torch.device(case.device)
     cfg = case.config()
     torch.manual_seed(seed)
-    if impl == "ours":
+    if impl in ("ours", "baseline"):
         model: nn.Module = TimeSformer(cfg)
         if case.grad_checkpointing:
             model.set_grad_checkpointing(True)
+        if impl == "baseline":
+            model.set_inference_options(fast=False)
     else:
         model = build_hf_model(cfg)
         if case.grad_checkpointing:
@@ -204,7 +208,7 @@ def make_runner(case: Case, impl: str, seed: int = 0) -> Runner:
 
     def forward() -> Tensor:
         with _autocast(device, case.dtype):
-            return fn(x) if impl == "ours" else fn(pixel_values=x).logits
+            return fn(pixel_values=x).logits if impl == "hf" else fn(x)
 
     def infer() -> Tensor:
         with torch.no_grad():
@@ -235,22 +239,32 @@ def time_alternating(
     repeats: int = 5,
     warmup: int = 1,
     device: torch.device | str = "cpu",
-) -> dict[str, list[float]]:
-    """Seconds per call of each step, calls alternating (ABBA order) so load hits all alike."""
+) -> dict[str, dict[str, list[float]]]:
+    """Wall-clock and process CPU seconds per call of each step: {name: {"wall", "cpu"}}.
+
+    Calls alternate (A B, then B A, ...) so that changing machine load hits all steps alike;
+    run i of every step lies next to run i of the others (see `paired_ratio`).
+    """
     device = torch.device(device)
     names = list(steps)
     for _ in range(warmup):
         for k in names:
             steps[k]()
-    times: dict[str, list[float]] = {k: [] for k in names}
+    times: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in names}
     for r in range(repeats):
         for k in names if r % 2 == 0 else names[::-1]:
             _sync(device)
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             steps[k]()
             _sync(device)
-            times[k].append(time.perf_counter() - t0)
+            times[k]["wall"].append(time.perf_counter() - t0)
+            times[k]["cpu"].append(time.process_time() - c0)
     return times
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over i of a[i] / b[i]: each pair ran back to back, under the same load."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def summarize(seconds: list[float]) -> dict[str, Any]:
@@ -550,8 +564,13 @@ def run_case(
     }
     impls = ["ours"]
     for other in compare:
-        if other != "hf":
-            raise ValueError(f"--compare {other!r}: only 'hf' (Hugging Face transformers) is known")
+        if other not in IMPLS[1:]:
+            raise ValueError(f"--compare {other!r}: expected one of {', '.join(IMPLS[1:])}")
+        if other == "baseline":
+            if case.train:  # the fast path is for inference only: the baseline is ours
+                continue
+            impls.append(other)
+            continue
         if cfg.attention_type not in HF_ATTENTION_TYPES:
             result["notes"].append(f"transformers' Timesformer has no {cfg.attention_type}")
             continue
@@ -572,6 +591,10 @@ def run_case(
             result["impls"][k] = {"params": r.params}
         # the first (warm-up) step of ours, under the profiler: which SDPA kernel runs
         result["sdpa_kernels"] = sdpa_kernels_used(runners["ours"].step)
+        if peaks is not None:  # the peak again, under this case's load; the best one counts
+            peaks[case.dtype] = max(
+                peaks.get(case.dtype, 0.0), matmul_peak(case.dtype, case.device)
+            )
         log(f"[{case.label}] timing: {warmup} warm-up + {repeats} alternating runs")
         out: dict[str, Tensor] = {}
 
@@ -585,7 +608,13 @@ def run_case(
             {k: keep(k) for k in runners}, repeats=repeats, warmup=warmup, device=device
         )
         for k, ts in times.items():
-            result["impls"][k]["latency_s"] = summarize(ts)
+            result["impls"][k]["latency_s"] = summarize(ts["wall"])
+            result["impls"][k]["cpu_s"] = summarize(ts["cpu"])
+        for other, key in (("hf", ""), ("baseline", "_vs_baseline")):
+            if other in times:
+                a, b = times["ours"], times[other]
+                result["ratios"]["time" + key] = paired_ratio(a["wall"], b["wall"])
+                result["ratios"]["cpu_time" + key] = paired_ratio(a["cpu"], b["cpu"])
         for k, o in out.items():
             result["impls"][k]["logits_shape"] = list(o.shape)
             result["impls"][k]["finite"] = bool(torch.isfinite(o.float()).all())
@@ -613,14 +642,18 @@ def run_case(
         if lat:
             entry["clips_per_s"] = case.batch_size / lat
             entry["tflops"] = flops_per_step / lat / 1e12
-            if peaks and case.dtype in peaks:
-                entry["peak_fraction"] = flops_per_step / lat / peaks[case.dtype]
+    apply_peaks(result, peaks or {})
     if "hf" in result["impls"]:
         ours, hf = result["impls"]["ours"], result["impls"]["hf"]
-        if "latency_s" in ours and "latency_s" in hf:
+        if "latency_s" in ours and "latency_s" in hf and "time" not in result["ratios"]:
             result["ratios"]["time"] = ours["latency_s"]["median"] / hf["latency_s"]["median"]
         if "memory" in ours and "memory" in hf and hf["memory"]["peak_mb"] > 0:
             result["ratios"]["memory"] = ours["memory"]["peak_mb"] / hf["memory"]["peak_mb"]
+    if "baseline" in result["impls"]:
+        ours, ref = result["impls"]["ours"], result["impls"]["baseline"]
+        if "memory" in ours and "memory" in ref and ref["memory"]["peak_mb"] > 0:
+            m = ours["memory"]["peak_mb"] / ref["memory"]["peak_mb"]
+            result["ratios"]["memory_vs_baseline"] = m
     return result
 
 
@@ -802,6 +835,24 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
+def apply_peaks(result: dict[str, Any], peaks: dict[str, float]) -> None:
+    """Set each implementation's achieved fraction of the matmul peak of the case's dtype."""
+    peak = peaks.get(result["case"]["dtype"])
+    for entry in result["impls"].values():
+        if peak and "tflops" in entry:
+            entry["peak_fraction"] = entry["tflops"] * 1e12 / peak
+
+
+def finish_peaks(report: dict[str, Any]) -> None:
+    """Recompute every fraction of peak with the run's best (final) matmul peaks."""
+    peaks = report.get("matmul_peak_flops", {})
+    for r in report.get("cases", []):
+        apply_peaks(r, peaks)
+    for t in report.get("train", []):
+        for key in ("without_checkpointing", "with_checkpointing"):
+            apply_peaks(t[key], peaks)
+
+
 def peaks_for(dtypes: set[str], device: str, log: Callable[[str], None] | None = None) -> dict:
     """Matmul peak FLOP/s per dtype on `device`, measured now."""
     out = {}
@@ -845,11 +896,11 @@ def standard_cases(device: str = "cpu") -> tuple[list[dict[str, Any]], list[Case
     base = {"model": "timesformer_base", "device": device}
     runs = [
         {"case": Case(**base, dtype="fp32"), "repeats": 5},
-        {"case": Case(**base, dtype="bf16"), "repeats": 5},
+        {"case": Case(**base, dtype="bf16"), "repeats": 3},
         {"case": Case(**base, attention_type="space_only"), "repeats": 3},
         {"case": Case(**base, attention_type="joint_space_time", frames=16), "repeats": 3},
         # TimeSformer-L geometry: one measured run per implementation, in its own process
-        {"case": Case(**base, frames=96), "time_it": False, "memory_warmup": 0},
+        {"case": Case(**base, frames=96), "time_it": False},
         {"case": Case("timesformer_small", batch_size=4, device=device), "repeats": 3},
     ]
     train = [Case("timesformer_small", device=device)]
@@ -935,6 +986,7 @@ def run_standard(
         report["sweep_png"] = str(plot_sweep(report["sweep"], sweep_png))
     report["sdpa_backends"] = sdpa_backends_available((8, 12, 197, 64), "fp32", device)
     report["goals"] = evaluate_goals(report, goals)
+    finish_peaks(report)
     return report
 
 
@@ -974,10 +1026,21 @@ def _impl_rows(result: dict[str, Any], label: str | None = None) -> list[str]:
             f"| {_f(e.get('clips_per_s'), '.2f')} "
             f"| {_f(e.get('memory', {}).get('peak_mb'), '.0f')} "
             f"| {_f(100 * e['peak_fraction'] if 'peak_fraction' in e else None, '.0f')} "
-            f"| {_f(result['ratios'].get('time')) if impl == 'ours' else ''} "
-            f"| {_f(result['ratios'].get('memory')) if impl == 'ours' else ''} |"
+            f"| {_ratio_cell(result, impl, 'time')} | {_ratio_cell(result, impl, 'memory')} |"
         )
     return rows
+
+
+def _ratio_cell(result: dict[str, Any], impl: str, what: str) -> str:
+    key = {"ours": "", "baseline": "_vs_baseline"}.get(impl) if "hf" in result["impls"] else None
+    if impl == "baseline":  # ours / ours with the fast path off
+        key = "_vs_baseline"
+    if key is None or what + key not in result["ratios"]:
+        return ""
+    text = _f(result["ratios"][what + key])
+    if what == "time" and "cpu_time" + key in result["ratios"]:
+        text += f" (cpu {result['ratios']['cpu_time' + key]:.2f})"
+    return ("ours/baseline " if impl == "baseline" else "") + text
 
 
 _CASE_HEAD = (
@@ -1002,7 +1065,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     peaks = report.get("matmul_peak_flops", {})
     if peaks:
         out.append(
-            "Matmul peak measured in this run: "
+            "Matmul peak (x @ W^T, best measurement of this run): "
             + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in sorted(peaks.items()))
             + "."
         )
@@ -1021,7 +1084,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         out.append("")
         out.append(
             "Latency: median after warm-up, ours and theirs alternating in one process; "
-            "'(1 run)': the single run of the memory measurement. Peak MB: growth of the "
+            "'(1 run)': the single run of the memory measurement (a process whose allocator "
+            "maps every big buffer afresh: slower than usual for both). Time ratio: median "
+            "over back-to-back pairs of runs (wall clock; cpu: process CPU time). Peak MB: growth of the "
             "resident set (CPU) or of max_memory_allocated (GPU) during one step, in a fresh "
             "process per case. % matmul peak: model FLOPs (2 x MACs) per second over this "
             "run's matmul peak for the same dtype."
