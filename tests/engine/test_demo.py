@@ -39,4 +39,4 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert json.loads((out / "results.json").read_text())["variants"].keys() == variants.keys()
     # a second run reuses the rendered videos
     info = json.loads((out / "data" / "info.json").read_text())
-    assert info["params"]["num_frames"] == 12
+    assert info["params"]["num_frames"] == 10

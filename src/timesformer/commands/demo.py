@@ -27,15 +27,17 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-# The demo's dataset: approach vs recede (the object grows or shrinks). Each clip is a random
-# 8-frame window of a 12-frame video (temporal jitter); the set of frames is the same for both
-# classes (a reversed "approach" is a "recede"), only their order differs.
+# The demo's dataset: approach vs recede (the object grows or shrinks, by 15-20% of its size
+# per frame, staying inside the frame). Each training clip is a random 8-frame window of a
+# 10-frame video; testing averages 3 windows. The set of frames is the same for both classes
+# (a reversed "approach" is a "recede"): only their order tells them apart.
 CLASSES = ("approach", "recede")
 RENDER: dict[str, Any] = {
     "size": 32,
-    "num_frames": 12,
-    "object_size": (0.4, 0.6),
-    "speed": (0.04, 0.08),
+    "num_frames": 10,
+    "object_size": (0.25, 0.4),
+    "speed": (0.15, 0.2),
+    "wrap": False,
     "num_train": 1000,
     "num_val": 200,
     "num_test": 200,
@@ -73,7 +75,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 class InMemoryClips(Dataset):
     """Training clips cut from videos that were decoded once and kept in memory.
 
-    The demo's videos are tiny (12 x 32 x 32), so decoding each of them every epoch would cost
+    The demo's videos are tiny (10 x 32 x 32), so decoding each of them every epoch would cost
     more than the model. Items are built as `VideoDataset` builds them, with the data package's
     clip sampler and train transform and a generator seeded by (seed, epoch, index).
     """
