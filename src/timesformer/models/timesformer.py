@@ -67,6 +67,14 @@ class PatchEmbed(nn.Module):
 DEFAULT_CHUNK_TOKENS = 4096
 
 
+def _add_into(dst: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
+    """dst[...] = a + alpha * b in one pass, dst being a (possibly strided) view."""
+    if torch.compiler.is_compiling():  # dynamo takes no strided out=; inductor fuses this
+        dst.copy_(torch.add(a, b, alpha=alpha))
+    else:
+        torch.add(a, b, alpha=alpha, out=dst)
+
+
 def _is_gelu(m: nn.Module) -> bool:
     return type(m) is nn.GELU
 
@@ -214,7 +222,7 @@ class Block(nn.Module):
             for r0 in range(0, x.shape[0], rows):
                 xr = x[r0 : r0 + rows]
                 y = self.attn.proj(self.attn.attend(self.norm1(xr)))
-                torch.add(xr, y, out=out[r0 : r0 + rows])
+                _add_into(out[r0 : r0 + rows], xr, y)
         else:
             out = self._partitioned(x, geom, None)
         self._mlp_inplace(out, chunk)
@@ -253,14 +261,19 @@ class Block(nn.Module):
         # spatial step: per frame, a class-token slot then the frame's N patches
         frames = x.new_empty(B, T, 1 + N, D)
         frames[:, :, 0] = cls
-        w, b = self._temporal_out()
+        # (inside torch.compile: no Python-side weight cache; the compiler fuses what it can)
+        fused = None if torch.compiler.is_compiling() else self._temporal_out()
         step = max(1, chunk // (B * T))
         for n0 in range(0, N, step):
             n = min(step, N - n0)
             xt = xp[:, :, n0 : n0 + n].transpose(1, 2).reshape(B * n, T, D)  # (B*n, T, D)
             a = self.temporal_attn.attend(self.temporal_norm1(xt))  # (B*n, T, D)
-            y = F.linear(a, w, b).view(B, n, T, D).transpose(1, 2)  # (B, T, n, D) view
-            torch.add(xp[:, :, n0 : n0 + n], y, out=frames[:, :, 1 + n0 : 1 + n0 + n])
+            if fused is not None:
+                y = F.linear(a, *fused)  # temporal_fc(temporal_attn.proj(a))
+            else:
+                y = self.temporal_fc(self.temporal_attn.proj(a))
+            y = y.view(B, n, T, D).transpose(1, 2)  # (B, T, n, D) view
+            _add_into(frames[:, :, 1 + n0 : 1 + n0 + n], xp[:, :, n0 : n0 + n], y)
         # spatial step, over chunks of frames: each frame attends over its class-token copy and
         # its patches; the class token's outputs are averaged over the frames
         out = x.new_empty(B, 1 + T * N, D)
@@ -272,9 +285,9 @@ class Block(nn.Module):
             s = frames[:, t0 : t0 + t]  # (B, t, 1+N, D)
             h = self.norm1(s).reshape(B * t, 1 + N, D)
             y = self.attn.proj(self.attn.attend(h)).view(B, t, 1 + N, D)
-            torch.add(s[:, :, 1:], y[:, :, 1:], out=out_p[:, t0 : t0 + t])
+            _add_into(out_p[:, t0 : t0 + t], s[:, :, 1:], y[:, :, 1:])
             cls_sum += y[:, :, 0].sum(1)
-        torch.add(x[:, 0], cls_sum, alpha=1.0 / T, out=out[:, 0])
+        _add_into(out[:, 0], x[:, 0], cls_sum, alpha=1.0 / T)
         return out
 
     def _partitioned(
