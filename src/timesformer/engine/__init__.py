@@ -3,6 +3,8 @@
 (Each module re-exports with `name as name`, so that every engineer adds only import lines.)
 """
 
+from .checkpoint import read_training_checkpoint as read_training_checkpoint
+from .checkpoint import save_training_checkpoint as save_training_checkpoint
 from .config import RunConfig as RunConfig
 from .config import load_config as load_config
 from .config import resolve as resolve
@@ -14,3 +16,6 @@ from .evaluate import write_eval_outputs as write_eval_outputs
 from .predict import InferenceSettings as InferenceSettings
 from .predict import Prediction as Prediction
 from .predict import load_for_inference as load_for_inference
+from .train import LRSchedule as LRSchedule
+from .train import TrainResult as TrainResult
+from .train import build_optimizer as build_optimizer
