@@ -236,3 +236,72 @@ def test_ddp_two_processes_gloo(videos: dict, tmp_path: Path) -> None:
     ck = read_training_checkpoint(out / "last.pt")
     assert len(ck["rng"]) == 2  # one RNG state per rank
     assert not any(k.startswith("module.") for k in ck["model"])
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_accumulation_checkpointing_sgd(videos: dict, tmp_path: Path, amp: str) -> None:
+    """Mixed precision (fp16 with a grad scaler), accumulation of 3 steps, gradient
+    checkpointing and Nesterov SGD with a step schedule run and keep the scaler state."""
+    cfg = load_config(
+        None,
+        _overrides(
+            videos,
+            tmp_path / amp,
+            f"train.amp={amp}",
+            "train.epochs=1",
+            "train.batch_size=4",
+            "train.global_batch_size=12",
+            "model.grad_checkpointing=true",
+            "optim.name=sgd",
+            "optim.schedule=steps",
+            "optim.warmup_epochs=0",
+            "train.eval_every=0",
+        ),
+    )
+    result = train(cfg, log=lambda s: None)
+    assert result.step == 48 // 12 and result.best_metric is None
+    ck = read_training_checkpoint(result.last_checkpoint)
+    assert ck["optimizer"]["param_groups"][0]["nesterov"]
+    scaler_state = ck["scaler"]
+    assert bool(scaler_state) == (amp == "fp16")  # a disabled scaler saves nothing
+    loss = [r for r in result.history if r["kind"] == "epoch"][0]["train_loss"]
+    assert loss == loss and loss < 10  # finite
+
+
+def test_pretrained_with_another_head_is_reinitialised(videos: dict, tmp_path: Path) -> None:
+    from timesformer.models import TimeSformer, get_config
+    from timesformer.models.weights import save_checkpoint
+
+    src = TimeSformer(
+        get_config(
+            "timesformer_tiny",
+            num_classes=5,
+            num_frames=4,
+            img_size=32,
+            patch_size=16,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+        )
+    )
+    with torch.no_grad():
+        src.blocks[0].attn.qkv.weight.add_(1.0)  # unlike any fresh init
+    path = save_checkpoint(src, tmp_path / "five.pt")
+    logs: list[str] = []
+    cfg = load_config(
+        None,
+        _overrides(
+            videos,
+            tmp_path / "ft",
+            f"model.pretrained={path}",
+            "train.epochs=1",
+            "train.max_steps_per_epoch=1",
+        ),
+    )
+    result = train(cfg, log=logs.append)
+    assert any("head has 5 classes" in s and "re-initialised" in s for s in logs), logs
+    ck = read_training_checkpoint(result.last_checkpoint)
+    assert ck["model"]["head.weight"].shape[0] == 3
+    # one step of AdamW moves the loaded weights only a little: they came from the file
+    moved = ck["model"]["blocks.0.attn.qkv.weight"] - src.state_dict()["blocks.0.attn.qkv.weight"]
+    assert moved.abs().max() < 0.01
