@@ -124,3 +124,12 @@ def test_cover_clips_tile_the_video():
     assert clips[-1][-1] == 99 and clips[-1].count(99) >= 5  # repeats the last frame
     assert len(cover_clips(96, 8, 2, 30.0)) == 6  # exact multiple: no extra clip
     assert cover_clips(3, 8, 2, 30.0) == [[0, 2, 2, 2, 2, 2, 2, 2]]  # official spread, clamped
+
+
+def test_native_rate_when_target_fps_is_none():
+    # None: the sampling rate counts the video's own frames, whatever its fps
+    assert clip_span(8, 4, fps=60.0, target_fps=None) == 32
+    assert clip_span(8, 4, fps=60.0, target_fps=30.0) == 64
+    g = torch.Generator().manual_seed(0)
+    idx = train_clip_indices(1000, 8, 4, 60.0, target_fps=None, generator=g)
+    assert len(idx) == 8 and 28 <= idx[-1] - idx[0] <= 32  # a 32-frame span, not 64

@@ -79,11 +79,6 @@ def run(args: argparse.Namespace) -> int:
             f"{args.config}: data.{args.split}_list is not set; give it as an override, e.g. "
             f"data.{args.split}_list=PATH" + (hint if other else "")
         )
-    if d.target_fps is None:  # VideoDataset counts frames at a fixed rate
-        raise ValueError(
-            f"{args.config}: data.target_fps=null (native frame rate) is not supported by the "
-            "evaluation dataset; set data.target_fps (30 for the official recipes)"
-        )
     views = parse_views(args.views or d.test_views, "--views" if args.views else "test_views")
     dist = _distributed(cfg.train.device)
     device = dist.device

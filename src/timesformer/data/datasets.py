@@ -210,7 +210,7 @@ class VideoDataset(torch.utils.data.Dataset):
         mode: str = "train",
         num_frames: int = 8,
         sampling_rate: int = 32,
-        target_fps: float = 30.0,
+        target_fps: float | None = 30.0,
         sampler: str = "rate",
         test_views: tuple[int, int] = (1, 3),
         crop_size: int = 224,

@@ -31,8 +31,15 @@ class View:
     view: int
 
 
-def clip_span(num_frames: int, sampling_rate: int, fps: float, target_fps: float = 30.0) -> float:
-    """Frames of this video spanned by one clip: ``sampling_rate * num_frames * fps / target_fps``."""
+def clip_span(
+    num_frames: int, sampling_rate: int, fps: float, target_fps: float | None = 30.0
+) -> float:
+    """Frames of this video spanned by one clip: ``sampling_rate * num_frames * fps / target_fps``.
+
+    ``target_fps=None`` counts the sampling rate in the video's own frames (no fps rescaling).
+    """
+    if target_fps is None:
+        target_fps = fps
     if num_frames < 1 or sampling_rate < 1:
         raise ValueError(
             f"num_frames and sampling_rate must be >= 1, got {num_frames} and {sampling_rate}"
@@ -61,7 +68,7 @@ def train_clip_indices(
     sampling_rate: int,
     fps: float,
     *,
-    target_fps: float = 30.0,
+    target_fps: float | None = 30.0,
     generator: torch.Generator | None = None,
 ) -> list[int]:
     """A random clip: uniform start within the video, ``num_frames`` evenly over the span."""
@@ -80,7 +87,7 @@ def test_clip_indices(
     *,
     clip_index: int = 0,
     num_clips: int = 1,
-    target_fps: float = 30.0,
+    target_fps: float | None = 30.0,
     official: bool = False,
 ) -> list[int]:
     """Temporal clip ``clip_index`` of ``num_clips`` evenly spaced over the video.
@@ -141,7 +148,7 @@ def test_views(
     num_clips: int = 1,
     num_crops: int = 3,
     sampler: str = "rate",
-    target_fps: float = 30.0,
+    target_fps: float | None = 30.0,
     official: bool = False,
 ) -> list[View]:
     """All ``num_clips x num_crops`` test views of a video (``sampler``: "rate" or "segments")."""
@@ -171,7 +178,7 @@ def cover_clips(
     sampling_rate: int,
     fps: float,
     *,
-    target_fps: float = 30.0,
+    target_fps: float | None = 30.0,
 ) -> list[list[int]]:
     """Consecutive non-overlapping clips covering the whole video (long-video inference).
 
