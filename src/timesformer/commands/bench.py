@@ -208,6 +208,7 @@ def _run_selected(
         else:
             report["cases"].append(B.run_case(case, time_it=timing, **kw))
     B.finish_peaks(report)
+    report["sdpa_backends"] = B.sdpa_report({c.dtype for c in cases}, device)
     if args.sweep or args.plot:
         report["sweep"] = B.cost_sweep(args.model, overrides=overrides)
         if args.plot:

@@ -462,16 +462,35 @@ _SDPA_KERNELS = (
 
 
 def sdpa_kernels_used(fn: Callable[[], Any]) -> list[str]:
-    """Names of the SDPA kernels that ran during `fn` (flash / memory-efficient / cudnn / math)."""
-    from torch.profiler import ProfilerActivity, profile
+    """Names of the SDPA kernels that ran during `fn` (flash / memory-efficient / cudnn / math).
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    Counts the calls of `scaled_dot_product_attention` and the fused aten kernels they reached at
+    the dispatcher; calls that reached none ran the math path (plain matmul and softmax ops).
+    """
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls = [0]
+    fused: dict[str, int] = {}
+
+    class Calls(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is F.scaled_dot_product_attention:
+                calls[0] += 1
+            return func(*args, **(kwargs or {}))
+
+    class Kernels(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.name()
+            if "scaled_dot_product" in name and "backward" not in name:
+                fused[name] = fused.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with Calls(), Kernels():
         fn()
-    names = {e.name for e in prof.events() if "scaled_dot_product" in e.name}
-    found = []
-    for key, label in _SDPA_KERNELS:
-        if any(key in n and n != "aten::scaled_dot_product_attention" for n in names):
-            found.append(label)
+    found = [label for key, label in _SDPA_KERNELS[:-1] if any(key in n for n in fused)]
+    if calls[0] > sum(fused.values()):
+        found.append("math")
     return found
 
 
@@ -497,6 +516,11 @@ def sdpa_backends_available(
         except RuntimeError:
             out[name] = False
     return out
+
+
+def sdpa_report(dtypes: set[str], device: str) -> dict[str, dict[str, bool]]:
+    """For each dtype: which SDPA backends accept the base model's spatial-attention shape."""
+    return {d: sdpa_backends_available((8, 12, 197, 64), d, device) for d in sorted(dtypes)}
 
 
 def check_grad_checkpointing(case: Case, atol: float = 1e-5) -> dict[str, Any]:
@@ -989,7 +1013,7 @@ def run_standard(
     report["sweep"] = cost_sweep()
     if sweep_png:
         report["sweep_png"] = str(plot_sweep(report["sweep"], sweep_png))
-    report["sdpa_backends"] = sdpa_backends_available((8, 12, 197, 64), "fp32", device)
+    report["sdpa_backends"] = sdpa_report(dtypes, device)
     report["goals"] = evaluate_goals(report, goals)
     finish_peaks(report)
     return report
@@ -1181,9 +1205,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         if report.get("sweep_png"):
             out.append(f"\n![Figure 3]({Path(report['sweep_png']).name})")
     if report.get("sdpa_backends"):
-        ok = [k for k, v in report["sdpa_backends"].items() if v]
         out.append("")
-        out.append(f"SDPA backends that accept the spatial-attention shape here: {', '.join(ok)}.")
+        for dtype, backends in sorted(report["sdpa_backends"].items()):
+            ok = [k for k, v in backends.items() if v]
+            out.append(
+                f"SDPA backends that accept the base spatial-attention shape (8 x 12 heads x "
+                f"197 x 64) in {dtype} here: {', '.join(ok)}."
+            )
     return "\n".join(out) + "\n"
 
 
