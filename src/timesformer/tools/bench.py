@@ -273,7 +273,7 @@ def summarize(seconds: list[float]) -> dict[str, Any]:
         "median": statistics.median(seconds),
         "min": min(seconds),
         "max": max(seconds),
-        "runs": [round(s, 5) for s in seconds],
+        "runs": [round(s, 7) for s in seconds],
     }
 
 
