@@ -35,6 +35,15 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.epilog = EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     g = p.add_argument_group("what to measure")
+    g.add_argument(
+        "--data",
+        nargs=argparse.REMAINDER,
+        default=None,
+        metavar="ARGS",
+        help="data-loading throughput instead of the model: exact reader vs decode-all on "
+        "rendered Kinetics-like videos; the rest of the line goes to that benchmark "
+        "(e.g. --data --workers 0 2 --out data.json; --data --help lists its options)",
+    )
     g.add_argument("--model", default="timesformer_base", choices=list(PRESETS), help="preset")
     g.add_argument(
         "--attention-type",
@@ -132,6 +141,10 @@ def _finite(x: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.data is not None:
+        from ..tools.data_bench import main as data_bench
+
+        return data_bench(list(args.data))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"--device {device}: torch sees no CUDA device here")
