@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .predict import add_clip_arguments
+
 EPILOG = """\
 examples:
   timesformer explain clip.mp4 --checkpoint runs/demo/best.pt --out explain/clip
@@ -57,20 +59,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "only with --method grad_rollout; the summary reports its probability in every case",
     )
     p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: model's)")
-    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: model's)")
-    p.add_argument(
-        "--sampling-rate",
-        type=int,
-        default=None,
-        help="frames between samples at 30 fps (default: checkpoint's, else official)",
-    )
-    p.add_argument(
-        "--sampler",
-        choices=("rate", "segments"),
-        default=None,
-        help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
-    )
+    add_clip_arguments(p)
     p.add_argument(
         "--smooth",
         action="store_true",

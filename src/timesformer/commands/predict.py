@@ -24,6 +24,24 @@ stderr and the others are still predicted; the exit code is then 1.
 """
 
 
+def add_clip_arguments(p: argparse.ArgumentParser) -> None:
+    """Clip geometry options shared by `predict` and `explain` (defaults: the checkpoint's)."""
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: model's)")
+    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: model's)")
+    p.add_argument(
+        "--sampling-rate",
+        type=int,
+        default=None,
+        help="frames between samples at 30 fps (default: checkpoint's, else official)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=("rate", "segments"),
+        default=None,
+        help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
+    )
+
+
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
@@ -55,20 +73,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
     p.add_argument("--batch-size", type=int, default=4, help="model inputs per forward pass")
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: model's)")
-    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: model's)")
-    p.add_argument(
-        "--sampling-rate",
-        type=int,
-        default=None,
-        help="frames between samples at 30 fps (default: checkpoint's, else official)",
-    )
-    p.add_argument(
-        "--sampler",
-        choices=("rate", "segments"),
-        default=None,
-        help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
-    )
+    add_clip_arguments(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument(
         "--amp", choices=("off", "bf16", "fp16"), default="off", help="autocast precision"

@@ -422,10 +422,9 @@ def _predict_views(
 ) -> Prediction:
     from ..data import test_views
 
-    target_fps = st.target_fps if st.target_fps is not None else fps
-    views = test_views(
+    views = test_views(  # target_fps None: the sampler counts the video's own frames
         total, st.num_frames, st.sampling_rate, fps,
-        num_clips=K, num_crops=S, sampler=st.sampler, target_fps=target_fps,
+        num_clips=K, num_crops=S, sampler=st.sampler, target_fps=st.target_fps,
     )  # fmt: skip
     transform = _transform(st, S)
     by_clip: dict[int, tuple[int, ...]] = {}
@@ -474,9 +473,8 @@ def _predict_long(
 ) -> Prediction:
     from ..data import clip_span, cover_clips
 
-    target_fps = st.target_fps if st.target_fps is not None else fps
-    clips = cover_clips(total, st.num_frames, st.sampling_rate, fps, target_fps=target_fps)
-    span = clip_span(st.num_frames, st.sampling_rate, fps, target_fps)  # frames per clip
+    clips = cover_clips(total, st.num_frames, st.sampling_rate, fps, target_fps=st.target_fps)
+    span = clip_span(st.num_frames, st.sampling_rate, fps, st.target_fps)  # frames per clip
     transform = _transform(st, S)
     clip_probs: list[Tensor | None] = [None] * len(clips)  # (C,) per clip, mean over crops
     pending: list[tuple[int, Tensor]] = []  # (clip position, crops (S, 3, T, s, s))
