@@ -1,0 +1,101 @@
+"""Writing files safely, for every layer: atomic replacement and output checks made up front.
+
+One writer for the whole package (checkpoints, exports, reports, features): the bytes go to a
+temporary file in the destination folder, are flushed to disk, and are renamed over the target,
+so a crash or a full disk never leaves a half-written file under the final name. Output
+locations are checked before work starts, so a read-only or mistyped folder fails in one line
+instead of after an hour of computing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class OutputError(OSError):
+    """An output location that cannot be written (missing parent, read-only, a file not a folder)."""
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool = True) -> Path:
+    """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it into place.
+
+    `durable` also fsyncs the folder so the rename survives a power cut (checkpoints need it).
+    On any failure the temporary file is removed and the old `path`, if any, is left untouched.
+    """
+    path = Path(path)
+    ensure_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        if durable and tmp.is_file():
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if durable:
+            _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> Path:
+    """Write `data` to `path` atomically."""
+    return atomic_write(path, lambda p: p.write_bytes(data), durable=durable)
+
+
+def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), durable=durable)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(folder: str | Path, what: str = "output folder") -> Path:
+    """Make `folder` (and parents) if needed and check that files can be created in it.
+
+    Raises OutputError with one line naming the folder and the problem.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {what} {folder}: {e.strerror or e}") from None
+    try:  # a real probe: os.access says yes to root even on a read-only mount
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+    except OSError as e:
+        raise OutputError(f"{what} {folder} is not writable: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+def check_output_file(path: str | Path, what: str = "output file") -> Path:
+    """Check up front that `path` can be written: its folder exists or can be made, and is writable.
+
+    Nothing is created except missing parent folders.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise OutputError(f"{what} {path} is a folder, expected a file path")
+    ensure_dir(path.parent, what=f"folder for {what} {path.name!r}")
+    return path
