@@ -168,3 +168,18 @@ def get_config(name: str, **overrides: Any) -> TimeSformerConfig:
             + _suggest(name, list(PRESETS))
         )
     return PRESETS[name].replace(**overrides)
+
+
+# The one table of extra attention steps per scheme, in the order a Block runs them before its
+# final step (attn over the scheme's own partition): (norm, attention, output linear) module
+# names. Read by the Block, the checkpoint key maps and explain.
+EXTRA_STEPS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "divided_space_time": (("temporal_norm1", "temporal_attn", "temporal_fc"),),
+    "axial": (
+        ("temporal_norm1", "temporal_attn", "temporal_fc"),
+        ("width_norm", "width_attn", "width_fc"),
+    ),
+    "sparse_local_global": (("local_norm", "local_attn", "local_fc"),),
+    "space_only": (),
+    "joint_space_time": (),
+}

@@ -77,3 +77,15 @@ def count_flops(
 def _is_meta(model: nn.Module) -> bool:
     p = next(model.parameters(), None)
     return p is not None and p.device.type == "meta"
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel / torch.compile wrappers."""
+    for _ in range(8):
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+    return model

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention, AttentionStep, attend_partition, partition
-from .config import TimeSformerConfig
+from .config import EXTRA_STEPS, TimeSformerConfig
 
 
 class DropPath(nn.Module):
@@ -125,16 +125,9 @@ class Block(nn.Module):
 
     def extra_steps(self) -> list[tuple[nn.LayerNorm, Attention, nn.Linear]]:
         """(norm, attention, output linear) of each step before the final attention step."""
-        if self.attention_type == "divided_space_time":
-            return [(self.temporal_norm1, self.temporal_attn, self.temporal_fc)]
-        if self.attention_type == "axial":
-            return [
-                (self.temporal_norm1, self.temporal_attn, self.temporal_fc),
-                (self.width_norm, self.width_attn, self.width_fc),
-            ]
-        if self.attention_type == "sparse_local_global":
-            return [(self.local_norm, self.local_attn, self.local_fc)]
-        return []
+        return [
+            tuple(getattr(self, n) for n in names) for names in EXTRA_STEPS[self.attention_type]
+        ]
 
     def forward(
         self,

@@ -37,7 +37,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from .config import TimeSformerConfig, _pair
+from .config import EXTRA_STEPS, TimeSformerConfig, _pair
 from .timesformer import TimeSformer, resample_pos_embed, resample_time_embed
 
 FORMAT_VERSION = 1
@@ -51,17 +51,6 @@ ACCEPTED_FORMATS = (
     "ViTModel directory)"
 )
 
-# Extra attention steps per scheme: (norm, attention, output linear) module names in a block.
-EXTRA_STEPS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "divided_space_time": (("temporal_norm1", "temporal_attn", "temporal_fc"),),
-    "axial": (
-        ("temporal_norm1", "temporal_attn", "temporal_fc"),
-        ("width_norm", "width_attn", "width_fc"),
-    ),
-    "sparse_local_global": (("local_norm", "local_attn", "local_fc"),),
-    "space_only": (),
-    "joint_space_time": (),
-}
 HF_ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 OFFICIAL_ATTENTION_TYPES = HF_ATTENTION_TYPES
 
