@@ -159,3 +159,24 @@ def test_bench_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
     assert "jiont" in capsys.readouterr().err
     with pytest.raises(ValueError, match="square"):
         B.build_hf_model(TimeSformerConfig(img_size=(32, 48)))
+
+
+def test_version_comes_from_the_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    import timesformer
+
+    installed = importlib.metadata.version("timesformer")
+    assert B.package_version() == installed == timesformer.__version__
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert B.package_version() == "0+unknown"
+
+
+def test_json_safe_writes_nan_and_inf_as_null() -> None:
+    got = B.json_safe({"a": [1.0, math.nan, (math.inf, 2)], "b": {"c": -math.inf}, "d": "x"})
+    assert got == {"a": [1.0, None, [None, 2]], "b": {"c": None}, "d": "x"}
+    json.dumps(got, allow_nan=False)
