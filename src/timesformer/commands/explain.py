@@ -110,7 +110,8 @@ def read_clip(path: str | Path, settings: Any) -> tuple[Any, Any, list[int], lis
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.predict import load_for_inference, resolve_labels, settings_dict
-    from ..tools.explain import explain, save_explanation
+    from ..tools.explain import explain
+    from ..tools.explain_figures import save_explanation
     from .predict import _device
 
     video_path = Path(args.video)
