@@ -181,8 +181,9 @@ def _configs(out: Path, info: dict[str, Any], overrides: list[str], quick: bool)
 
 def _train_variant(name: str, cfg_dict: dict[str, Any], threads: int, quiet: bool) -> dict:
     """Train one variant (run in a child process or in-process). Returns VariantResult as dict."""
+    from ..engine.build import build_dataset
     from ..engine.config import RunConfig
-    from ..engine.train import build_dataset, train
+    from ..engine.train import train
 
     torch.set_num_threads(threads)
     cfg = RunConfig.from_dict(cfg_dict)
@@ -253,8 +254,8 @@ def _train_all(cfgs: dict, sequential: bool, quiet: bool) -> dict[str, dict]:
 
 def _evaluate(cfg: Any, res: dict, out: Path) -> None:
     """Video-level multi-view testing of the variant's best checkpoint on the test split."""
+    from ..engine.build import build_dataset
     from ..engine.evaluate import evaluate, write_eval_outputs
-    from ..engine.train import build_dataset
     from ..models.weights import from_pretrained
 
     model = from_pretrained(res["checkpoint"])
