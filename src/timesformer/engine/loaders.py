@@ -36,27 +36,6 @@ class EpochSampler(DistributedSampler):
         return max(0, self.num_samples - self.skip)
 
 
-def _seed_worker(worker_id: int) -> None:
-    """DataLoader workers: NumPy and `random` follow the worker's torch seed."""
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
-def _unpack(batch: Any) -> tuple[Tensor, Tensor, int, Tensor | None]:
-    """(video, label, substituted bad files, error flags or None) from a dict or tuple batch."""
-    if isinstance(batch, dict):
-        failures = batch.get("failures")
-        n_fail = int(torch.as_tensor(failures).sum()) if failures is not None else 0
-        err = batch.get("error")
-        bad = None
-        if err is not None and not isinstance(err, Tensor):
-            bad = torch.tensor([bool(e) for e in err])
-        return batch["video"], torch.as_tensor(batch["label"]), n_fail, bad
-    video, label = batch[0], batch[1]
-    return video, torch.as_tensor(label), 0, None
-
-
 def seed_worker(worker_id: int) -> None:
     """DataLoader workers: NumPy and `random` follow the worker's torch seed."""
     s = torch.initial_seed() % 2**32
