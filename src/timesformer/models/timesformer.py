@@ -1,4 +1,10 @@
-"""TimeSformer: PatchEmbed, Block (the five space-time attention schemes) and the model."""
+"""TimeSformer, top to bottom: DropPath, Mlp, PatchEmbed, Block (the five space-time attention
+schemes, reference path), embedding resampling, and the model.
+
+Read it in order: each part uses only what comes above it. The Block's eval fast path (same
+function, fewer copies, chunked) lives in `inference.py`; checkpoint formats in `weights.py`
+and `formats/`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from . import inference
 from .attention import Attention, AttentionStep, attend_partition, partition
 from .config import EXTRA_STEPS, TimeSformerConfig
+from .inference import DEFAULT_CHUNK_TOKENS
 
 
 class DropPath(nn.Module):
@@ -32,6 +40,8 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
+    """The block's feed-forward part: fc1 -> GELU -> fc2, (.., D) -> (.., D)."""
+
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -63,22 +73,6 @@ class PatchEmbed(nn.Module):
         return x.view(B * T, gh * gw, -1)  # (B*T, N, D)
 
 
-# Inference runs each step over chunks of at most this many tokens (see Block._forward_inference).
-DEFAULT_CHUNK_TOKENS = 4096
-
-
-def _add_into(dst: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
-    """dst[...] = a + alpha * b in one pass, dst being a (possibly strided) view."""
-    if torch.compiler.is_compiling():  # dynamo takes no strided out=; inductor fuses this
-        dst.copy_(torch.add(a, b, alpha=alpha))
-    else:
-        torch.add(a, b, alpha=alpha, out=dst)
-
-
-def _is_gelu(m: nn.Module) -> bool:
-    return type(m) is nn.GELU
-
-
 def _ln(dim: int, eps: float) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=eps)
 
@@ -87,9 +81,11 @@ class Block(nn.Module):
     """One pre-norm transformer block of the configured space-time scheme.
 
     x is (B, 1 + T*N, D) (class token, then frame-major patches), or (B*T, 1 + N, D) for
-    `space_only`. Extra steps per scheme, each `norm -> attention -> drop path -> fc`, added to
-    the patch tokens before the last attention step (which also serves the class token):
-    divided: temporal; sparse_local_global: local; axial: temporal, width.
+    `space_only`. Extra steps per scheme (the table `config.EXTRA_STEPS`), each
+    `norm -> attention -> drop path -> fc`, added to the patch tokens before the last attention
+    step (which also serves the class token): divided: temporal; sparse_local_global: local;
+    axial: temporal, width. In eval without autograd, `forward` hands over to the equivalent
+    fast path in `inference.py`.
     """
 
     def __init__(self, cfg: TimeSformerConfig, drop_path: float) -> None:
@@ -102,26 +98,17 @@ class Block(nn.Module):
 
         self.norm1 = _ln(D, eps)
         self.attn = attention()
-        if self.attention_type in ("divided_space_time", "axial"):
-            self.temporal_norm1 = _ln(D, eps)
-            self.temporal_attn = attention()
-            self.temporal_fc = nn.Linear(D, D)
-        if self.attention_type == "axial":
-            self.width_norm = _ln(D, eps)
-            self.width_attn = attention()
-            self.width_fc = nn.Linear(D, D)
-        if self.attention_type == "sparse_local_global":
-            self.local_norm = _ln(D, eps)
-            self.local_attn = attention()
-            self.local_fc = nn.Linear(D, D)
+        for norm, attn, fc in EXTRA_STEPS[self.attention_type]:  # e.g. temporal_norm1, ...
+            self.add_module(norm, _ln(D, eps))
+            self.add_module(attn, attention())
+            self.add_module(fc, nn.Linear(D, D))
         self.drop_path = DropPath(drop_path)
         self.norm2 = _ln(D, eps)
         self.mlp = Mlp(D, int(D * cfg.mlp_ratio), cfg.drop_rate)
-        # inference fast path (eval, no grad): see TimeSformer.set_inference_options
+        # eval fast path (see inference.py and TimeSformer.set_inference_options)
         self.fast_inference = True
-        self.inference_chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS
-        self._fused_key: tuple | None = None
-        self._fused: tuple[Tensor, Tensor] | None = None
+        self.inference_chunk_tokens: int | None = inference.DEFAULT_CHUNK_TOKENS
+        self._fused_cache: tuple | None = None  # temporal_fc folded into temporal_attn.proj
 
     def extra_steps(self) -> list[tuple[nn.LayerNorm, Attention, nn.Linear]]:
         """(norm, attention, output linear) of each step before the final attention step."""
@@ -135,6 +122,7 @@ class Block(nn.Module):
         geom: tuple[int, int, int],
         steps: list[AttentionStep] | None = None,
     ) -> Tensor:
+        """x -> x after attention and MLP; `steps` (a list) collects the attention weights."""
         need = steps is not None
         if (
             not need
@@ -143,9 +131,9 @@ class Block(nn.Module):
             and not torch.is_grad_enabled()
             and x.device.type != "meta"  # count_flops traces the reference path
         ):
-            return self._forward_inference(x, geom)
+            return inference.block_forward(self, x, geom)
         if self.attention_type in ("space_only", "joint_space_time"):
-            y, w = self.attn(self.norm1(x), need)
+            y, w = self.attn(self.norm1(x), need)  # one step over the whole sequence
             if need:
                 steps.append(self._whole_sequence_step(w, x.shape[0], geom))
             x = x + self.drop_path(y)
@@ -154,19 +142,6 @@ class Block(nn.Module):
         else:
             x = self._partitioned(x, geom, steps)
         return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def _whole_sequence_step(
-        self, w: Tensor, rows: int, geom: tuple[int, int, int]
-    ) -> AttentionStep:
-        T, gh, gw = geom
-        N = gh * gw
-        if self.attention_type == "joint_space_time":
-            index = torch.arange(1 + T * N, device=w.device).unsqueeze(0)  # (1, 1+TN)
-            return AttentionStep("joint", w.unsqueeze(1), index, cls_shared=False)
-        # space_only: rows = B*T, each frame with its own copy of the class token
-        patches = torch.arange(T * N, device=w.device).view(T, N) + 1
-        index = torch.cat([torch.zeros_like(patches[:, :1]), patches], dim=1)  # (T, 1+N)
-        return AttentionStep("space", w.view(rows // T, T, *w.shape[1:]), index, cls_shared=True)
 
     def _divided(
         self, x: Tensor, geom: tuple[int, int, int], steps: list[AttentionStep] | None
@@ -197,91 +172,7 @@ class Block(nn.Module):
             steps.append(AttentionStep("spatial", w.view(B, T, *w.shape[1:]), idx, True))
         y = y.view(B, T, 1 + N, D)
         res = torch.cat([y[:, :, 0].mean(1, keepdim=True), y[:, :, 1:].reshape(B, T * N, D)], 1)
-        return torch.cat([cls, xp], dim=1) + self.drop_path(res)
-
-    # ------------------------------------------------------------------ inference fast path
-    # The same function as the path above (outputs agree to float rounding), for eval without
-    # autograd: fewer layout copies, the residual added in place into buffers this block owns,
-    # temporal_fc folded into temporal_attn.proj, and every step run over chunks of at most
-    # `inference_chunk_tokens` tokens, so that temporaries stay small for long clips.
-
-    def _forward_inference(self, x: Tensor, geom: tuple[int, int, int]) -> Tensor:
-        chunk = self.inference_chunk_tokens or (1 << 62)
-        if self.attention_type == "divided_space_time":
-            out = self._divided_inference(x, geom, chunk)
-        elif self.attention_type in ("space_only", "joint_space_time"):
-            out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # (rows, L, D)
-            rows = max(1, chunk // x.shape[1])  # joint: whole clips; space_only: frames
-            for r0 in range(0, x.shape[0], rows):
-                xr = x[r0 : r0 + rows]
-                y = self.attn.proj(self.attn.attend(self.norm1(xr)))
-                _add_into(out[r0 : r0 + rows], xr, y)
-        else:
-            out = self._partitioned(x, geom, None)
-        self._mlp_inplace(out, chunk)
-        return out
-
-    def _mlp_inplace(self, x: Tensor, chunk: int) -> None:
-        """x += mlp(norm2(x)), chunk by chunk of tokens; x: a contiguous (.., D) this block made."""
-        flat = x.view(-1, x.shape[-1])  # (tokens, D)
-        act = self.mlp.act
-        for c in flat.split(chunk):
-            h = self.mlp.fc1(self.norm2(c))  # (c, hidden)
-            # in place: no second hidden-sized buffer (its fresh pages cost more than the GELU)
-            h = torch.ops.aten.gelu_(h, approximate=act.approximate) if _is_gelu(act) else act(h)
-            c.add_(self.mlp.fc2(h))
-
-    def _temporal_out(self) -> tuple[Tensor, Tensor]:
-        """temporal_fc(temporal_attn.proj(a)) as one linear (nothing lies between them in eval):
-        W = W_fc W_proj, b = W_fc b_proj + b_fc. Kept until a weight changes (in place or not)."""
-        proj, fc = self.temporal_attn.proj, self.temporal_fc
-        key = tuple(
-            (t.data_ptr(), t._version) for t in (proj.weight, proj.bias, fc.weight, fc.bias)
-        )
-        if self._fused is None or self._fused_key != key:
-            w = fc.weight @ proj.weight  # (D, D)
-            b = torch.addmv(fc.bias, fc.weight, proj.bias)  # (D,)
-            self._fused, self._fused_key = (w, b), key
-        return self._fused
-
-    def _divided_inference(self, x: Tensor, geom: tuple[int, int, int], chunk: int) -> Tensor:
-        T, gh, gw = geom
-        N = gh * gw
-        B, _, D = x.shape
-        cls = x[:, :1]  # (B, 1, D)
-        xp = x[:, 1:].view(B, T, N, D)
-        # temporal step, over chunks of spatial positions; the result lands in the layout of the
-        # spatial step: per frame, a class-token slot then the frame's N patches
-        frames = x.new_empty(B, T, 1 + N, D)
-        frames[:, :, 0] = cls
-        # (inside torch.compile: no Python-side weight cache; the compiler fuses what it can)
-        fused = None if torch.compiler.is_compiling() else self._temporal_out()
-        step = max(1, chunk // (B * T))
-        for n0 in range(0, N, step):
-            n = min(step, N - n0)
-            xt = xp[:, :, n0 : n0 + n].transpose(1, 2).reshape(B * n, T, D)  # (B*n, T, D)
-            a = self.temporal_attn.attend(self.temporal_norm1(xt))  # (B*n, T, D)
-            if fused is not None:
-                y = F.linear(a, *fused)  # temporal_fc(temporal_attn.proj(a))
-            else:
-                y = self.temporal_fc(self.temporal_attn.proj(a))
-            y = y.view(B, n, T, D).transpose(1, 2)  # (B, T, n, D) view
-            _add_into(frames[:, :, 1 + n0 : 1 + n0 + n], xp[:, :, n0 : n0 + n], y)
-        # spatial step, over chunks of frames: each frame attends over its class-token copy and
-        # its patches; the class token's outputs are averaged over the frames
-        out = x.new_empty(B, 1 + T * N, D)
-        out_p = out[:, 1:].view(B, T, N, D)
-        cls_sum = x.new_zeros(B, D)
-        step = max(1, chunk // (B * (1 + N)))
-        for t0 in range(0, T, step):
-            t = min(step, T - t0)
-            s = frames[:, t0 : t0 + t]  # (B, t, 1+N, D)
-            h = self.norm1(s).reshape(B * t, 1 + N, D)
-            y = self.attn.proj(self.attn.attend(h)).view(B, t, 1 + N, D)
-            _add_into(out_p[:, t0 : t0 + t], s[:, :, 1:], y[:, :, 1:])
-            cls_sum += y[:, :, 0].sum(1)
-        _add_into(out[:, 0], x[:, 0], cls_sum, alpha=1.0 / T)
-        return out
+        return torch.cat([cls, xp], dim=1) + self.drop_path(res)  # (B, 1+T*N, D)
 
     def _partitioned(
         self, x: Tensor, geom: tuple[int, int, int], steps: list[AttentionStep] | None
@@ -289,7 +180,7 @@ class Block(nn.Module):
         """sparse_local_global (local, then strided global) and axial (time, width, height)."""
         T, gh, gw = geom
         need = steps is not None
-        cls, xp = x[:, :1], x[:, 1:]
+        cls, xp = x[:, :1], x[:, 1:]  # (B, 1, D), (B, T*N, D)
         if self.attention_type == "axial":
             names = ["time", "width"]
             last = "height"
@@ -305,6 +196,20 @@ class Block(nn.Module):
             self.attn, self.norm1(xp), parts, self.norm1(cls), last, need, steps
         )
         return torch.cat([cls, xp], dim=1) + self.drop_path(torch.cat([c, y], dim=1))
+
+    def _whole_sequence_step(
+        self, w: Tensor, rows: int, geom: tuple[int, int, int]
+    ) -> AttentionStep:
+        """The AttentionStep of joint / space-only attention, from weights w (rows, h, L, L)."""
+        T, gh, gw = geom
+        N = gh * gw
+        if self.attention_type == "joint_space_time":
+            index = torch.arange(1 + T * N, device=w.device).unsqueeze(0)  # (1, 1+TN)
+            return AttentionStep("joint", w.unsqueeze(1), index, cls_shared=False)
+        # space_only: rows = B*T, each frame with its own copy of the class token
+        patches = torch.arange(T * N, device=w.device).view(T, N) + 1
+        index = torch.cat([torch.zeros_like(patches[:, :1]), patches], dim=1)  # (T, 1+N)
+        return AttentionStep("space", w.view(rows // T, T, *w.shape[1:]), index, cls_shared=True)
 
 
 def resample_pos_embed(
@@ -413,12 +318,8 @@ class TimeSformer(nn.Module):
         """Inference fast path (eval mode without autograd; on by default): same outputs to float
         rounding, fewer copies, and steps run over chunks of at most `chunk_tokens` tokens (None:
         no chunking), so that long clips need far less memory. `fast=False` runs the training
-        path (used by the benchmark as the baseline)."""
-        if chunk_tokens is not None and chunk_tokens < 1:
-            raise ValueError(f"chunk_tokens must be >= 1 or None; got {chunk_tokens}")
-        for blk in self.blocks:
-            blk.fast_inference = fast
-            blk.inference_chunk_tokens = chunk_tokens
+        path (used by the benchmark as the baseline). See `inference.py`."""
+        inference.set_options(self.blocks, fast, chunk_tokens)
 
     def get_classifier(self) -> nn.Module:
         return self.head
