@@ -109,31 +109,12 @@ def build_hf_model(cfg: TimeSformerConfig) -> nn.Module:
         raise RuntimeError(
             "--compare hf needs Hugging Face transformers: pip install 'transformers>=4.40'"
         ) from e
-    if cfg.attention_type not in HF_ATTENTION_TYPES:
-        raise ValueError(
-            f"transformers' Timesformer has no attention_type={cfg.attention_type!r}; "
-            f"it has {', '.join(HF_ATTENTION_TYPES)}"
-        )
-    h, w = _pair(cfg.img_size)
-    if h != w:
-        raise ValueError(f"transformers' Timesformer needs square frames; got img_size={h}x{w}")
-    hcfg = TimesformerConfig(
-        image_size=h,
-        patch_size=cfg.patch_size,
-        num_channels=cfg.in_chans,
-        num_frames=cfg.num_frames,
-        hidden_size=cfg.embed_dim,
-        num_hidden_layers=cfg.depth,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=int(cfg.embed_dim * cfg.mlp_ratio),
-        hidden_act="gelu",
-        hidden_dropout_prob=cfg.drop_rate,
-        attention_probs_dropout_prob=cfg.attn_drop_rate,
-        layer_norm_eps=cfg.layer_norm_eps,
-        qkv_bias=cfg.qkv_bias,
-        attention_type=cfg.attention_type,
-        num_labels=max(cfg.num_classes, 1),
-    )
+    from ...models.formats.hf import hf_config_dict
+
+    # the same config.json our Hugging Face export writes (checks scheme and square frames)
+    fields = hf_config_dict(cfg.replace(labels=None, num_classes=max(cfg.num_classes, 1)))
+    fields.pop("timesformer_drop_path_rate", None)
+    hcfg = TimesformerConfig(**fields)
     # transformers 5.x types drop_path_rate as int and rejects 0.1: set it past the validator
     object.__setattr__(hcfg, "drop_path_rate", float(cfg.drop_path_rate))
     return TimesformerForVideoClassification(hcfg)
