@@ -78,8 +78,8 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
         notes.append(f"demux stopped early after {len(pts)} frames ({_reason(e)})")
     if not pts:
         by_decoding = True
-        container.seek(0)
         try:
+            container.seek(0)
             for i, frame in enumerate(container.decode(stream)):
                 p = frame.pts if frame.pts is not None else i
                 pts.append(p)

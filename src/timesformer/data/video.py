@@ -125,6 +125,8 @@ class VideoReader:
             if not self._container.streams.video:
                 raise VideoDecodeError(path, "no video stream (audio only?)")
             self._stream = self._container.streams.video[0]
+            if self._stream.codec_context is None:
+                raise VideoDecodeError(path, "no decoder for its video stream (unknown codec)")
             if threads != 1:
                 self._stream.thread_type = "AUTO"
                 self._stream.thread_count = max(threads, 0)
@@ -296,6 +298,12 @@ class VideoReader:
             try:
                 for frame in frames:
                     idx = self._frame_index(frame.pts)
+                    if (frame.height, frame.width) != (self.height, self.width):
+                        raise VideoDecodeError(
+                            self.path,
+                            f"frame {max(idx, 0)} is {frame.width}x{frame.height}, the stream "
+                            f"{self.width}x{self.height} (corrupt file?)",
+                        )
                     if first and idx > needed[pos] and not from_start:
                         overshoot = True
                         break
