@@ -197,6 +197,8 @@ class VideoDataset(torch.utils.data.Dataset):
     video ``i // views``. ``sampler``: "rate" (clip at ``sampling_rate``, official Kinetics) or
     "segments" (SSv2). ``test_views = (num_clips, num_crops)``. ``official_test``: the official
     start of test clips (a single clip starts at frame 0) instead of centred clips.
+    ``test_protocol``: "official" or "centred" (temporal placement and spatial crops, see
+    ``sampling`` and ``transforms``); None means "official" if ``official_test`` else "centred".
     A missing list file, an empty dataset or a label outside ``[0, num_classes)`` is an error
     here, before any decoding. Random choices depend only on (seed, epoch, item), so results do
     not depend on the number of DataLoader workers.
@@ -225,6 +227,7 @@ class VideoDataset(torch.utils.data.Dataset):
         max_retries: int = 10,
         separator: str | None = None,
         official_test: bool = False,
+        test_protocol: str | None = None,
     ) -> None:
         if mode not in ("train", "val", "test"):
             raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
@@ -268,12 +271,14 @@ class VideoDataset(torch.utils.data.Dataset):
         self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps
         self.num_clips, self.num_crops = (1, 1) if mode == "train" else tuple(test_views)
         self.crop_size, self.seed, self.max_retries = crop_size, seed, max_retries
-        self.official_test = official_test
+        self.test_protocol = test_protocol or ("official" if official_test else "centred")
+        self.official_test = self.test_protocol == "official"
         self.train_transform = TrainTransform(
             crop_size, train_jitter, flip, mean, std, channel_order
         )
+        protocol = {"protocol": self.test_protocol, "train_short_side": int(train_jitter[0])}
         self.test_transform = (
-            TestTransform(crop_size, self.num_crops, mean, std, channel_order)
+            TestTransform(crop_size, self.num_crops, mean, std, channel_order, **protocol)
             if mode != "train"
             else None
         )
@@ -356,7 +361,7 @@ class VideoDataset(torch.utils.data.Dataset):
                 views = test_views(
                     reader.num_frames, self.num_frames, self.sampling_rate, reader.fps,
                     num_clips=self.num_clips, num_crops=1, sampler=self.sampler,
-                    target_fps=self.target_fps, official=self.official_test,
+                    target_fps=self.target_fps, protocol=self.test_protocol,
                 )  # fmt: skip
                 frames = reader.get_frames(views[clip].indices)
         except (av.FFmpegError, OSError) as e:

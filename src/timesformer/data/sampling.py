@@ -7,15 +7,49 @@ come from an explicit ``torch.Generator`` so runs are reproducible.
 The rate rule is the official one: a clip of ``num_frames`` at ``sampling_rate`` spans
 ``sampling_rate * num_frames`` frames of a ``target_fps`` (30) video, i.e.
 ``sampling_rate * num_frames * fps / target_fps`` frames of this video, with the frames spread
-evenly over the span.
+evenly over the span. The arithmetic is exact (``fractions.Fraction``): a rate given as a float
+is read as the nearest fraction with a denominator up to 10**6 (29.999999999999996 -> 30,
+29.97002997 -> 30000/1001), so integer positions stay integers instead of truncating one
+frame low.
+
+Test protocols (``protocol=``), both with clip ``k`` of ``K``, ``delta = max(frames - span, 0)``:
+
+- ``"official"``: as the official decoder places clips in the files it reads selectively (mp4,
+  e.g. Kinetics): the clip starts at the first frame at or after ``delta * k / K``, i.e. frame
+  ``ceil(delta * k / K)``, and takes frames ``start + floor(i * (span - 1) / (num_frames - 1))``
+  (a single clip starts at frame 0).
+- ``"centred"``: the clip starts at ``delta * (k + 0.5) / K`` (a single clip is centred) and takes
+  frames ``floor(start + i * (span - 1) / (num_frames - 1))``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
+
+TEST_PROTOCOLS: tuple[str, ...] = ("official", "centred")
+
+Rate = float | int | Fraction
+
+
+def exact_rate(value: Rate) -> Fraction:
+    """A frame rate as an exact fraction: ints and Fractions as they are, a float as the nearest
+    fraction with a denominator up to 10**6 (undoes float noise such as 29.999999999999996)."""
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, int):
+        return Fraction(value)
+    return Fraction(float(value)).limit_denominator(1_000_000)
+
+
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is a known test protocol, else a ValueError naming the choices."""
+    if protocol not in TEST_PROTOCOLS:
+        raise ValueError(f"unknown test protocol {protocol!r}; expected 'official' or 'centred'")
+    return protocol
 
 
 @dataclass(frozen=True)
@@ -31,30 +65,51 @@ class View:
     view: int
 
 
-def clip_span(
-    num_frames: int, sampling_rate: int, fps: float, target_fps: float | None = 30.0
-) -> float:
-    """Frames of this video spanned by one clip: ``sampling_rate * num_frames * fps / target_fps``.
-
-    ``target_fps=None`` counts the sampling rate in the video's own frames (no fps rescaling).
-    """
-    if target_fps is None:
-        target_fps = fps
+def exact_span(
+    num_frames: int, sampling_rate: int, fps: Rate, target_fps: Rate | None = 30
+) -> Fraction:
+    """Frames of this video spanned by one clip, exactly: ``sampling_rate * num_frames * fps /
+    target_fps`` as a Fraction (``target_fps=None``: the rate counts the video's own frames)."""
     if num_frames < 1 or sampling_rate < 1:
         raise ValueError(
             f"num_frames and sampling_rate must be >= 1, got {num_frames} and {sampling_rate}"
         )
-    if fps <= 0 or target_fps <= 0:
+    f = exact_rate(fps)
+    t = f if target_fps is None else exact_rate(target_fps)
+    if f <= 0 or t <= 0:
         raise ValueError(f"fps and target_fps must be > 0, got {fps} and {target_fps}")
-    return sampling_rate * num_frames * fps / target_fps
+    return sampling_rate * num_frames * f / t
 
 
-def _spread(start: float, span: float, num_frames: int, video_frames: int) -> list[int]:
-    """``num_frames`` indices evenly over ``[start, start + span - 1]``, truncated and clamped
-    to the video (frames past the end repeat the last one), as the official decoder does."""
-    end = start + span - 1
-    pos = torch.linspace(start, max(end, start), num_frames, dtype=torch.float64)  # (F,)
-    return pos.clamp(0, video_frames - 1).long().tolist()
+def clip_span(
+    num_frames: int, sampling_rate: int, fps: Rate, target_fps: Rate | None = 30.0
+) -> float:
+    """Frames of this video spanned by one clip: ``sampling_rate * num_frames * fps / target_fps``.
+
+    ``target_fps=None`` counts the sampling rate in the video's own frames (no fps rescaling).
+    A float; :func:`exact_span` gives the same as a Fraction.
+    """
+    return float(exact_span(num_frames, sampling_rate, fps, target_fps))
+
+
+def _spread(start: Fraction, span: Fraction, num_frames: int, video_frames: int) -> list[int]:
+    """``num_frames`` indices evenly over ``[start, start + span - 1]``, each position rounded
+    down (exact fractions) and clamped to the video (frames past the end repeat the last one),
+    as the official temporal sampling does."""
+    step = max(span - 1, Fraction(0)) / (num_frames - 1) if num_frames > 1 else Fraction(0)
+    last = video_frames - 1
+    return [min(max(math.floor(start + i * step), 0), last) for i in range(num_frames)]
+
+
+def _official_spread(
+    start: Fraction, span: Fraction, num_frames: int, video_frames: int
+) -> list[int]:
+    """The official selective decode: the first frame at or after ``start``, then offsets
+    ``floor(i * (span - 1) / (num_frames - 1))`` from it, clamped to the video."""
+    first = math.ceil(start)
+    step = max(span - 1, Fraction(0)) / (num_frames - 1) if num_frames > 1 else Fraction(0)
+    last = video_frames - 1
+    return [min(first + math.floor(i * step), last) for i in range(num_frames)]
 
 
 def _check_video(video_frames: int) -> None:
@@ -66,43 +121,50 @@ def train_clip_indices(
     video_frames: int,
     num_frames: int,
     sampling_rate: int,
-    fps: float,
+    fps: Rate,
     *,
-    target_fps: float | None = 30.0,
+    target_fps: Rate | None = 30.0,
     generator: torch.Generator | None = None,
 ) -> list[int]:
-    """A random clip: uniform start within the video, ``num_frames`` evenly over the span."""
+    """A random clip: uniform start in ``[0, frames - span]``, ``num_frames`` evenly over the
+    span (the official random temporal jitter)."""
     _check_video(video_frames)
-    span = clip_span(num_frames, sampling_rate, fps, target_fps)
-    delta = max(video_frames - span, 0.0)
-    start = torch.rand((), generator=generator, dtype=torch.float64).item() * delta
-    return _spread(start, span, num_frames, video_frames)
+    span = exact_span(num_frames, sampling_rate, fps, target_fps)
+    delta = max(video_frames - span, Fraction(0))
+    u = torch.rand((), generator=generator, dtype=torch.float64).item()
+    return _spread(Fraction(u) * delta, span, num_frames, video_frames)
 
 
 def test_clip_indices(
     video_frames: int,
     num_frames: int,
     sampling_rate: int,
-    fps: float,
+    fps: Rate,
     *,
     clip_index: int = 0,
     num_clips: int = 1,
-    target_fps: float | None = 30.0,
+    target_fps: Rate | None = 30.0,
     official: bool = False,
+    protocol: str | None = None,
 ) -> list[int]:
     """Temporal clip ``clip_index`` of ``num_clips`` evenly spaced over the video.
 
-    Default: clip k starts at ``delta * (k + 0.5) / num_clips`` (``delta`` = frames left over by
-    the span), so a single clip is centred. ``official=True`` reproduces the official code,
-    ``delta * k / num_clips`` (a single clip starts at frame 0).
+    ``protocol`` "centred" (the default): clip k starts at ``delta * (k + 0.5) / num_clips``
+    (``delta`` = frames left over by the span), so a single clip is centred. "official": the
+    official placement, the first frame at or after ``delta * k / num_clips`` (a single clip
+    starts at frame 0); see the module docstring. ``official=True`` is the older spelling of
+    ``protocol="official"``.
     """
     _check_video(video_frames)
+    protocol = check_protocol(protocol or ("official" if official else "centred"))
     if not 0 <= clip_index < num_clips:
         raise ValueError(f"clip_index must be in [0, {num_clips}), got {clip_index}")
-    span = clip_span(num_frames, sampling_rate, fps, target_fps)
-    delta = max(video_frames - span, 0.0)
-    offset = clip_index if official else clip_index + 0.5
-    return _spread(delta * offset / num_clips, span, num_frames, video_frames)
+    span = exact_span(num_frames, sampling_rate, fps, target_fps)
+    delta = max(video_frames - span, Fraction(0))
+    if protocol == "official":
+        return _official_spread(delta * clip_index / num_clips, span, num_frames, video_frames)
+    start = delta * (2 * clip_index + 1) / (2 * num_clips)
+    return _spread(start, span, num_frames, video_frames)
 
 
 def segment_indices(
@@ -143,15 +205,21 @@ def test_views(
     video_frames: int,
     num_frames: int,
     sampling_rate: int,
-    fps: float,
+    fps: Rate,
     *,
     num_clips: int = 1,
     num_crops: int = 3,
     sampler: str = "rate",
-    target_fps: float | None = 30.0,
+    target_fps: Rate | None = 30.0,
     official: bool = False,
+    protocol: str | None = None,
 ) -> list[View]:
-    """All ``num_clips x num_crops`` test views of a video (``sampler``: "rate" or "segments")."""
+    """All ``num_clips x num_crops`` test views of a video (``sampler``: "rate" or "segments").
+
+    ``protocol``: "centred" (default) or "official" temporal placement of the rate clips (see
+    the module docstring; ``official=True`` means "official"). Segment views do not depend on it.
+    """
+    protocol = check_protocol(protocol or ("official" if official else "centred"))
     if num_clips < 1 or num_crops < 1:
         raise ValueError(f"num_clips and num_crops must be >= 1, got {num_clips}, {num_crops}")
     views = []
@@ -159,7 +227,7 @@ def test_views(
         if sampler == "rate":
             idx = test_clip_indices(
                 video_frames, num_frames, sampling_rate, fps, clip_index=k,
-                num_clips=num_clips, target_fps=target_fps, official=official,
+                num_clips=num_clips, target_fps=target_fps, protocol=protocol,
             )  # fmt: skip
         elif sampler == "segments":
             idx = segment_indices(
@@ -176,9 +244,9 @@ def cover_clips(
     video_frames: int,
     num_frames: int,
     sampling_rate: int,
-    fps: float,
+    fps: Rate,
     *,
-    target_fps: float | None = 30.0,
+    target_fps: Rate | None = 30.0,
 ) -> list[list[int]]:
     """Consecutive non-overlapping clips covering the whole video (long-video inference).
 
@@ -186,8 +254,8 @@ def cover_clips(
     video's last frame. A video shorter than one span gives one clip.
     """
     _check_video(video_frames)
-    span = clip_span(num_frames, sampling_rate, fps, target_fps)
-    count = max(1, math.ceil(video_frames / span - 1e-9))
+    span = exact_span(num_frames, sampling_rate, fps, target_fps)
+    count = max(1, math.ceil(video_frames / span))
     return [_spread(j * span, span, num_frames, video_frames) for j in range(count)]
 
 

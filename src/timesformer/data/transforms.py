@@ -1,9 +1,21 @@
 """Spatial transforms on uint8 frames (T, H, W, 3) -> normalised float (3, T, H, W).
 
-Training (official recipe): short side rescaled to a random size in ``scale_range``, a random
-square crop, an optional horizontal flip. Test: short side resized to the crop size, then 1
-(centre) or 3 crops (left/centre/right, or top/centre/bottom for portrait video). Frames are
-resized as one batch; every random choice comes from the ``torch.Generator`` passed in.
+Training (the official draws): short side rescaled to ``round(uniform(low, high))`` (the two
+end values get half the weight of the others), a random square crop whose offsets come from
+``[0, margin)`` (the last offset is never drawn; no margin: offset 0), an optional horizontal
+flip. Every random choice comes from the ``torch.Generator`` passed in.
+
+Test protocols (``TestTransform(protocol=...)``):
+
+- ``"official"``: one crop: short side to ``train_short_side`` (``data.train_jitter[0]``, 256
+  at 224), then the centre crop; three crops: short side to the crop size, then left/centre/
+  right (top/centre/bottom for portrait). Resized in float (no rounding to uint8), and the
+  centre offset rounds up, ``ceil(margin / 2)``, as the official code does.
+- ``"centred"`` (the earlier behaviour): short side to the crop size (or ``resize_to``) in
+  either case, resized frames rounded to uint8, centre offset rounded down.
+
+Frames are resized a few at a time (:func:`short_side_resize` bounds its float scratch memory
+to ``chunk_bytes``), so a long full-resolution clip never exists in float all at once.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import torch.nn.functional as F
 
 KINETICS_MEAN: tuple[float, float, float] = (0.45, 0.45, 0.45)
 KINETICS_STD: tuple[float, float, float] = (0.225, 0.225, 0.225)
+RESIZE_CHUNK_BYTES = 32 << 20  # float scratch per resize call: a few 1080p frames at a time
 
 
 def _scaled_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -25,28 +38,57 @@ def _scaled_size(height: int, width: int, size: int) -> tuple[int, int]:
     return max(size, int(math.floor(height / width * size))), size
 
 
-def short_side_resize(frames: torch.Tensor, size: int) -> torch.Tensor:
+def short_side_resize(
+    frames: torch.Tensor,
+    size: int,
+    *,
+    round_uint8: bool = True,
+    chunk_bytes: int = RESIZE_CHUNK_BYTES,
+) -> torch.Tensor:
     """Resize uint8 or float (T, 3, H, W) frames so the short side is ``size`` (bilinear).
 
-    All frames are resized in one call; uint8 stays uint8 (rounded). No-op at the right size.
+    Frames are resized in float a chunk at a time (at most about ``chunk_bytes`` of float
+    scratch), so memory stays near the uint8 input however long the clip; the result equals
+    one call on the whole clip. uint8 input gives uint8 (rounded) unless ``round_uint8=False``,
+    which returns the float result. No-op at the right size.
     """
-    _, _, h, w = frames.shape
+    t, c, h, w = frames.shape
     new_h, new_w = _scaled_size(h, w, size)
+    as_uint8 = frames.dtype == torch.uint8 and round_uint8
     if (new_h, new_w) == (h, w):
-        return frames
-    x = frames.float() if frames.dtype == torch.uint8 else frames
-    x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
-    if frames.dtype == torch.uint8:
-        return x.round_().clamp_(0, 255).to(torch.uint8)
-    return x
+        return frames if as_uint8 or frames.dtype != torch.uint8 else frames.float()
+    out_dtype = torch.uint8 if as_uint8 else (
+        torch.float32 if frames.dtype == torch.uint8 else frames.dtype
+    )  # fmt: skip
+    out = torch.empty(t, c, new_h, new_w, dtype=out_dtype)  # (T, 3, h', w')
+    per_frame = 4 * c * (h * w + new_h * new_w)
+    step = max(1, chunk_bytes // per_frame)
+    for a in range(0, t, step):
+        x = frames[a : a + step]
+        x = x.float() if x.dtype == torch.uint8 else x  # (t', 3, H, W)
+        y = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        out[a : a + step] = y.round_().clamp_(0, 255) if as_uint8 else y
+    return out
 
 
-def crop_positions(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
+def centre_offset(length: int, size: int, protocol: str = "centred") -> int:
+    """Offset of a centred ``size`` window in ``length``: ``floor(margin / 2)`` ("centred") or
+    ``ceil(margin / 2)`` ("official", as the official uniform crop rounds)."""
+    margin = length - size
+    return -(-margin // 2) if protocol == "official" else margin // 2
+
+
+def crop_positions(
+    height: int, width: int, size: int, num_crops: int, protocol: str = "centred"
+) -> list[tuple[int, int]]:
     """(top, left) of the test crops: 1 = centre; 3 = left/centre/right (top/centre/bottom if
-    portrait)."""
+    portrait). ``protocol`` decides how an odd centre margin rounds (see :func:`centre_offset`).
+    """
     if size > height or size > width:
         raise ValueError(f"crop {size} larger than the frame {width}x{height}")
-    top_c, left_c = (height - size) // 2, (width - size) // 2
+    if protocol not in ("official", "centred"):
+        raise ValueError(f"unknown test protocol {protocol!r}; expected 'official' or 'centred'")
+    top_c, left_c = centre_offset(height, size, protocol), centre_offset(width, size, protocol)
     if num_crops == 1:
         return [(top_c, left_c)]
     if num_crops != 3:
@@ -120,12 +162,17 @@ class TrainTransform:
     def sample_params(
         self, height: int, width: int, generator: torch.Generator | None = None
     ) -> dict[str, int | bool]:
-        """Draw {"scale", "top", "left", "flip"} for frames of ``height x width``."""
+        """Draw {"scale", "top", "left", "flip"} for frames of ``height x width``, as the
+        official code draws them: scale ``round(uniform(low, high))``, offsets from
+        ``[0, margin)`` (0 without a margin)."""
         lo, hi = self.scale_range
-        scale = lo + int(torch.randint(hi - lo + 1, (), generator=generator))
+        u = torch.rand((), generator=generator, dtype=torch.float64).item()
+        scale = int(round(lo + (hi - lo) * u))
         h, w = _scaled_size(height, width, scale)
-        top = int(torch.randint(h - self.crop_size + 1, (), generator=generator))
-        left = int(torch.randint(w - self.crop_size + 1, (), generator=generator))
+        top, left = (
+            int(torch.randint(m, (), generator=generator)) if m > 0 else 0
+            for m in (h - self.crop_size, w - self.crop_size)
+        )
         flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
         return {"scale": scale, "top": top, "left": left, "flip": flip}
 
@@ -152,7 +199,14 @@ class TrainTransform:
 
 
 class TestTransform:
-    """Short side to ``crop_size`` (or ``resize_to``), then spatial crop(s), normalise."""
+    """Test-time resize, spatial crop(s) and normalisation, by ``protocol`` (module docstring).
+
+    ``protocol="centred"`` (default, the earlier behaviour): short side to ``resize_to`` (default
+    ``crop_size``), uint8 rounding, floor-centred crops. ``protocol="official"``: short side to
+    ``crop_size`` for three crops, or to ``train_short_side`` for one crop (default: the
+    official 256 scaled with the crop, ``round(crop_size * 256 / 224)``; ``resize_to``
+    overrides both), float resize, ceil-centred crops.
+    """
 
     __test__ = False  # not a pytest test class
 
@@ -164,33 +218,54 @@ class TestTransform:
         std: Sequence[float] = KINETICS_STD,
         channel_order: str = "rgb",
         resize_to: int | None = None,
+        *,
+        protocol: str = "centred",
+        train_short_side: int | None = None,
     ) -> None:
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
-        resize = int(resize_to or crop_size)
+        if protocol not in ("official", "centred"):
+            raise ValueError(
+                f"unknown test protocol {protocol!r}; expected 'official' or 'centred'"
+            )
+        if resize_to:
+            resize = int(resize_to)
+        elif protocol == "official" and num_crops == 1:
+            resize = int(train_short_side or round(crop_size * 256 / 224))
+        else:
+            resize = int(crop_size)
         if resize < crop_size:
             raise ValueError(f"resize_to ({resize}) must be >= crop_size ({crop_size})")
         _check_stats(mean, std, channel_order)
         self.crop_size, self.num_crops, self.resize_to = int(crop_size), num_crops, resize
+        self.protocol = protocol
         self.mean, self.std, self.channel_order = tuple(mean), tuple(std), channel_order
 
     def __call__(self, frames: torch.Tensor, crop_index: int | None = None) -> torch.Tensor:
         """uint8 (T, H, W, 3) -> float (3, T, S, S) for ``crop_index``, or all crops stacked as
         (num_crops, 3, T, S, S) when ``crop_index`` is None."""
-        x = short_side_resize(_to_tchw(frames), self.resize_to)  # (T, 3, h, w)
-        boxes = crop_positions(x.shape[2], x.shape[3], self.crop_size, self.num_crops)
+        official = self.protocol == "official"
+        x = short_side_resize(_to_tchw(frames), self.resize_to, round_uint8=not official)
+        # x: (T, 3, h, w), uint8 ("centred") or float ("official")
+        boxes = crop_positions(
+            x.shape[2], x.shape[3], self.crop_size, self.num_crops, self.protocol
+        )
         if crop_index is not None and not 0 <= crop_index < self.num_crops:
             raise ValueError(f"crop_index must be in [0, {self.num_crops}), got {crop_index}")
         picks = boxes if crop_index is None else [boxes[crop_index]]
         c = self.crop_size
-        out = [
-            normalize(x[:, :, y : y + c, z : z + c], self.mean, self.std, self.channel_order)
-            for y, z in picks
-        ]  # each (3, T, c, c)
+        scale = 255.0 if x.dtype != torch.uint8 else None
+        out = []
+        for y, z in picks:
+            crop = x[:, :, y : y + c, z : z + c]  # (T, 3, c, c)
+            if scale is not None:
+                crop = crop / scale  # float pixels -> [0, 1], as uint8 / 255 in normalize
+            out.append(normalize(crop, self.mean, self.std, self.channel_order))  # (3, T, c, c)
         return out[0] if crop_index is not None else torch.stack(out)
 
     def __repr__(self) -> str:
         return (
             f"TestTransform(crop_size={self.crop_size}, num_crops={self.num_crops}, "
-            f"resize_to={self.resize_to}, channel_order={self.channel_order!r})"
+            f"resize_to={self.resize_to}, protocol={self.protocol!r}, "
+            f"channel_order={self.channel_order!r})"
         )

@@ -2,11 +2,22 @@
 
 Frame index ``i`` always means the i-th frame in presentation order (sorted by timestamp), so
 results are exact for B-frames, sparse keyframes, variable frame rate and containers that do
-not state a frame count. Frames are located through a demux-only packet scan (no decoding; a
-few milliseconds for a 10 s clip), then each needed range is decoded once: seek to the keyframe
-at or before its first frame, decode forward, convert to RGB only the frames that are returned
-(converting costs several times more than decoding), and seek again only when a later keyframe
-lets the decoder skip frames nobody asked for.
+not state a frame count. Frames are located through a packet index (``data/index.py``: a
+demux-only scan, no decoding, done once per file and cached in memory and optionally on disk,
+so opening a long video again costs no more than opening a short one), then each needed range
+is decoded once: seek to the keyframe at or before its first frame, decode forward, convert to
+RGB only the frames that are returned (converting costs several times more than decoding), and
+seek again only when a later keyframe lets the decoder skip frames nobody asked for.
+
+The frame rate is exact: ``frame_rate`` is a ``fractions.Fraction`` taken from the stream's
+stated rate (average, guessed, then base rate) when it agrees with the timestamps (it predicts
+the last frame's time to within half a frame), else measured from the timestamps; ``fps`` is
+the same as a float, for display.
+
+Problems that do not stop reading (a file cut short, a demux error) are warnings: a
+``VideoReadWarning`` (``VideoTruncatedWarning`` for a file that ends early) is emitted with
+the reason and kept in ``VideoReader.warnings`` so commands can record it. Inputs that are not
+video files (an image, a folder, a URL) raise ``NotAVideoError``, a VideoDecodeError.
 
 Only PyAV is used: TorchCodec 0.17.0 is installed beside torch 2.13.0 here but fails to load
 (libtorchcodec_image.so), see docs/data.md.
@@ -16,12 +27,17 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
+import warnings
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
+
+from .index import PacketIndex, packet_index
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +47,11 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
 
 # Seeking costs about as much as decoding a few frames: skip ahead only past more than this.
 _SEEK_MIN_GAP = 8
+# Containers FFmpeg uses for still images, and codecs of single pictures.
+_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe",
+                  "gif_pipe", "pgm_pipe", "ppm_pipe", "qoi_pipe", "jpegxl_pipe")  # fmt: skip
+_IMAGE_CODECS = ("png", "mjpeg", "bmp", "webp", "tiff", "gif", "jpeg2000", "qoi", "ppm")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # http://, rtsp://, s3://, also "http:/x"
 
 
 class VideoDecodeError(RuntimeError):
@@ -45,6 +66,18 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"cannot read video {self.path}: {reason}")
 
 
+class NotAVideoError(VideoDecodeError):
+    """The path is not a video file: an image, a folder or a URL (the reason says which)."""
+
+
+class VideoReadWarning(UserWarning):
+    """A video was read, but not cleanly (e.g. a demux error ended the packet scan early)."""
+
+
+class VideoTruncatedWarning(VideoReadWarning):
+    """A video ends before its container says it should: it is read as a shorter video."""
+
+
 def _err(e: BaseException) -> str:
     """A short reason from an FFmpeg/OS exception."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -55,19 +88,36 @@ class VideoReader:
     """Random access to the frames of one video file (a context manager).
 
     Attributes: ``num_frames`` (exact: the number of video packets with a timestamp, counted by
-    demuxing), ``fps`` (average frames per second over the presentation span), ``duration``
-    (seconds), ``height``, ``width``, ``codec``, ``path``. ``threads``: decoder threads (1 suits
-    DataLoader workers; 0 lets FFmpeg choose). Raises VideoDecodeError on open for a missing
-    file, an unreadable container, no video stream (e.g. audio only) or zero frames.
+    demuxing), ``frame_rate`` (exact ``Fraction``, see the module docstring), ``fps`` (the same
+    as a float), ``duration`` (seconds), ``height``, ``width``, ``codec``, ``path``,
+    ``warnings`` (reasons of the VideoReadWarnings emitted for this file), ``index_source``
+    ("scan", "memory" or "disk": where the packet index came from). ``threads``: decoder
+    threads (1 suits DataLoader workers; 0 lets FFmpeg choose). ``index_dir``: a folder for
+    on-disk packet indexes (default: $TIMESFORMER_VIDEO_INDEX_DIR, else memory only);
+    ``cache_index=False`` always scans. Raises VideoDecodeError on open for a missing file, an
+    unreadable container, no video stream (e.g. audio only) or zero frames, and NotAVideoError
+    for an image, a folder or a URL.
     """
 
-    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        threads: int = 1,
+        index_dir: str | Path | None = None,
+        cache_index: bool = True,
+    ) -> None:
         self.path = str(path)
+        self.warnings: list[str] = []
+        if isinstance(path, str) and _URL.match(path):
+            raise NotAVideoError(path, "URLs are not read; download the file first")
+        if Path(path).is_dir():
+            raise NotAVideoError(path, "a folder, not a video file")
         if not Path(path).is_file():
             raise VideoDecodeError(path, "file not found")
         try:
             self._container = av.open(self.path, metadata_errors="ignore")
-        except (av.FFmpegError, OSError, ValueError) as e:
+        except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
             raise VideoDecodeError(
                 path, f"cannot open: truncated, corrupt or not a media file ({_err(e)})"
             ) from e
@@ -75,15 +125,22 @@ class VideoReader:
             if not self._container.streams.video:
                 raise VideoDecodeError(path, "no video stream (audio only?)")
             self._stream = self._container.streams.video[0]
+            if self._stream.codec_context is None:
+                raise VideoDecodeError(path, "no decoder for its video stream (unknown codec)")
             if threads != 1:
                 self._stream.thread_type = "AUTO"
                 self._stream.thread_count = max(threads, 0)
-            self._scan()
+            index, self.index_source = packet_index(
+                self._container, self._stream, self.path, index_dir=index_dir,
+                use_cache=cache_index,
+            )  # fmt: skip
+            self._use_index(index)
+            cc = self._stream.codec_context
+            self.codec: str = cc.name
+            self._refuse_images()
         except BaseException:
             self._container.close()
             raise
-        cc = self._stream.codec_context
-        self.codec: str = cc.name
         self.height: int = int(cc.height or self._stream.height)
         self.width: int = int(cc.width or self._stream.width)
         self.substituted = 0  # frames the decoder never produced, replaced by a neighbour
@@ -92,63 +149,83 @@ class VideoReader:
         self._skip_ok = threads == 1
 
     # ------------------------------------------------------------------ index
-    def _scan(self) -> None:
-        """Demux (no decoding) to list frame timestamps in presentation order and keyframes."""
-        pts: list[int] = []
-        keys: list[int] = []
-        try:
-            for packet in self._container.demux(self._stream):
-                if packet.size == 0:
-                    continue
-                if packet.pts is None:
-                    pts = []  # timestamps unknown: fall back to counting by decoding
-                    break
-                pts.append(packet.pts)
-                if packet.is_keyframe:
-                    keys.append(packet.pts)
-        except (av.FFmpegError, OSError) as e:
-            log.debug("demux of %s stopped early: %s", self.path, _err(e))
-        if not pts:
-            pts, keys = self._scan_by_decoding()
-        if not pts:
+    def _warn(self, reason: str, category: type[VideoReadWarning] = VideoReadWarning) -> None:
+        """Emit a warning for this file and keep its reason in ``self.warnings``."""
+        self.warnings.append(reason)
+        warnings.warn(f"video {self.path}: {reason}", category, stacklevel=3)
+
+    def _refuse_images(self) -> None:
+        """NotAVideoError for a still image (an image container, or one frame of an image
+        codec); a one-frame video in a video container stays a video."""
+        fmt = self._container.format.name or ""
+        if fmt in _IMAGE_FORMATS or (self.num_frames == 1 and self.codec in _IMAGE_CODECS):
+            raise NotAVideoError(self.path, f"an image, not a video ({fmt}, {self.codec})")
+
+    def _use_index(self, index: PacketIndex) -> None:
+        """Take frame timestamps, keyframes and timing from the packet index."""
+        for note in index.notes:
+            self._warn(note)
+        if not index.num_frames:
             raise VideoDecodeError(self.path, "zero video frames")
-        stated = int(self._stream.frames or 0)
+        pts = index.pts.tolist()
+        stated = index.stated_frames
         if stated > 0 and len(pts) < stated - max(2, stated // 50):
             raise VideoDecodeError(
                 self.path, f"truncated: the container states {stated} frames, {len(pts)} present"
             )
-        self._pts = sorted(pts)  # presentation order
-        self._pts_index = {p: i for i, p in enumerate(self._pts)}
+        self._pts: list[int] = pts  # presentation order
+        self._keys: list[int] = index.keys.tolist()
         first = self._pts[0]
-        self._keys = sorted(k for k in set(keys) if k >= first) or [first]
-        if self._keys[0] != first:
-            self._keys.insert(0, first)  # decoding from the start always works
         tb = self._stream.time_base
-        self._time_base = float(tb) if tb else 1.0 / 30
+        self._tb = Fraction(tb) if tb else Fraction(1, 30)
+        self._time_base = float(self._tb)
         self.num_frames: int = len(self._pts)
+        self.frame_rate: Fraction = self._exact_rate()
+        self.fps: float = float(self.frame_rate)
         span = (self._pts[-1] - first) * self._time_base
-        if self.num_frames > 1 and span > 0:
-            self.fps: float = (self.num_frames - 1) / span
-        else:
-            rate = self._stream.average_rate or self._stream.guessed_rate
-            self.fps = float(rate) if rate else 30.0
         self.duration: float = span + 1.0 / self.fps
+        if stated > len(pts):
+            self._warn(
+                f"truncated: the container states {stated} frames, {len(pts)} present",
+                VideoTruncatedWarning,
+            )
+        else:
+            self._check_duration()
         self._seek_to(first)
 
-    def _scan_by_decoding(self) -> tuple[list[int], list[int]]:
-        """Timestamps by decoding every frame (streams whose packets carry no pts)."""
-        self._seek_to(None)
-        pts: list[int] = []
-        keys: list[int] = []
-        try:
-            for i, frame in enumerate(self._container.decode(self._stream)):
-                p = frame.pts if frame.pts is not None else i
-                pts.append(p)
-                if frame.key_frame:
-                    keys.append(p)
-        except (av.FFmpegError, OSError) as e:
-            log.debug("decode scan of %s stopped early: %s", self.path, _err(e))
-        return pts, keys
+    def _exact_rate(self) -> Fraction:
+        """The stated rate that agrees with the timestamps (last frame's time predicted to
+        within half a frame), else the measured ``(frames - 1) / span``."""
+        span = (self._pts[-1] - self._pts[0]) * self._tb  # seconds, exact
+        stated = [
+            Fraction(r)
+            for r in (self._stream.average_rate, self._stream.guessed_rate, self._stream.base_rate)
+            if r and 0 < r <= 1000
+        ]
+        if self.num_frames < 2 or span <= 0:
+            return stated[0] if stated else Fraction(30)
+        for rate in stated:
+            if abs(span * rate - (self.num_frames - 1)) <= Fraction(1, 2):
+                return rate
+        return Fraction(self.num_frames - 1) / span
+
+    def _check_duration(self) -> None:
+        """VideoTruncatedWarning when the container states a duration well beyond the frames
+        found (a cut .mkv/.webm has no frame count, only a duration in its header)."""
+        stated = None
+        if self._stream.duration and self._stream.time_base:
+            stated = float(self._stream.duration * self._stream.time_base)
+        elif self._container.duration:
+            stated = self._container.duration / 1_000_000  # microseconds
+        if stated is None:
+            return
+        slack = max(0.5, 3.0 / self.fps, 0.01 * stated)
+        if stated - self.duration > slack:
+            self._warn(
+                f"truncated: the container states {stated:.2f} s, the frames found cover "
+                f"{self.duration:.2f} s ({self.num_frames} frames)",
+                VideoTruncatedWarning,
+            )
 
     def _seek_to(self, pts: int | None) -> None:
         """Seek to the keyframe at ``pts`` (None: the very start)."""
@@ -164,8 +241,7 @@ class VideoReader:
         """Presentation index of a decoded frame (the last listed frame at or before ``pts``)."""
         if pts is None:
             return -1
-        i = self._pts_index.get(pts)
-        return i if i is not None else bisect.bisect_right(self._pts, pts) - 1
+        return bisect.bisect_right(self._pts, pts) - 1
 
     def _key_before(self, index: int) -> int:
         """Timestamp of the last keyframe at or before frame ``index``."""
@@ -222,6 +298,12 @@ class VideoReader:
             try:
                 for frame in frames:
                     idx = self._frame_index(frame.pts)
+                    if (frame.height, frame.width) != (self.height, self.width):
+                        raise VideoDecodeError(
+                            self.path,
+                            f"frame {max(idx, 0)} is {frame.width}x{frame.height}, the stream "
+                            f"{self.width}x{self.height} (corrupt file?)",
+                        )
                     if first and idx > needed[pos] and not from_start:
                         overshoot = True
                         break
@@ -241,7 +323,7 @@ class VideoReader:
                     if (
                         pos > start_pos
                         and nxt_key > aim
-                        and self._pts_index[nxt_key] - idx > _SEEK_MIN_GAP
+                        and self._frame_index(nxt_key) - idx > _SEEK_MIN_GAP
                     ):
                         jumped = True  # a later keyframe lets us skip frames nobody asked for
                         break

@@ -87,6 +87,7 @@ class DataSection:
     channel_order: Literal["rgb", "bgr"] = "rgb"
     num_workers: int = 4
     test_views: str = "1x3"
+    test_protocol: Literal["official", "centred"] = "official"  # see docs/inference.md
     val_views: str = "1x1"  # views of the clip-level validation run during training
 
 
