@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         channel_order=d.channel_order,
         num_classes=mc.num_classes,
         label_names=labels,
+        separator=d.list_separator,
+        upright=d.upright,
     )
     progress = not args.no_progress and cfg.train.progress and dist.rank == 0
     result = evaluate(

@@ -23,6 +23,8 @@ import av
 import numpy as np
 import torch
 
+from .rotation import display_rotation, upright
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -57,11 +59,14 @@ class VideoReader:
     Attributes: ``num_frames`` (exact: the number of video packets with a timestamp, counted by
     demuxing), ``fps`` (average frames per second over the presentation span), ``duration``
     (seconds), ``height``, ``width``, ``codec``, ``path``. ``threads``: decoder threads (1 suits
-    DataLoader workers; 0 lets FFmpeg choose). Raises VideoDecodeError on open for a missing
+    DataLoader workers; 0 lets FFmpeg choose). ``rotation``: the display rotation (clockwise
+    degrees, 0/90/180/270, see data/rotation.py); with ``upright=True`` (default) frames come
+    out turned for display and ``width``/``height`` are the displayed ones; ``upright=False``
+    keeps them as stored. Raises VideoDecodeError on open for a missing
     file, an unreadable container, no video stream (e.g. audio only) or zero frames.
     """
 
-    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
+    def __init__(self, path: str | Path, *, threads: int = 1, upright: bool = True) -> None:
         self.path = str(path)
         if not Path(path).is_file():
             raise VideoDecodeError(path, "file not found")
@@ -86,6 +91,10 @@ class VideoReader:
         self.codec: str = cc.name
         self.height: int = int(cc.height or self._stream.height)
         self.width: int = int(cc.width or self._stream.width)
+        self.rotation: int = display_rotation(self._container, self._stream)
+        self._turn = self.rotation if upright else 0  # clockwise degrees applied to frames
+        if self._turn in (90, 270):
+            self.width, self.height = self.height, self.width
         self.substituted = 0  # frames the decoder never produced, replaced by a neighbour
         # skip decoding non-reference frames nobody asked for (single-threaded decoding only;
         # turned off for good if a wanted frame ever goes missing while skipping)
@@ -264,9 +273,8 @@ class VideoReader:
                     "(truncated or corrupt file?)",
                 )
 
-    @staticmethod
-    def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-        return frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        return upright(frame.to_ndarray(format="rgb24"), self._turn)  # (H, W, 3) uint8
 
     def _check(self, indices: Sequence[int]) -> list[int]:
         idx = [int(i) for i in indices]

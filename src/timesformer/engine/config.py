@@ -88,6 +88,8 @@ class DataSection:
     num_workers: int = 4
     test_views: str = "1x3"
     val_views: str = "1x1"  # views of the clip-level validation run during training
+    list_separator: str | None = None  # list files: None/"auto" detects; "comma", "tab", "space"
+    upright: bool = True  # turn frames by the display rotation (phone videos); False: as stored
 
 
 @dataclass

@@ -239,6 +239,8 @@ def build_dataset(cfg: RunConfig, split: str, mode: str | None = None) -> Datase
         num_classes=m.num_classes,
         label_names=_label_names(cfg),
         seed=cfg.train.seed,
+        separator=d.list_separator,
+        upright=d.upright,
     )
 
 
