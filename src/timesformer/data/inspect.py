@@ -184,13 +184,13 @@ def probe_video(
         probs.append("variable frame rate (clip spans assume even spacing)")
     if gap > MAX_KEYFRAME_FRAMES or gap / rate > MAX_KEYFRAME_SECONDS:
         probs.append(
-            f"keyframes {gap} frames ({gap / rate:.1f} s) apart: random clips decode slowly "
+            f"sparse keyframes: {gap} frames ({gap / rate:.1f} s) apart, random clips decode slowly "
             "(re-encode with `timesformer data prepare --gop 16`)"
         )
     if min(rec["width"], rec["height"]) < MIN_SHORT_SIDE:
         probs.append(f"tiny: {rec['width']}x{rec['height']} (short side < {MIN_SHORT_SIDE})")
     if rec["rotation"]:
-        probs.append(f"display rotation {rec['rotation']} degrees (turned upright on read)")
+        probs.append(f"display rotation: {rec['rotation']} degrees (turned upright on read)")
     if measure:
         try:
             rec["clip_ms"] = round(clip_cost_ms(p, num_frames, sampling_rate, target_fps), 1)
