@@ -28,9 +28,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool =
     """
     path = Path(path)
     ensure_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the suffix repeats the target's: some writers insist on it (torch.export wants .pt2)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour umask
     try:
         write(tmp)
         if durable and tmp.is_file():
@@ -55,6 +59,12 @@ def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> Path
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), durable=durable)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -74,8 +84,11 @@ def ensure_dir(folder: str | Path, what: str = "output folder") -> Path:
     Raises OutputError with one line naming the folder and the problem.
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{what} {folder} is a file, not a folder")
+    for part in (folder, *folder.parents):  # the nearest existing ancestor must be a folder
+        if part.exists():
+            if not part.is_dir():
+                raise OutputError(f"{what} {folder}: {part} is a file, not a folder")
+            break
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

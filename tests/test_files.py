@@ -1,0 +1,56 @@
+"""The one atomic writer and the up-front output checks."""
+
+import os
+import stat
+
+import pytest
+
+from timesformer.files import (
+    OutputError,
+    atomic_write,
+    atomic_write_text,
+    check_output_file,
+    ensure_dir,
+)
+
+
+def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "a.pt2"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["a.pt2"]
+    mode = stat.S_IMODE(target.stat().st_mode)
+    assert mode & 0o044, "a finished file is readable by others like any plain write"
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "kept")
+
+    def boom(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, boom)
+    assert target.read_text() == "kept"
+    assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_temporary_keeps_the_suffix(tmp_path):
+    seen = []
+    atomic_write(tmp_path / "m.pt2", lambda p: (seen.append(p.suffix), p.write_bytes(b"x")))
+    assert seen == [".pt2"]
+
+
+def test_output_checks_name_the_problem(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        ensure_dir(afile / "out")
+    with pytest.raises(OutputError, match="cannot create|not a folder"):
+        check_output_file(afile / "out" / "x.json")
+    with pytest.raises(OutputError, match="is a folder"):
+        check_output_file(tmp_path)
+    assert ensure_dir(tmp_path / "new" / "deep").is_dir()
