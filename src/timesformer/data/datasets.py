@@ -1,10 +1,10 @@
 """Video datasets from list files or folder-per-class trees, label names, bad-file policy.
 
-List files follow the official/PySlowFast format: one ``path label`` per line (separator:
-whitespace, or any string such as "," or ";"; a header line ``path label`` / ``path,label`` is
-skipped), relative paths resolved against ``root``, or against the list file's folder when no
-root is given. Folder trees: ``root/<class>/<video>``, classes
-sorted by name.
+List files (read in listfile.py) follow the official/PySlowFast format: one ``path label`` per
+line, with space, comma or tab separators (detected or chosen), an optional header line and
+class names or ids as labels; relative paths resolve against ``root``, or against the list
+file's folder when no root is given. Folder trees: ``root/<class>/<video>``, classes sorted by
+name.
 
 Items are dicts (the DataLoader's default collate stacks them)::
 
@@ -36,6 +36,7 @@ from typing import Any
 import av
 import torch
 
+from .listfile import read_list_file
 from .sampling import segment_indices, test_views, train_clip_indices
 from .transforms import KINETICS_MEAN, KINETICS_STD, TestTransform, TrainTransform
 from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
@@ -43,52 +44,6 @@ from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
 log = logging.getLogger(__name__)
 
 LABELS_DIR = Path(__file__).parent / "labels"
-_HEADER_LABELS = {"label", "labels", "class", "class_id", "label_id", "target"}
-
-
-def read_list_file(
-    path: str | Path, root: str | Path | None = None, separator: str | None = None
-) -> list[tuple[str, int]]:
-    """Parse a list file into ``[(video_path, label), ...]``.
-
-    Each line is ``path<sep>label``; the label is the last field, so with whitespace separation
-    a path may itself contain spaces. Blank lines and ``#`` comments are skipped, and so is a
-    header line whose label field is a word such as ``label``. Relative paths are joined to
-    ``root``, or, when ``root`` is None, to the list file's folder (so a dataset folder with its
-    list files can move; pass ``root="."`` for paths relative to the working directory). Raises FileNotFoundError for a missing file and ValueError naming the file and
-    line for a malformed line, a non-integer or negative label, or a file with no entries.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"list file not found: {path}")
-    samples: list[tuple[str, int]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(separator, 1)
-            if len(parts) != 2 or not parts[0].strip():
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'path{separator or ' '}label', got {line!r}"
-                )
-            video, label = parts[0].strip(), parts[1].strip()
-            try:
-                value = int(label)
-            except ValueError:
-                if not samples and label.lower() in _HEADER_LABELS:
-                    continue  # header line
-                raise ValueError(
-                    f"{path}:{lineno}: label must be a non-negative integer, got {label!r}"
-                ) from None
-            if value < 0:
-                raise ValueError(f"{path}:{lineno}: label must be non-negative, got {value}")
-            if not os.path.isabs(video):
-                video = os.path.join(str(path.parent if root is None else root), video)
-            samples.append((video, value))
-    if not samples:
-        raise ValueError(f"list file {path} has no entries")
-    return samples
 
 
 def scan_folder(
@@ -199,6 +154,8 @@ class VideoDataset(torch.utils.data.Dataset):
     start of test clips (a single clip starts at frame 0) instead of centred clips.
     ``test_protocol``: "official" or "centred" (temporal placement and spatial crops, see
     ``sampling`` and ``transforms``); None means "official" if ``official_test`` else "centred".
+    ``upright``: turn frames by the video's display rotation (phone videos; False: as stored).
+    ``separator``: the list file's ("comma", "tab", "space", a literal; None detects it).
     A missing list file, an empty dataset or a label outside ``[0, num_classes)`` is an error
     here, before any decoding. Random choices depend only on (seed, epoch, item), so results do
     not depend on the number of DataLoader workers.
@@ -228,6 +185,7 @@ class VideoDataset(torch.utils.data.Dataset):
         separator: str | None = None,
         official_test: bool = False,
         test_protocol: str | None = None,
+        upright: bool = True,
     ) -> None:
         if mode not in ("train", "val", "test"):
             raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
@@ -242,7 +200,9 @@ class VideoDataset(torch.utils.data.Dataset):
             if src.is_dir():
                 samples, folder_names = scan_folder(src)
             else:
-                samples = read_list_file(src, root=root, separator=separator)
+                samples = read_list_file(
+                    src, root=root, separator=separator, label_names=label_names
+                )
         else:
             samples = [
                 (os.path.join(str(root), str(p)) if root and not os.path.isabs(str(p)) else str(p),
@@ -273,6 +233,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.crop_size, self.seed, self.max_retries = crop_size, seed, max_retries
         self.test_protocol = test_protocol or ("official" if official_test else "centred")
         self.official_test = self.test_protocol == "official"
+        self.upright = upright
         self.train_transform = TrainTransform(
             crop_size, train_jitter, flip, mean, std, channel_order
         )
@@ -318,7 +279,7 @@ class VideoDataset(torch.utils.data.Dataset):
             g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, i, attempt))
             path, label = self.samples[idx]
             try:
-                with VideoReader(path) as reader:
+                with VideoReader(path, upright=self.upright) as reader:
                     if self.sampler == "rate":
                         frames_idx = train_clip_indices(
                             reader.num_frames, self.num_frames, self.sampling_rate, reader.fps,
@@ -357,7 +318,7 @@ class VideoDataset(torch.utils.data.Dataset):
             return hit
         path = self.samples[v][0]
         try:
-            with VideoReader(path) as reader:
+            with VideoReader(path, upright=self.upright) as reader:
                 views = test_views(
                     reader.num_frames, self.num_frames, self.sampling_rate, reader.fps,
                     num_clips=self.num_clips, num_crops=1, sampler=self.sampler,

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .index import PacketIndex, packet_index
+from .rotation import display_rotation, upright
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,12 @@ class VideoReader:
     ("scan", "memory" or "disk": where the packet index came from). ``threads``: decoder
     threads (1 suits DataLoader workers; 0 lets FFmpeg choose). ``index_dir``: a folder for
     on-disk packet indexes (default: $TIMESFORMER_VIDEO_INDEX_DIR, else memory only);
-    ``cache_index=False`` always scans. Raises VideoDecodeError on open for a missing file, an
-    unreadable container, no video stream (e.g. audio only) or zero frames, and NotAVideoError
-    for an image, a folder or a URL.
+    ``cache_index=False`` always scans. ``rotation``: the display rotation (clockwise degrees,
+    0/90/180/270, see data/rotation.py); with ``upright=True`` (default) frames come out turned
+    for display and ``width``/``height`` are the displayed ones; ``upright=False`` keeps them as
+    stored. Raises VideoDecodeError on open for a missing file, an unreadable container, no
+    video stream (e.g. audio only) or zero frames, and NotAVideoError for an image, a folder or
+    a URL.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class VideoReader:
         threads: int = 1,
         index_dir: str | Path | None = None,
         cache_index: bool = True,
+        upright: bool = True,
     ) -> None:
         self.path = str(path)
         self.warnings: list[str] = []
@@ -143,6 +148,11 @@ class VideoReader:
             raise
         self.height: int = int(cc.height or self._stream.height)
         self.width: int = int(cc.width or self._stream.width)
+        self._stored_size = (self.height, self.width)  # as decoded, before any turn
+        self.rotation: int = display_rotation(self._container, self._stream)
+        self._turn = self.rotation if upright else 0  # clockwise degrees applied to frames
+        if self._turn in (90, 270):
+            self.width, self.height = self.height, self.width
         self.substituted = 0  # frames the decoder never produced, replaced by a neighbour
         # skip decoding non-reference frames nobody asked for (single-threaded decoding only;
         # turned off for good if a wanted frame ever goes missing while skipping)
@@ -298,11 +308,12 @@ class VideoReader:
             try:
                 for frame in frames:
                     idx = self._frame_index(frame.pts)
-                    if (frame.height, frame.width) != (self.height, self.width):
+                    if (frame.height, frame.width) != self._stored_size:
+                        h, w = self._stored_size
                         raise VideoDecodeError(
                             self.path,
                             f"frame {max(idx, 0)} is {frame.width}x{frame.height}, the stream "
-                            f"{self.width}x{self.height} (corrupt file?)",
+                            f"{w}x{h} (corrupt file?)",
                         )
                     if first and idx > needed[pos] and not from_start:
                         overshoot = True
@@ -346,9 +357,8 @@ class VideoReader:
                     "(truncated or corrupt file?)",
                 )
 
-    @staticmethod
-    def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-        return frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        return upright(frame.to_ndarray(format="rgb24"), self._turn)  # (H, W, 3) uint8
 
     def _check(self, indices: Sequence[int]) -> list[int]:
         idx = [int(i) for i in indices]

@@ -124,4 +124,6 @@ def build_dataset(
         num_classes=num_classes,
         label_names=list(names) if names is not None else label_names(cfg),
         seed=cfg.train.seed,
+        separator=d.list_separator,
+        upright=d.upright,
     )

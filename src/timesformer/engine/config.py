@@ -89,6 +89,8 @@ class DataSection:
     test_views: str = "1x3"
     test_protocol: Literal["official", "centred"] = "official"  # see docs/inference.md
     val_views: str = "1x1"  # views of the clip-level validation run during training
+    list_separator: str | None = None  # list files: None/"auto" detects; "comma", "tab", "space"
+    upright: bool = True  # turn frames by the display rotation (phone videos); False: as stored
 
 
 @dataclass

@@ -1,0 +1,293 @@
+"""`timesformer data check`: probe videos and flag what will hurt training.
+
+``probe_video(path)`` opens one file and returns a JSON-ready record: codec, container, stored
+and displayed size, display rotation, exact frame rate (a Fraction, written "30000/1001") and
+whether it varies, frames, duration, the longest keyframe interval, audio, and the measured
+wall time of decoding one training clip. ``problems`` lists, in words:
+
+- unreadable (the reason), not a video (an image), no video stream, zero frames;
+- shorter than one clip span (``num_frames * sampling_rate`` frames at ``target_fps``);
+- variable frame rate (a frame gap differs from the median by more than 5% and one tick);
+- keyframes further apart than ``MAX_KEYFRAME_SECONDS`` (5 s) or ``MAX_KEYFRAME_FRAMES`` (150):
+  a random clip then decodes from a keyframe far before it;
+- a short side under ``MIN_SHORT_SIDE`` (128 px): upscaled to the 224 crop, details are lost;
+- display rotation metadata (frames are turned upright on read; ``data prepare`` bakes it in).
+
+``ok`` is True when there are no problems. ``check_videos`` runs many in a process pool.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import torch
+
+from .listfile import list_file_paths
+from .rotation import display_rotation
+from .sampling import clip_span, train_clip_indices
+from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
+
+MAX_KEYFRAME_SECONDS = 5.0
+MAX_KEYFRAME_FRAMES = 150
+MIN_SHORT_SIDE = 128
+LIST_SUFFIXES = (".csv", ".txt", ".lst", ".list", ".tsv")
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+_IMAGE_CODECS = {"png", "mjpeg", "jpeg2000", "bmp", "tiff", "webp", "gif", "jpegls", "qoi"}
+
+FIELDS = (
+    "path", "ok", "problems", "format", "codec", "width", "height", "rotation", "fps",
+    "variable_fps", "frames", "duration", "keyframe_interval_frames", "keyframe_interval_s",
+    "audio", "clip_ms", "bytes",
+)  # fmt: skip
+
+
+def _record(path: str | Path, **fields: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = dict.fromkeys(FIELDS)
+    rec.update(path=str(path), problems=[])
+    rec.update(fields)
+    return rec
+
+
+def _looks_like_image(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _frame_rate(pts: list[int], tb: Fraction, stream: Any) -> tuple[Fraction | None, bool]:
+    """(exact frames per second, variable?) from sorted timestamps."""
+    nominal = stream.average_rate or stream.guessed_rate
+    nominal = Fraction(nominal) if nominal else None
+    if len(pts) < 2 or pts[-1] == pts[0]:
+        return nominal, False
+    measured = Fraction(len(pts) - 1) / ((pts[-1] - pts[0]) * tb)
+    gaps = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+    mid = statistics.median(gaps)
+    variable = any(abs(g - mid) > max(1.5, 0.05 * mid) for g in gaps)
+    if not variable and nominal and abs(nominal - measured) <= measured / 200:
+        return nominal, False  # the container's exact rate (e.g. 30000/1001)
+    return measured.limit_denominator(1001), variable
+
+
+def clip_cost_ms(
+    path: str | Path,
+    num_frames: int = 8,
+    sampling_rate: int = 32,
+    target_fps: float | None = 30.0,
+    seed: int = 0,
+    upright: bool = True,
+) -> float:
+    """Wall milliseconds to open ``path`` and decode one random training clip (seeded)."""
+    start = time.perf_counter()
+    with VideoReader(path, upright=upright) as reader:
+        g = torch.Generator().manual_seed(seed)
+        idx = train_clip_indices(
+            reader.num_frames, num_frames, sampling_rate, reader.fps,
+            target_fps=target_fps, generator=g,
+        )  # fmt: skip
+        reader.get_frames(idx)  # (T, H, W, 3)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def probe_video(
+    path: str | Path,
+    *,
+    num_frames: int = 8,
+    sampling_rate: int = 32,
+    target_fps: float | None = 30.0,
+    measure: bool = True,
+) -> dict[str, Any]:
+    """One file -> a record (module doc); never raises for a bad file, only reports it."""
+    p = Path(path)
+    if not p.is_file():
+        return _record(p, ok=False, problems=["unreadable: file not found"])
+    rec = _record(p, bytes=p.stat().st_size)
+    probs: list[str] = rec["problems"]
+    try:
+        container = av.open(str(p), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        if _looks_like_image(p):
+            probs.append("not a video: an image")
+        else:
+            why = getattr(e, "strerror", None) or str(e).strip() or type(e).__name__
+            probs.append(f"unreadable: {why} (not a media file, or truncated)")
+        rec["ok"] = False
+        return rec
+    with container:
+        rec["format"] = container.format.name
+        if not container.streams.video:
+            probs.append("no video stream (audio only?)")
+            rec["ok"] = False
+            return rec
+        stream = container.streams.video[0]
+        cc = stream.codec_context
+        rec["codec"] = cc.name
+        fmt = container.format.name
+        if fmt == "image2" or fmt.endswith("_pipe") or (cc.name in _IMAGE_CODECS and fmt != "gif"):
+            if int(stream.frames or 0) <= 1:
+                probs.append(f"not a video: an image ({cc.name})")
+                rec["ok"] = False
+                return rec
+        if container.streams.audio:
+            rec["audio"] = container.streams.audio[0].codec_context.name
+        pts: list[int] = []
+        keys: list[int] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+        except (av.FFmpegError, OSError) as e:
+            probs.append(f"unreadable: demuxing stopped early ({e})")
+        pts.sort()
+        tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 30)
+        fps, variable = _frame_rate(pts, tb, stream)
+        rec.update(
+            width=int(cc.width or stream.width),
+            height=int(cc.height or stream.height),
+            frames=len(pts),
+            variable_fps=variable,
+            fps=None if fps is None else str(fps),
+        )
+        try:
+            rec["rotation"] = display_rotation(container, stream)
+        except (av.FFmpegError, OSError):
+            rec["rotation"] = 0
+    if not pts:
+        probs.append("zero video frames")
+        rec["ok"] = False
+        return rec
+    rate = float(fps) if fps else 30.0
+    rec["duration"] = round(float((pts[-1] - pts[0]) * tb) + 1.0 / rate, 3)
+    index = {q: i for i, q in enumerate(pts)}
+    starts = sorted({index[k] for k in keys if k in index} | {0})
+    gap = max(b - a for a, b in zip(starts, [*starts[1:], len(pts)], strict=False))
+    rec["keyframe_interval_frames"] = gap
+    rec["keyframe_interval_s"] = round(gap / rate, 3)
+    span = clip_span(num_frames, sampling_rate, rate, target_fps)
+    if len(pts) < span:
+        probs.append(
+            f"shorter than one clip: {len(pts)} frames, a {num_frames} x {sampling_rate} clip "
+            f"spans {span:.0f} (the last frame repeats)"
+        )
+    if variable:
+        probs.append("variable frame rate (clip spans assume even spacing)")
+    if gap > MAX_KEYFRAME_FRAMES or gap / rate > MAX_KEYFRAME_SECONDS:
+        probs.append(
+            f"sparse keyframes: {gap} frames ({gap / rate:.1f} s) apart, random clips decode slowly "
+            "(re-encode with `timesformer data prepare --gop 16`)"
+        )
+    if min(rec["width"], rec["height"]) < MIN_SHORT_SIDE:
+        probs.append(f"tiny: {rec['width']}x{rec['height']} (short side < {MIN_SHORT_SIDE})")
+    if rec["rotation"]:
+        probs.append(f"display rotation: {rec['rotation']} degrees (turned upright on read)")
+    if measure:
+        try:
+            rec["clip_ms"] = round(clip_cost_ms(p, num_frames, sampling_rate, target_fps), 1)
+        except (VideoDecodeError, av.FFmpegError, OSError, IndexError) as e:
+            probs.append(f"unreadable: {getattr(e, 'reason', None) or e}")
+    rec["ok"] = not probs
+    return rec
+
+
+def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -> list[str]:
+    """Files, folders (videos below them, by suffix) and list files (their paths) -> paths.
+
+    A list file is a file with a suffix in LIST_SUFFIXES; a missing input is FileNotFoundError.
+    """
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            exts = set(VIDEO_EXTENSIONS)
+            out.extend(
+                str(f) for f in sorted(p.rglob("*"))
+                if f.suffix.lower() in exts and f.is_file() and not f.name.startswith(".")
+            )  # fmt: skip
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            out.extend(list_file_paths(p, separator=separator))
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            raise FileNotFoundError(f"input not found: {p} (expected a video, folder or list)")
+    return list(dict.fromkeys(out))
+
+
+def _probe_star(job: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    path, kwargs = job
+    try:
+        return probe_video(path, **kwargs)
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop the check
+        return _record(path, ok=False, problems=[f"unreadable: {type(e).__name__}: {e}"])
+
+
+def run_pool(
+    fn: Callable[[Any], Any],
+    jobs: Sequence[Any],
+    workers: int = 0,
+    progress: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """``[fn(j) for j in jobs]`` in order, in a spawned process pool when ``workers > 1``;
+    ``progress`` is called with each result as it arrives."""
+    if workers <= 1 or len(jobs) <= 1:
+        results = []
+        for j in jobs:
+            results.append(fn(j))
+            if progress:
+                progress(results[-1])
+        return results
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        results = []
+        for r in pool.map(fn, jobs):
+            results.append(r)
+            if progress:
+                progress(r)
+        return results
+
+
+def check_videos(
+    paths: Sequence[str | Path],
+    *,
+    workers: int = 0,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """``probe_video`` over ``paths`` (keyword options passed on), in input order."""
+    return run_pool(_probe_star, [(str(p), kwargs) for p in paths], workers, progress)
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(name, value) rows for the end-of-check table."""
+    ok = sum(r["ok"] for r in records)
+    kinds: Counter[str] = Counter()
+    for r in records:
+        for prob in r["problems"]:
+            kinds[prob.split(":")[0].split(" (")[0]] += 1
+    rows = [
+        ("videos", str(len(records))),
+        ("ok", str(ok)),
+        ("with problems", str(len(records) - ok)),
+    ]
+    rows += [(f"  {k}", str(n)) for k, n in kinds.most_common()]
+    codecs = Counter(r["codec"] for r in records if r["codec"])
+    if codecs:
+        rows.append(("codecs", ", ".join(f"{c} {n}" for c, n in codecs.most_common())))
+    dur = [r["duration"] for r in records if r["duration"]]
+    if dur:
+        rows.append(("duration", f"{sum(dur):.1f} s in all, {min(dur):.1f}-{max(dur):.1f} s each"))
+    ms = [r["clip_ms"] for r in records if r["clip_ms"] is not None]
+    if ms:
+        rows.append(("clip decode", f"median {statistics.median(ms):.1f} ms per training clip"))
+    return rows

@@ -1,0 +1,123 @@
+"""`data check`: probe records, every flagged problem, the command's JSON / CSV / exit code."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from _rotated import halves, write_rotated
+
+from timesformer.cli import main
+from timesformer.data.inspect import check_videos, collect_videos, probe_video
+from timesformer.data.synthetic import write_video
+
+CLIP = dict(num_frames=4, sampling_rate=4)  # spans 16 frames at 30 fps
+
+
+def _frames(n: int, side: int = 128) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (n, side, side, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("check")
+    good = d / "good" / "ok.mp4"
+    write_video(good, _frames(40), 30.0, gop=10)
+    write_video(d / "ntsc.mp4", _frames(20), 30000 / 1001, gop=10)
+    write_video(d / "short.mp4", _frames(8), 30.0)
+    write_video(d / "sparse.mp4", _frames(70, 128)[:, ::2, ::2].repeat(2, 1).repeat(2, 2),
+                10.0, gop=100)  # fmt: skip  # one keyframe in 7 s
+    write_video(d / "tiny.mp4", _frames(30, 64), 30.0)
+    write_video(d / "vfr.mp4", _frames(30), 30.0, pts=[i * 2 + (i > 15) * 5 for i in range(30)],
+                time_base=(1, 60))  # fmt: skip
+    write_rotated(d / "phone.mp4", halves(30, 128, 160), 90)
+    from PIL import Image
+
+    Image.fromarray(_frames(1)[0]).save(d / "still.png")
+    (d / "still_named.mp4").write_bytes((d / "still.png").read_bytes())
+    (d / "junk.mp4").write_bytes(b"not a video at all" * 50)
+    return d
+
+
+def test_good_video_record(videos):
+    r = probe_video(videos / "good" / "ok.mp4", **CLIP)
+    assert r["ok"] is True and r["problems"] == []
+    assert (r["codec"], r["width"], r["height"], r["rotation"]) == ("h264", 128, 128, 0)
+    assert (r["fps"], r["variable_fps"], r["frames"]) == ("30", False, 40)
+    assert r["duration"] == pytest.approx(40 / 30, abs=1e-3)
+    assert r["keyframe_interval_frames"] == 10 and r["audio"] is None
+    assert r["clip_ms"] > 0
+    assert probe_video(videos / "ntsc.mp4", **CLIP)["fps"] == "30000/1001"  # exact, not 29.97
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("short.mp4", "shorter than one clip: 8 frames"),
+        ("sparse.mp4", "sparse keyframes: 70 frames (7.0 s) apart"),
+        ("tiny.mp4", "tiny: 64x64"),
+        ("vfr.mp4", "variable frame rate"),
+        ("phone.mp4", "display rotation: 90 degrees"),
+        ("still.png", "not a video: an image"),
+        ("still_named.mp4", "not a video: an image"),  # by content, not by suffix
+        ("junk.mp4", "unreadable"),
+        ("missing.mp4", "unreadable: file not found"),
+    ],
+)
+def test_problems_are_flagged(videos, name, expected):
+    r = probe_video(videos / name, **CLIP)
+    assert r["ok"] is False
+    assert any(p.startswith(expected) for p in r["problems"]), r["problems"]
+
+
+def test_collect_inputs(videos, tmp_path):
+    lst = tmp_path / "l.csv"
+    lst.write_text(f"path,label\n{videos / 'tiny.mp4'},0\n{videos / 'short.mp4'},1\n")
+    got = collect_videos([videos / "good", lst, videos / "still.png"])
+    assert got == [str(videos / "good" / "ok.mp4"), str(videos / "tiny.mp4"),
+                   str(videos / "short.mp4"), str(videos / "still.png")]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="input not found"):
+        collect_videos([tmp_path / "nope"])
+
+
+def test_workers_give_the_same_records(videos):
+    paths = [videos / "good" / "ok.mp4", videos / "tiny.mp4", videos / "junk.mp4"]
+    one = check_videos(paths, measure=False, **CLIP)
+    two = check_videos(paths, workers=2, measure=False, **CLIP)
+    assert one == two and [r["ok"] for r in one] == [True, False, False]
+
+
+def test_check_command(videos, tmp_path, capsys):
+    out = tmp_path / "report.csv"
+    rc = main(["data", "check", str(videos / "good"), str(videos / "tiny.mp4"), "--json",
+               "--num-frames", "4", "--sampling-rate", "4", "--out", str(out), "--no-progress"])  # fmt: skip
+    captured = capsys.readouterr()
+    records = json.loads(captured.out)
+    assert rc == 1
+    assert [(r["ok"], r["path"].endswith("tiny.mp4")) for r in records] == [
+        (True, False),
+        (False, True),
+    ]
+    assert "with problems" in captured.err  # the summary table goes to stderr with --json
+    rows = list(csv.DictReader(out.open()))
+    assert rows[1]["problems"].startswith("tiny") and rows[0]["ok"] == "True"
+    assert main(["data", "check", str(videos / "good"), "--num-frames", "4",
+                 "--sampling-rate", "4", "--no-progress"]) == 0  # fmt: skip
+    assert "ok" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["nope_dir"], "input not found: nope_dir"),
+        (["{v}", "--out", "/proc/no/report.csv"], "report"),
+    ],
+)
+def test_check_bad_input_one_line(videos, capsys, argv, match):
+    argv = [a.format(v=videos / "tiny.mp4") for a in argv]
+    assert main(["data", "check", *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0] and "Traceback" not in err[0]

@@ -1,0 +1,112 @@
+"""`data prepare`: re-encoded tree (size, fps, keyframes, upright), resumable, failures listed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _rotated import halves, write_rotated
+
+from timesformer.cli import main
+from timesformer.data import VideoReader
+from timesformer.data.inspect import probe_video
+from timesformer.data.prepare import output_size, prepare_tree, prepare_video
+from timesformer.data.synthetic import write_video
+
+
+@pytest.fixture()
+def tree(tmp_path):
+    src = tmp_path / "src"
+    write_video(src / "walk" / "a.mp4", halves(60, 48, 64), 30.0, gop=60)  # 2 s at 30 fps
+    write_video(src / "run" / "deep" / "b.mkv", halves(20, 64, 48), 10.0)  # 2 s at 10 fps
+    write_rotated(src / "run" / "phone.mp4", halves(30, 48, 64), 90)  # stored 64x48, shown 48x64
+    (src / "run" / "broken.mp4").write_bytes(b"\x00" * 300)
+    return src
+
+
+def test_output_size():
+    assert output_size(340, 256, 128) == (170, 128)
+    assert output_size(256, 340, 128) == (128, 170)
+    assert output_size(1920, 1080, 256) == (456, 256)  # long side rounded to even
+
+
+def test_prepare_tree(tree, tmp_path):
+    dst = tmp_path / "dst"
+    recs = {r["path"].split("src/")[1]: r for r in
+            prepare_tree(tree, dst, short_side=32, fps=15, gop=4)}  # fmt: skip
+    assert {k: r["status"] for k, r in recs.items()} == {
+        "run/broken.mp4": "failed", "run/deep/b.mkv": "written",
+        "run/phone.mp4": "written", "walk/a.mp4": "written",
+    }  # fmt: skip
+    assert "cannot read source" in recs["run/broken.mp4"]["reason"]
+    expect = {
+        "walk/a.mp4": (42, 32, 30),
+        "run/deep/b.mp4": (32, 42, 30),
+        "run/phone.mp4": (32, 42, 15),
+    }
+    for rel, (w, h, frames) in expect.items():
+        r = probe_video(dst / rel, num_frames=2, sampling_rate=2)
+        assert (r["width"], r["height"], r["frames"], r["fps"]) == (w, h, frames, "15"), rel
+        assert r["rotation"] == 0 and r["keyframe_interval_frames"] == 4 and not r["variable_fps"]
+    with VideoReader(dst / "run" / "phone.mp4", upright=False) as r:
+        f = r.get_frames([3])[0].numpy().astype(int)  # (42, 32, 3), stored upright
+    # stored left half red turned 90 degrees clockwise: the red half is now on top
+    assert f[:15, :, 0].mean() > 150 and f[-15:, :, 0].mean() < 60
+    assert f[-15:, :, 2].mean() > 150
+    assert not list(dst.rglob(".*partial*"))
+
+
+def test_resumable_and_bad_outputs_redone(tree, tmp_path):
+    dst = tmp_path / "dst"
+    kw = dict(short_side=32, fps=15, gop=4)
+    first = prepare_video(tree / "walk" / "a.mp4", dst / "a.mp4", **kw)
+    mtime = (dst / "a.mp4").stat().st_mtime_ns
+    assert first["status"] == "written"
+    assert prepare_video(tree / "walk" / "a.mp4", dst / "a.mp4", **kw)["status"] == "skipped"
+    assert (dst / "a.mp4").stat().st_mtime_ns == mtime
+    # other settings: the existing output no longer matches, so it is redone
+    assert prepare_video(tree / "walk" / "a.mp4", dst / "a.mp4", short_side=16, fps=15, gop=4)[
+        "status"] == "written"  # fmt: skip
+    (dst / "a.mp4").write_bytes((dst / "a.mp4").read_bytes()[:200])  # a cut output
+    assert prepare_video(tree / "walk" / "a.mp4", dst / "a.mp4", **kw)["status"] == "written"
+    with VideoReader(dst / "a.mp4") as r:
+        assert (r.num_frames, r.width, r.height) == (30, 42, 32)
+
+
+def test_keep_source_rate(tree, tmp_path):
+    r = prepare_video(tree / "run" / "deep" / "b.mkv", tmp_path / "b.mp4", short_side=32,
+                      fps=None, gop=5)  # fmt: skip
+    assert r["status"] == "written"
+    with VideoReader(tmp_path / "b.mp4") as v:
+        assert v.num_frames == 20 and v.fps == pytest.approx(10.0)
+
+
+def test_prepare_command(tree, tmp_path, capsys):
+    dst = tmp_path / "out"
+    argv = ["data", "prepare", str(tree), str(dst), "--short-side", "32", "--fps", "15",
+            "--gop", "4", "--sample", "2", "--num-frames", "2", "--sampling-rate", "2"]  # fmt: skip
+    assert main(argv) == 1  # broken.mp4 failed
+    out = capsys.readouterr().out
+    assert "failed: " in out and "broken.mp4" in out
+    assert "ms before" in out and "ms after" in out
+    assert main([*argv, "--json"]) == 1
+    res = json.loads(capsys.readouterr().out)
+    assert res["counts"] == {"written": 0, "skipped": 3, "failed": 1}
+    (tree / "run" / "broken.mp4").unlink()
+    assert main(argv) == 0
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["{tmp}/nope", "{tmp}/d"], "source folder not found"),
+        (["{src}", "{src}"], "is the source folder"),
+        (["{src}", "/proc/dst"], "destination folder"),
+        (["{src}", "{tmp}/d", "--gop", "0"], "--gop must be >= 1"),
+    ],
+)
+def test_prepare_bad_input_one_line(tree, tmp_path, capsys, extra, match):
+    argv = [a.format(tmp=tmp_path, src=tree) for a in extra]
+    assert main(["data", "prepare", *argv, "--sample", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]
