@@ -22,6 +22,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("timesformer.commands.bench", "cost, speed and memory, side by side with peers"),
     "convert": ("timesformer.commands.convert", "convert checkpoints between formats"),
     "demo": ("timesformer.commands.demo", "the embedded default, end to end"),
+    "export": (
+        "timesformer.commands.export",
+        "verified ONNX / torch.export model with its contract",
+    ),
+    "serve": ("timesformer.commands.serve", "HTTP API and web page for a checkpoint"),
 }
 
 
