@@ -42,7 +42,9 @@ def checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def render(path: Path, seconds: float = 2.0, fps: int = 15, size: tuple[int, int] = (48, 64)) -> Path:
+def render(
+    path: Path, seconds: float = 2.0, fps: int = 15, size: tuple[int, int] = (48, 64)
+) -> Path:
     rng = np.random.default_rng(0)
     T, (H, W) = int(seconds * fps), size
     frames = rng.integers(0, 60, (T, H, W, 3), dtype=np.uint8)
@@ -64,7 +66,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkpoint: Path, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    checkpoint: Path, *extra: str, env: dict | None = None
+) -> tuple[subprocess.Popen, str]:
     """`timesformer serve` in a child process; returns (process, base URL) once /healthz answers."""
     port = free_port()
     cmd = [sys.executable, "-m", "timesformer.cli", "serve", "-c", str(checkpoint),

@@ -30,7 +30,9 @@ def test_predict_matches_the_command_line_record(server, checkpoint, video):
     ref = predict(model, video, views="1x3", topk=3, settings=st).to_dict()
     assert got["label"] == ref["label"] and got["label"] in NAMES
     assert [t["label"] for t in got["topk"]] == [t["label"] for t in ref["topk"]]
-    assert np.allclose([t["prob"] for t in got["topk"]], [t["prob"] for t in ref["topk"]], atol=1e-5)
+    assert np.allclose(
+        [t["prob"] for t in got["topk"]], [t["prob"] for t in ref["topk"]], atol=1e-5
+    )
     assert got["views"] == "1x3" and got["num_clips"] == 3
 
 
@@ -66,7 +68,7 @@ def test_errors_have_their_status_and_the_service_lives_on(server, tmp_path, vid
     big = tmp_path / "big.mp4"
     big.write_bytes(b"\0" * (2 * 1024 * 1024))  # over --max-upload-mb 1
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(video.read_bytes()[: 2000])
+    cut.write_bytes(video.read_bytes()[:2000])
     long = render(tmp_path / "long.mp4", seconds=40, fps=2, size=(32, 32))  # over --max-duration 30
     cases = [(png, 415, "image"), (text, 415, "not a video"), (big, 413, "MB limit"),
              (long, 413, "s long")]  # fmt: skip
@@ -136,7 +138,7 @@ def test_bounded_load_batches_and_keeps_memory(server, video):
 
 
 def test_batcher_gives_each_caller_its_rows():
-    from timesformer.deploy.batching import Batcher, BatchedModel
+    from timesformer.deploy.batching import BatchedModel, Batcher
 
     from .conftest import tiny_model
 
