@@ -12,6 +12,8 @@ Public API::
     timesformer.explain(model, clip, method="rollout")
 """
 
+from importlib import metadata as _metadata
+
 from .engine.predict import Prediction, load_for_inference, predict
 from .models import (
     AttentionStep,
@@ -24,7 +26,10 @@ from .models import (
 from .models.weights import from_pretrained, save_checkpoint
 from .tools.explain import explain
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version: one source of truth, pyproject.toml
+    __version__ = _metadata.version("timesformer")
+except _metadata.PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AttentionStep",

@@ -19,7 +19,7 @@ from timesformer.engine.config import (
     save_config,
     valid_keys,
 )
-from timesformer.engine.train import LRSchedule, build_optimizer, param_groups
+from timesformer.engine.optim import LRSchedule, build_optimizer, param_groups
 from timesformer.models import TimeSformer, get_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -43,9 +43,9 @@ def test_macs_match_a_hand_computation() -> None:
     temporal = T * N * 3 * D * D + 2 * N * T * T * D + 2 * T * N * D * D  # qkv, QK^T+AV, proj+fc
     spatial = T * (1 + N) * 3 * D * D + 2 * T * (1 + N) ** 2 * D + T * (1 + N) * D * D
     divided = patch + L * (temporal + spatial + mlp) + D * C
-    assert B._cost(cfg)["macs"] == divided
+    assert B.model_cost(cfg)["macs"] == divided
     joint = patch + L * ((1 + T * N) * 4 * D * D + 2 * (1 + T * N) ** 2 * D + mlp) + D * C
-    assert B._cost(cfg.replace(attention_type="joint_space_time"))["macs"] == joint
+    assert B.model_cost(cfg.replace(attention_type="joint_space_time"))["macs"] == joint
     # the analytic attention-matrix size used by the Figure 3 sweep
     assert B.attention_matrix_bytes("joint_space_time", T, (2, 2), 2) == 2 * (1 + T * N) ** 2 * 4
     assert B.attention_matrix_bytes("divided_space_time", T, (2, 2), 2) == 2 * T * (1 + N) ** 2 * 4
@@ -159,3 +159,24 @@ def test_bench_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
     assert "jiont" in capsys.readouterr().err
     with pytest.raises(ValueError, match="square"):
         B.build_hf_model(TimeSformerConfig(img_size=(32, 48)))
+
+
+def test_version_comes_from_the_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    import timesformer
+
+    installed = importlib.metadata.version("timesformer")
+    assert B.package_version() == installed == timesformer.__version__
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert B.package_version() == "0+unknown"
+
+
+def test_json_safe_writes_nan_and_inf_as_null() -> None:
+    got = B.json_safe({"a": [1.0, math.nan, (math.inf, 2)], "b": {"c": -math.inf}, "d": "x"})
+    assert got == {"a": [1.0, None, [None, 2]], "b": {"c": None}, "d": "x"}
+    json.dumps(got, allow_nan=False)

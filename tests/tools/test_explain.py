@@ -14,13 +14,12 @@ from timesformer import AttentionStep, TimeSformer, TimeSformerConfig
 from timesformer.tools.explain import (
     _build_steps,
     class_relevance,
-    denormalize,
     explain,
     rollout_matrix,
-    save_explanation,
     step_matrix,
     upsample_maps,
 )
+from timesformer.tools.explain_figures import denormalize, save_explanation
 
 SCHEMES = [
     "divided_space_time",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,20 +128,9 @@ def _attention_types(values: list[str] | None) -> list[str | None]:
     return list(values)
 
 
-def _finite(x: Any) -> Any:
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
 def run(args: argparse.Namespace) -> int:
     if args.data is not None:
-        from ..tools.data_bench import main as data_bench
+        from ..tools.bench.data import main as data_bench
 
         return data_bench(list(args.data))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -164,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             report = _run_selected(args, device, compare, log)
 
-    report = _finite(report)
+    report = B.json_safe(report)
     if args.write:
         path = B.write_markdown(report, args.write)
         log(f"wrote {path}")

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .common import add_model_arguments, add_views_argument
+
 EPILOG = """\
 examples:
   timesformer eval --config runs/demo/config.yaml --checkpoint runs/demo/best.pt
@@ -36,13 +38,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="FILE",
         help="YAML run config (a path, a run's config.yaml, or a bundled recipe name)",
     )
-    p.add_argument(
-        "--checkpoint",
-        "-c",
-        required=True,
-        metavar="P",
-        help="our .pt / .safetensors, an official .pyth, or a Hugging Face directory",
-    )
+    add_model_arguments(p, from_config=True, json_help="print the summary as JSON on stdout")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument(
         "--split", choices=("test", "val"), default="test", help="data.test_list or data.val_list"
@@ -53,103 +49,41 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default="mean_softmax",
         help="combine views by mean probability (default) or summed logits (official)",
     )
-    p.add_argument("--views", default=None, metavar="KxS", help="overrides data.test_views")
+    add_views_argument(p, "overrides data.test_views")
     p.add_argument("--batch-size", type=int, default=None, help="default: train.batch_size")
     p.add_argument("--output", default=None, metavar="DIR", help="default: OUTPUT_DIR/eval")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import VideoDataset
     from ..engine.config import load_config, parse_views
-    from ..engine.evaluate import evaluate, write_eval_outputs
-    from ..engine.predict import resolve_labels
-    from ..models.weights import from_pretrained
+    from ..engine.evaluate import evaluate_checkpoint
 
     cfg = load_config(args.config, list(args.overrides))
-    d = cfg.data
-    list_file = d.test_list if args.split == "test" else d.val_list
-    if list_file is None:
-        other = d.val_list if args.split == "test" else d.test_list
-        hint = f" (data.{'val' if args.split == 'test' else 'test'}_list is {other!r})"
-        raise ValueError(
-            f"{args.config}: data.{args.split}_list is not set; give it as an override, e.g. "
-            f"data.{args.split}_list=PATH" + (hint if other else "")
-        )
-    views = parse_views(args.views or d.test_views, "--views" if args.views else "test_views")
-    dist = _distributed(cfg.train.device)
-    device = dist.device
-    model = from_pretrained(args.checkpoint).to(device).eval()
-    mc = model.config
-    size = mc.img_size if isinstance(mc.img_size, int) else min(mc.img_size)
-    labels = resolve_labels(model, d.labels)
-    dataset = VideoDataset(
-        list_file,
-        root=d.root,
-        mode=args.split,
-        num_frames=d.num_frames or mc.num_frames,
-        sampling_rate=d.sampling_rate,
-        target_fps=d.target_fps,
-        sampler=d.sampler,
-        test_views=views,
-        crop_size=d.crop_size or size,
-        mean=d.mean,
-        std=d.std,
-        channel_order=d.channel_order,
-        num_classes=mc.num_classes,
-        label_names=labels,
-    )
-    progress = not args.no_progress and cfg.train.progress and dist.rank == 0
-    result = evaluate(
-        model,
-        dataset,
-        batch_size=args.batch_size or cfg.train.batch_size,
+    views = parse_views(args.views, "--views") if args.views else None
+    done = evaluate_checkpoint(
+        cfg,
+        args.checkpoint,
+        split=args.split,
+        views=views,
         aggregate=args.aggregate,
-        labels=labels,
-        device=device,
-        num_workers=d.num_workers,
-        amp=cfg.train.amp,
-        progress=progress and sys.stderr.isatty(),
-        views=f"{views[0]}x{views[1]}",
+        batch_size=args.batch_size,
+        output=args.output,
+        device=args.device,
+        amp=args.amp,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        source=str(args.config),
     )
-    if dist.rank != 0:
-        _cleanup()
+    if done is None:  # not the main rank of a torchrun job
         return 0
-    out_dir = Path(args.output) if args.output else Path(cfg.output_dir) / "eval"
-    context = {"checkpoint": str(args.checkpoint), "split": args.split, "list": str(list_file)}
-    files = write_eval_outputs(result, out_dir, extra=context)
-    summary = {**result.summary(), **context, "files": files}
+    result, summary = done
     if args.json:
-        print(json.dumps(_safe(summary), indent=2))
+        print(json.dumps(summary, indent=2))
     else:
-        _print(summary, out_dir)
+        _print(summary, Path(summary["files"]["summary"]).parent)
     for f in result.failed:
         print(f"timesformer eval: could not decode {f['path']}: {f['error']}", file=sys.stderr)
-    _cleanup()
     return 0
-
-
-def _distributed(device: str) -> Any:
-    """This process's place in a torchrun job (single process without one)."""
-    from ..engine.distributed import init_distributed
-
-    return init_distributed(device)
-
-
-def _cleanup() -> None:
-    """Tear down the process group `_distributed` may have started."""
-    from ..engine.distributed import cleanup
-
-    cleanup()
-
-
-def _safe(obj: Any) -> Any:
-    from ..engine.evaluate import _json_safe
-
-    return _json_safe(obj)
 
 
 def _pct(v: float | None) -> str:

@@ -9,7 +9,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .predict import add_clip_arguments
+from .common import (
+    add_clip_arguments,
+    add_labels_argument,
+    add_model_arguments,
+    load_model_for_clips,
+)
 
 EPILOG = """\
 examples:
@@ -36,13 +41,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     p.add_argument("video", metavar="VIDEO", help="video file to explain")
-    p.add_argument(
-        "--checkpoint",
-        "-c",
-        required=True,
-        metavar="P",
-        help="our .pt / .safetensors, an official .pyth, or a Hugging Face directory",
-    )
+    add_model_arguments(p, json_help="print summary.json on stdout")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--method",
@@ -58,16 +57,13 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="class to explain (name or index; default: the predicted one). Changes the map "
         "only with --method grad_rollout; the summary reports its probability in every case",
     )
-    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+    add_labels_argument(p)
     add_clip_arguments(p)
     p.add_argument(
         "--smooth",
         action="store_true",
         help="bilinear maps instead of one flat value per patch",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--json", action="store_true", help="print summary.json on stdout")
-    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 
@@ -109,33 +105,26 @@ def read_clip(path: str | Path, settings: Any) -> tuple[Any, Any, list[int], lis
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.predict import load_for_inference, resolve_labels, settings_dict
-    from ..tools.explain import explain, save_explanation
-    from .predict import _device
+    from ..engine.predict import resolve_labels, settings_dict
+    from ..engine.runtime import autocast
+    from ..tools.explain import explain
+    from ..tools.explain_figures import save_explanation
 
     video_path = Path(args.video)
     if not video_path.is_file():
         raise FileNotFoundError(f"video {video_path} not found")
-    device = _device(args.device)
-    model, settings = load_for_inference(
-        args.checkpoint,
-        num_frames=args.frames,
-        img_size=args.size,
-        sampling_rate=args.sampling_rate,
-        device=device,
-    )
-    if args.sampler is not None:
-        settings = settings.with_overrides(sampler=args.sampler)
+    model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)
     video, shown, indices, times = read_clip(video_path, settings)
-    result = explain(
-        model,
-        video,
-        target=args.target,
-        method=args.method,
-        upsample="bilinear" if args.smooth else "nearest",
-        labels=names,
-    )
+    with autocast(device, args.amp):
+        result = explain(
+            model,
+            video,
+            target=args.target,
+            method=args.method,
+            upsample="bilinear" if args.smooth else "nearest",
+            labels=names,
+        )
     extra = {
         "video": str(video_path),
         "checkpoint": str(args.checkpoint),

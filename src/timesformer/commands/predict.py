@@ -10,6 +10,14 @@ import json
 import sys
 from typing import Any
 
+from .common import (
+    add_clip_arguments,
+    add_labels_argument,
+    add_model_arguments,
+    add_views_argument,
+    load_model_for_clips,
+)
+
 EPILOG = """\
 examples:
   timesformer predict clip.mp4 --checkpoint runs/demo/best.pt
@@ -24,41 +32,15 @@ stderr and the others are still predicted; the exit code is then 1.
 """
 
 
-def add_clip_arguments(p: argparse.ArgumentParser) -> None:
-    """Clip geometry options shared by `predict` and `explain` (defaults: the checkpoint's)."""
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: model's)")
-    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: model's)")
-    p.add_argument(
-        "--sampling-rate",
-        type=int,
-        default=None,
-        help="frames between samples at 30 fps (default: checkpoint's, else official)",
-    )
-    p.add_argument(
-        "--sampler",
-        choices=("rate", "segments"),
-        default=None,
-        help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
-    )
-
-
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to classify")
-    p.add_argument(
-        "--checkpoint",
-        "-c",
-        required=True,
-        metavar="P",
-        help="our .pt / .safetensors, an official .pyth, or a Hugging Face directory",
-    )
+    add_model_arguments(p, json_help="machine-readable output on stdout (no progress bar)")
     p.add_argument("--topk", type=int, default=5, help="labels to show per video (default 5)")
-    p.add_argument(
-        "--views",
-        default=None,
-        metavar="KxS",
-        help="K temporal clips x S spatial crops (default 1x3; with --long, S crops per clip, "
+    add_views_argument(
+        p,
+        "K temporal clips x S spatial crops (default 1x3; with --long, S crops per clip, "
         "default 1x1)",
     )
     p.add_argument(
@@ -71,37 +53,21 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="with --long, print every clip instead of merging runs of the same label",
     )
-    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+    add_labels_argument(p)
     p.add_argument("--batch-size", type=int, default=4, help="model inputs per forward pass")
     add_clip_arguments(p)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument(
-        "--amp", choices=("off", "bf16", "fp16"), default="off", help="autocast precision"
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar for --long")
-    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import VideoDecodeError
-    from ..engine.predict import load_for_inference, predict, resolve_labels, settings_dict
+    from ..engine.predict import predict, resolve_labels, settings_dict
 
     if args.topk < 1:
         raise ValueError(f"--topk must be >= 1; got {args.topk}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
-    device = _device(args.device)
-    model, settings = load_for_inference(
-        args.checkpoint,
-        num_frames=args.frames,
-        img_size=args.size,
-        sampling_rate=args.sampling_rate,
-        device=device,
-    )
-    if args.sampler is not None:
-        settings = settings.with_overrides(sampler=args.sampler)
+    model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
     views = args.views or ("1x1" if args.long else "1x3")
     progress = args.long and not args.no_progress and sys.stderr.isatty()
@@ -139,17 +105,6 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2))
     return 1 if errors else 0
-
-
-def _device(spec: str) -> Any:
-    import torch
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {spec}: CUDA is not available on this machine")
-    return dev
 
 
 def _print(pred: Any, every_clip: bool = False) -> None:

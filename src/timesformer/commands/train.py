@@ -13,7 +13,8 @@ import json
 import signal
 import sys
 
-from ..engine.config import list_recipes, load_config, resolve
+from ..engine.config import RunConfig, list_recipes, load_config, resolve
+from .common import add_model_arguments
 
 
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -55,13 +56,33 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config (YAML) and exit"
     )
-    p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_model_arguments(
+        p,
+        checkpoint_required=False,
+        checkpoint_help="initial weights, any format from_pretrained reads (sets model.pretrained)",
+        from_config=True,
+        json_help="print the final result (TrainResult) as JSON on stdout",
+    )
     return p
 
 
+def apply_flags(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """The shared flags onto the config: --checkpoint = model.pretrained, --device =
+    train.device, --amp = train.amp, --no-progress = train.progress false. They win over
+    key=value overrides."""
+    if args.checkpoint is not None:
+        cfg.model.pretrained = str(args.checkpoint)
+    if args.device is not None:
+        cfg.train.device = args.device
+    if args.amp is not None:
+        cfg.train.amp = args.amp
+    if args.no_progress:
+        cfg.train.progress = False
+    return cfg
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = apply_flags(load_config(args.config, args.overrides), args)
     if args.print_config:
         import yaml
 

@@ -8,15 +8,13 @@ The file is our agreed checkpoint format (a `torch.save` dict)::
 
 so `timesformer.from_pretrained` loads it like any other checkpoint. `epoch` counts finished
 epochs; `batch_in_epoch` > 0 marks a checkpoint written mid-epoch (on SIGINT/SIGTERM), which a
-resume continues from that batch. Every file is written to a temporary name in the same folder
-and then renamed over the target, so a crash never leaves a half-written checkpoint behind.
+resume continues from that batch. The dict itself is written by `models.weights.save_checkpoint`
+(the one writer of our format), through a temporary file renamed over the target.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,38 +22,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import atomic_write
+from ..models.factory import unwrap_model
+
 FORMAT = "timesformer"
 VERSION = 1
 LAST = "last.pt"
 BEST = "best.pt"
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside DistributedDataParallel / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
+unwrap = unwrap_model  # the bare model inside DDP / torch.compile wrappers (one helper)
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save `obj` to a temporary file next to `path`, then os.replace it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save `obj` through the package's one atomic, durable writer (files.atomic_write)."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), durable=True)
 
 
 # ------------------------------------------------------------------------------------ RNG
@@ -125,30 +106,28 @@ def save_training_checkpoint(
     `rng` is one state per rank (from `rng_state`, gathered), so that every rank of a DDP job
     resumes its own generators; `train_config` is the resolved RunConfig as a dict.
     """
-    m = unwrap(model)
-    obj: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": m.config.to_dict(),
-        "model": {k: v.detach().cpu() for k, v in m.state_dict().items()},
+    from ..models.weights import save_checkpoint
+
+    state: dict[str, Any] = {
         "epoch": int(epoch),
         "step": int(step),
         "batch_in_epoch": int(batch_in_epoch),
     }
     if optimizer is not None:
-        obj["optimizer"] = optimizer.state_dict()
+        state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
-        obj["scheduler"] = scheduler.state_dict()
+        state["scheduler"] = scheduler.state_dict()
     if scaler is not None:
-        obj["scaler"] = scaler.state_dict()
+        state["scaler"] = scaler.state_dict()
     if rng is not None:
-        obj["rng"] = rng
+        state["rng"] = rng
     if train_config is not None:
-        obj["train_config"] = train_config
+        state["train_config"] = train_config
     if best_metric is not None:
-        obj["best_metric"] = float(best_metric)
-    obj.update(extra)
-    return atomic_save(obj, path)
+        state["best_metric"] = float(best_metric)
+    state.update(extra)
+    # the one writer of our checkpoint dict ({"format", "version", "config", "model", ...})
+    return save_checkpoint(unwrap_model(model), path, **state)
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -181,7 +160,7 @@ def restore_training_state(
     source: str = "checkpoint",
 ) -> None:
     """Load model, optimizer, scheduler, scaler and this rank's RNG states from `ckpt`."""
-    m = unwrap(model)
+    m = unwrap_model(model)
     stored = ckpt.get("config", {})
     current = m.config.to_dict()
     diff = sorted(k for k in current if k != "labels" and stored.get(k, current[k]) != current[k])

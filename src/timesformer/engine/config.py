@@ -149,37 +149,24 @@ class RunConfig:
 
 # ------------------------------------------------------------------------------- validation
 
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "model.num_classes": (1, None),
-    "model.num_frames": (1, None),
-    "model.img_size": (1, None),
-    "model.drop_path_rate": (0.0, 0.999),
-    "model.patch_size": (1, None),
-    "model.embed_dim": (1, None),
-    "model.depth": (1, None),
-    "model.num_heads": (1, None),
-    "model.time_embed_init_std": (0.0, None),
-    "data.num_frames": (1, None),
-    "data.sampling_rate": (1, None),
-    "data.crop_size": (1, None),
-    "data.num_workers": (0, None),
-    "optim.lr": (0.0, None),
-    "optim.weight_decay": (0.0, None),
-    "optim.momentum": (0.0, 1.0),
-    "optim.gamma": (0.0, None),
-    "optim.min_lr": (0.0, None),
-    "optim.warmup_epochs": (0.0, None),
-    "optim.warmup_start_factor": (0.0, 1.0),
-    "optim.clip_grad": (0.0, None),
-    "train.epochs": (1, None),
-    "train.batch_size": (1, None),
-    "train.global_batch_size": (1, None),
-    "train.eval_every": (0, None),
-    "train.save_every": (1, None),
-    "train.log_every": (1, None),
-    "train.label_smoothing": (0.0, 0.999),
-    "train.max_steps_per_epoch": (1, None),
-}
+# (lowest, highest) allowed value of each numeric key; None: no bound
+_BOUNDS: list[tuple[tuple[float | None, float | None], tuple[str, ...]]] = [
+    ((1, None), (
+        *("model.num_classes", "model.num_frames", "model.img_size", "model.patch_size"),
+        *("model.embed_dim", "model.depth", "model.num_heads"),
+        *("data.num_frames", "data.sampling_rate", "data.crop_size"),
+        *("train.epochs", "train.batch_size", "train.global_batch_size", "train.save_every"),
+        *("train.log_every", "train.max_steps_per_epoch"),
+    )),
+    ((0, None), ("data.num_workers", "train.eval_every")),
+    ((0.0, None), (
+        *("model.time_embed_init_std", "optim.lr", "optim.weight_decay", "optim.gamma"),
+        *("optim.min_lr", "optim.warmup_epochs", "optim.clip_grad"),
+    )),
+    ((0.0, 0.999), ("model.drop_path_rate", "train.label_smoothing")),
+    ((0.0, 1.0), ("optim.momentum", "optim.warmup_start_factor")),
+]  # fmt: skip
+_RANGES = {key: bounds for bounds, keys in _BOUNDS for key in keys}
 
 
 def _suggest(key: str, choices: list[str]) -> str:
@@ -469,19 +456,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
     cfg = RunConfig.from_dict(cfg.to_dict())
     m = cfg.model
     preset = get_config(m.name, **model_overrides(m))
-    for k in (
-        "num_classes",
-        "num_frames",
-        "attention_type",
-        "pos_embed",
-        "drop_path_rate",
-        "patch_size",
-        "embed_dim",
-        "depth",
-        "num_heads",
-        "mlp_ratio",
-        "zero_init_temporal_fc",
-    ):
+    for k in _MODEL_KEYS:
+        if k == "img_size":
+            continue  # resolved below from the preset's grid
         if getattr(m, k) is None:
             setattr(m, k, getattr(preset, k))
     if m.img_size is None:
@@ -496,23 +473,17 @@ def resolve(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+# the ModelSection keys that are TimeSformerConfig fields (create_model overrides)
+_MODEL_KEYS = (
+    *("num_classes", "num_frames", "img_size", "attention_type", "pos_embed"),
+    *("drop_path_rate", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio"),
+    "zero_init_temporal_fc",
+)
+
+
 def model_overrides(m: ModelSection) -> dict[str, Any]:
     """The model keys that are set (not None), as `create_model` overrides."""
-    keys = (
-        "num_classes",
-        "num_frames",
-        "img_size",
-        "attention_type",
-        "pos_embed",
-        "drop_path_rate",
-        "patch_size",
-        "embed_dim",
-        "depth",
-        "num_heads",
-        "mlp_ratio",
-        "zero_init_temporal_fc",
-    )
-    return {k: getattr(m, k) for k in keys if getattr(m, k) is not None}
+    return {k: getattr(m, k) for k in _MODEL_KEYS if getattr(m, k) is not None}
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> Path:

@@ -38,16 +38,25 @@ class DistInfo:
         return self.rank == 0
 
 
-def pick_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """ "auto" -> this rank's GPU when CUDA is available, else the CPU; or an explicit device."""
+def pick_device(
+    spec: str | torch.device = "auto", local_rank: int = 0, what: str = "train.device"
+) -> torch.device:
+    """ "auto" -> this rank's GPU when CUDA is available, else the CPU; or an explicit device.
+
+    The one device pick of the package (training, eval, predict, explain); `what` names the
+    setting in the error message (e.g. "--device").
+    """
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         return torch.device("cpu")
-    dev = torch.device(spec)
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"{what}={spec!r}: expected auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device={spec!r} but CUDA is not available")
+            raise RuntimeError(f"{what}={spec!r} but CUDA is not available on this machine")
         if dev.index is None:
             dev = torch.device("cuda", local_rank % torch.cuda.device_count())
     return dev

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .runtime import autocast
+
 AGGREGATIONS = ("mean_softmax", "sum_logits")
 
 
@@ -164,20 +166,6 @@ class EvalResult:
         }
 
 
-def _autocast(device: torch.device, amp: str) -> Any:
-    """Autocast context for `amp` ("off", "bf16", "fp16"); fp16 only on CUDA."""
-    import contextlib
-
-    if amp == "off":
-        return contextlib.nullcontext()
-    if amp not in ("bf16", "fp16"):
-        raise ValueError(f"amp={amp!r} is not one of 'off', 'bf16', 'fp16'")
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' on the CPU")
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 @torch.no_grad()
 def run_views(
     model: nn.Module,
@@ -241,7 +229,7 @@ def run_views(
             if not ok.any():
                 continue
             x = batch["video"][ok].to(dev, non_blocking=True)  # (b, 3, T, S, S)
-            with _autocast(dev, amp):
+            with autocast(dev, amp):
                 logits = model(x)  # (b, C)
             idx_parts.append(index[ok])
             view_parts.append(view[ok])
@@ -454,3 +442,71 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
     return obj
+
+
+def evaluate_checkpoint(
+    cfg: Any,
+    checkpoint: str | Path,
+    *,
+    split: str = "test",
+    views: tuple[int, int] | None = None,
+    aggregate: str = "mean_softmax",
+    batch_size: int | None = None,
+    output: str | Path | None = None,
+    device: str | None = None,
+    amp: str | None = None,
+    progress: bool = True,
+    source: str = "config",
+) -> tuple[EvalResult, dict[str, Any]] | None:
+    """`timesformer eval`: multi-view testing of `checkpoint` on the config's split, written out.
+
+    The model comes from the checkpoint (any format), the dataset from `cfg.data` with the
+    model's clip geometry (engine.build); `device` / `amp` default to train.device / train.amp.
+    Runs under torchrun too (each rank its shard). Writes OUTPUT_DIR/eval (or `output`) and
+    returns (result, JSON-ready summary with the files written) on rank 0, None on the others.
+    """
+    from ..models.weights import from_pretrained
+    from . import distributed as D
+    from .build import build_dataset
+    from .config import parse_views
+    from .predict import resolve_labels
+
+    d = cfg.data
+    list_file = d.test_list if split == "test" else d.val_list
+    if list_file is None:
+        other_split = "val" if split == "test" else "test"
+        other = getattr(d, f"{other_split}_list")
+        hint = f" (data.{other_split}_list is {other!r})" if other else ""
+        raise ValueError(
+            f"{source}: data.{split}_list is not set; give it as an override, e.g. "
+            f"data.{split}_list=PATH" + hint
+        )
+    views = views or parse_views(d.test_views, "test_views")
+    info = D.init_distributed(device or cfg.train.device)
+    try:
+        model = from_pretrained(checkpoint).to(info.device).eval()
+        labels = resolve_labels(model, d.labels)
+        dataset = build_dataset(
+            cfg, split, mode=split, model_config=model.config, views=views, names=labels
+        )
+        result = evaluate(
+            model,
+            dataset,
+            batch_size=batch_size or cfg.train.batch_size,
+            aggregate=aggregate,
+            labels=labels,
+            device=info.device,
+            num_workers=d.num_workers,
+            amp=amp or cfg.train.amp,
+            progress=progress and cfg.train.progress and info.is_main,
+            views=f"{views[0]}x{views[1]}",
+        )
+        if not info.is_main:
+            return None
+        out_dir = Path(output) if output else Path(cfg.output_dir) / "eval"
+        context = {"checkpoint": str(checkpoint), "split": split, "list": str(list_file)}
+        files = write_eval_outputs(result, out_dir, extra=context)
+        summary = {**result.summary(), **context, "files": files}
+        return result, _json_safe(summary)
+    finally:
+        D.cleanup()

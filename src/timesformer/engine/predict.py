@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .evaluate import _autocast
+from ..models.weights import Checkpoint
+from .runtime import autocast
 
 # Official sampling rates of the released models (frames -> rate, PAPER.md); other frame
 # counts keep the same span of about 256 frames at 30 fps.
@@ -155,29 +156,26 @@ def resolve_labels(model: nn.Module, labels: str | Path | Sequence[str] | None =
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def checkpoint_settings(path: str | Path) -> dict[str, Any]:
+def checkpoint_settings(checkpoint: str | Path | Checkpoint) -> dict[str, Any]:
     """Clip settings recorded in a checkpoint, if any: {"sampling_rate", "target_fps",
     "sampler", "mean", "std", "channel_order", "source"}.
 
-    Ours: the `train_config` (a RunConfig dict or YAML text). Official .pyth: its `cfg` YAML
-    (DATA.SAMPLING_RATE, MEAN, STD; TRAIN.DATASET ssv2 -> segments). Hugging Face directory:
-    preprocessor_config.json mean/std. Missing pieces are simply absent.
+    `checkpoint` is a path or a `Checkpoint` already read (`models.weights.read_checkpoint`),
+    so nothing is read twice. Ours: its `train_config` (a RunConfig dict or YAML text).
+    Official .pyth: its `cfg` YAML (DATA.SAMPLING_RATE, MEAN, STD; TRAIN.DATASET ssv2 ->
+    segments). Hugging Face directory: the preprocessor_config.json beside its config.json.
+    Missing pieces are simply absent.
     """
-    p = Path(path)
-    if p.is_dir():
-        return _hf_settings(p)
-    if p.suffix == ".safetensors" or not p.is_file():
-        return {}
-    try:  # mmap: the tensors are not read; the safe unpickler: nothing is executed
-        ckpt = torch.load(p, map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # legacy or unsafe pickle: the hints are optional, from_pretrained decides
-        return {}
-    if not isinstance(ckpt, dict):
-        return {}
-    if ckpt.get("format") == "timesformer":
-        return _our_settings(ckpt.get("train_config"))
-    if "cfg" in ckpt:
-        return _official_settings(ckpt["cfg"])
+    from ..models.weights import read_checkpoint
+
+    ck = checkpoint if isinstance(checkpoint, Checkpoint) else read_checkpoint(checkpoint)
+    if ck.format == "ours":
+        return _our_settings(ck.extra.get("train_config"))
+    if ck.format == "official" and "cfg" in ck.extra:
+        return _official_settings(ck.extra["cfg"])
+    folder = Path(ck.source)
+    if ck.format in ("hf", "hf_vit") and folder.is_dir():
+        return _hf_settings(folder)
     return {}
 
 
@@ -266,7 +264,7 @@ def load_for_inference(
     embeddings are resampled). The sampling rate is `sampling_rate`, else the one recorded in
     the checkpoint (our train_config, the official cfg), else `default_sampling_rate`.
     """
-    from ..models.weights import from_pretrained
+    from ..models.weights import from_pretrained, read_checkpoint
 
     path = Path(checkpoint)
     if not path.exists():
@@ -276,9 +274,10 @@ def load_for_inference(
         overrides["num_frames"] = int(num_frames)
     if img_size is not None:
         overrides["img_size"] = int(img_size)
-    model = from_pretrained(path, **overrides)
+    ck = read_checkpoint(path)  # read once: the weights and the recorded settings
+    hints = checkpoint_settings(ck)
+    model = from_pretrained(ck, **overrides)
     model.to(device).eval()
-    hints = checkpoint_settings(path)
     cfg = model.config
     h, w = (cfg.img_size, cfg.img_size) if isinstance(cfg.img_size, int) else cfg.img_size
     settings = InferenceSettings(num_frames=cfg.num_frames, img_size=min(h, w))
@@ -376,11 +375,9 @@ def predict(
             fps = float(reader.fps)
             duration = float(reader.duration)
             total = int(reader.num_frames)
-            if long:
-                return _predict_long(model, reader, st, S, names, topk, batch_size, dev, amp,
-                                     str(video_path), fps, duration, total, progress)  # fmt: skip
-            return _predict_views(model, reader, st, K, S, names, topk, batch_size, dev, amp,
-                                  str(video_path), fps, duration, total)  # fmt: skip
+            job = _Job(model, reader, st, names, topk, batch_size, dev, amp, str(video_path),
+                       fps, duration, total)  # fmt: skip
+            return _predict_long(job, S, progress) if long else _predict_views(job, K, S)
     finally:
         model.train(was_training)
 
@@ -399,31 +396,46 @@ def _transform(st: InferenceSettings, num_crops: int) -> Any:
 
 def _run(model: nn.Module, x: Tensor, dev: torch.device, amp: str) -> Tensor:
     """Probabilities (N, C) float32 on the CPU for inputs (N, 3, T, S, S)."""
-    with _autocast(dev, amp):
+    with autocast(dev, amp):
         logits = model(x.to(dev))  # (N, C)
     return logits.float().softmax(dim=1).cpu()
 
 
-def _predict_views(
-    model: nn.Module,
-    reader: Any,
-    st: InferenceSettings,
-    K: int,
-    S: int,
-    names: list[str],
-    topk: int,
-    batch_size: int,
-    dev: torch.device,
-    amp: str,
-    path: str,
-    fps: float,
-    duration: float,
-    total: int,
-) -> Prediction:
+@dataclass
+class _Job:
+    """One video being predicted: the model, its open reader and how to run it."""
+
+    model: nn.Module
+    reader: Any
+    st: InferenceSettings
+    names: list[str]
+    topk: int
+    batch_size: int
+    dev: torch.device
+    amp: str
+    path: str
+    fps: float
+    duration: float
+    total: int  # frames in the video
+
+    def run(self, x: Tensor) -> Tensor:
+        """Probabilities (N, C) on the CPU for inputs (N, 3, T, S, S)."""
+        return _run(self.model, x, self.dev, self.amp)
+
+    def prediction(self, probs: Tensor, views: str, num_clips: int, **kw: Any) -> Prediction:
+        """The video's Prediction from its mean probabilities (C,)."""
+        return Prediction(path=self.path, topk=_topk(probs, self.names, self.topk), probs=probs,
+                          views=views, num_clips=num_clips, duration=self.duration, fps=self.fps,
+                          **kw)  # fmt: skip
+
+
+def _predict_views(job: _Job, K: int, S: int) -> Prediction:
+    """K temporal clips x S crops, probabilities averaged over the views."""
     from ..data import test_views
 
+    st = job.st
     views = test_views(  # target_fps None: the sampler counts the video's own frames
-        total, st.num_frames, st.sampling_rate, fps,
+        job.total, st.num_frames, st.sampling_rate, job.fps,
         num_clips=K, num_crops=S, sampler=st.sampler, target_fps=st.target_fps,
     )  # fmt: skip
     transform = _transform(st, S)
@@ -433,47 +445,26 @@ def _predict_views(
     probs: list[Tensor] = []
     pending: list[Tensor] = []
     for clip in sorted(by_clip):
-        frames = reader.get_frames(list(by_clip[clip]))  # (T, H, W, 3) uint8
+        frames = job.reader.get_frames(list(by_clip[clip]))  # (T, H, W, 3) uint8
         crops = transform(frames)  # (S, 3, T, s, s)
         pending.extend(crops.unbind(0))
-        while len(pending) >= batch_size:
-            probs.append(_run(model, torch.stack(pending[:batch_size]), dev, amp))
-            pending = pending[batch_size:]
+        while len(pending) >= job.batch_size:
+            probs.append(job.run(torch.stack(pending[: job.batch_size])))
+            pending = pending[job.batch_size :]
     if pending:
-        probs.append(_run(model, torch.stack(pending), dev, amp))
+        probs.append(job.run(torch.stack(pending)))
     p = torch.cat(probs)  # (K*S, C), views in clip-major order
     n = p.shape[0]
     mean = p.mean(0)  # (C,) mean of the view probabilities
-    return Prediction(
-        path=path,
-        topk=_topk(mean, names, topk),
-        probs=mean,
-        views=f"{K}x{S}",
-        num_clips=n,
-        duration=duration,
-        fps=fps,
-    )
+    return job.prediction(mean, f"{K}x{S}", n)
 
 
-def _predict_long(
-    model: nn.Module,
-    reader: Any,
-    st: InferenceSettings,
-    S: int,
-    names: list[str],
-    topk: int,
-    batch_size: int,
-    dev: torch.device,
-    amp: str,
-    path: str,
-    fps: float,
-    duration: float,
-    total: int,
-    progress: bool = False,
-) -> Prediction:
+def _predict_long(job: _Job, S: int, progress: bool = False) -> Prediction:
+    """Consecutive clips over the whole video (S crops each), decoded as a stream."""
     from ..data import clip_span, cover_clips
 
-    clips = cover_clips(total, st.num_frames, st.sampling_rate, fps, target_fps=st.target_fps)
+    st, fps, duration = job.st, job.fps, job.duration
+    clips = cover_clips(job.total, st.num_frames, st.sampling_rate, fps, target_fps=st.target_fps)
     span = clip_span(st.num_frames, st.sampling_rate, fps, st.target_fps)  # frames per clip
     transform = _transform(st, S)
     clip_probs: list[Tensor | None] = [None] * len(clips)  # (C,) per clip, mean over crops
@@ -481,21 +472,21 @@ def _predict_long(
 
     def flush() -> None:
         x = torch.cat([c for _, c in pending])  # (n*S, 3, T, s, s)
-        p = _run(model, x, dev, amp).view(len(pending), S, -1).mean(1)  # (n, C)
+        p = job.run(x).view(len(pending), S, -1).mean(1)  # (n, C)
         for (j, _), row in zip(pending, p):
             clip_probs[j] = row
         pending.clear()
 
-    stream: Iterator[tuple[int, Tensor]] = reader.iter_clips(clips)
+    stream: Iterator[tuple[int, Tensor]] = job.reader.iter_clips(clips)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(clips), desc=Path(path).name, unit="clip", dynamic_ncols=True)
+        bar = tqdm(total=len(clips), desc=Path(job.path).name, unit="clip", dynamic_ncols=True)
     try:
         for j, frames in stream:  # frames (T, H, W, 3) uint8, decoded once, in order
             pending.append((j, transform(frames)))
-            if len(pending) * S >= batch_size:
+            if len(pending) * S >= job.batch_size:
                 n = len(pending)
                 flush()
                 if bar is not None:
@@ -512,27 +503,20 @@ def _predict_long(
     if missing:
         from ..data import VideoDecodeError
 
-        raise VideoDecodeError(path, f"decoding stopped before clip {missing[0]} of {len(clips)}")
+        raise VideoDecodeError(
+            job.path, f"decoding stopped before clip {missing[0]} of {len(clips)}"
+        )
     P = torch.stack(clip_probs)  # (J, C)
     mean = P.mean(0)  # (C,) the video label: mean over clips
     # clip j covers frames [j * span, (j + 1) * span); the last one ends with the video
     bounds = [min(j * span / fps, duration) for j in range(len(clips))] + [duration]
     timeline: list[ClipPrediction] = []
     for j, row in enumerate(P):
-        top = _topk(row, names, topk)
+        top = _topk(row, job.names, job.topk)
         start, end = bounds[j], bounds[j + 1]
         timeline.append(ClipPrediction(start=start, end=end, label=top[0][0], prob=top[0][1],
                                        topk=top))  # fmt: skip
-    return Prediction(
-        path=path,
-        topk=_topk(mean, names, topk),
-        probs=mean,
-        views=f"long x{S}",
-        num_clips=len(clips) * S,
-        duration=duration,
-        fps=fps,
-        clips=timeline,
-    )
+    return job.prediction(mean, f"long x{S}", len(clips) * S, clips=timeline)
 
 
 def format_time(seconds: float) -> str:

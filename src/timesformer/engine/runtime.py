@@ -1,4 +1,4 @@
-"""Where and how a model runs: the device pick and the one autocast helper for the whole engine.
+"""Where and how a model runs: the device pick, the one autocast helper, the stop flag.
 
 `amp` is spelled the same everywhere (config, every command's `--amp`, the bench's dtypes):
 "off"/"fp32" (full precision), "bf16", "fp16" (CUDA only).
@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
+from typing import Any
 
 import torch
 
@@ -26,13 +29,41 @@ def amp_dtype(amp: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def autocast(
-    device: torch.device | str, amp: str | torch.dtype | None
+    device: torch.device | str, amp: str | torch.dtype | None, *, fp16_on_cpu: bool = False
 ) -> contextlib.AbstractContextManager:
-    """Autocast context for `amp` on `device`; a no-op for full precision. fp16 needs CUDA."""
+    """Autocast context for `amp` on `device`; a no-op for full precision.
+
+    fp16 needs CUDA for inference; training (with its grad scaler) passes `fp16_on_cpu=True`,
+    since CPU autocast in float16 works there and the tests run it.
+    """
     device = torch.device(device)
     dtype = amp_dtype(amp)
     if dtype is None:
         return contextlib.nullcontext()
-    if dtype == torch.float16 and device.type != "cuda":
+    if dtype == torch.float16 and device.type != "cuda" and not fp16_on_cpu:
         raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' on the CPU")
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class StopFlag:
+    """SIGINT/SIGTERM set a flag that a long loop checks at safe points (training: after each
+    optimizer step); a second Ctrl-C stops at once. Signal handlers only on the main thread."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)

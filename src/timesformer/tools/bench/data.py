@@ -30,10 +30,11 @@ import av
 import numpy as np
 import torch
 
-from timesformer.data.datasets import VideoDataset
-from timesformer.data.sampling import test_clip_indices, train_clip_indices
-from timesformer.data.synthetic import write_video
-from timesformer.data.video import VideoReader
+from ...data.datasets import VideoDataset
+from ...data.sampling import test_clip_indices, train_clip_indices
+from ...data.synthetic import write_video
+from ...data.video import VideoReader
+from ...files import atomic_write_text
 
 
 # ------------------------------------------------------------------------------ videos
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nvideos: {json.dumps(meta)}; {env['cores']} cores, torch {env['torch']}, av {env['av']}"
     )
     if args.out:
-        Path(args.out).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+        atomic_write_text(args.out, json.dumps({"env": env, "rows": rows}, indent=2))
     return 0
 
 

@@ -1,0 +1,110 @@
+"""The options every model-running command shares, defined once with one meaning.
+
+`add_model_arguments` gives predict, eval, explain and train the same five flags:
+
+    --checkpoint/-c P   the weights (train: the initial weights, i.e. model.pretrained)
+    --device D          auto (default), cpu, cuda or cuda:N
+    --amp {off,bf16,fp16}   autocast precision
+    --no-progress       no progress bars on stderr
+    --json              machine-readable output on stdout
+
+plus `--debug` (full tracebacks). Commands that read a run config (train, eval) leave
+`--device` / `--amp` unset by default, so the config's train.device / train.amp apply.
+`add_clip_arguments` is the clip geometry block of predict and explain; `add_views_argument`
+and `add_labels_argument` the other options they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..engine.runtime import AMP_CHOICES
+
+CHECKPOINT_HELP = "our .pt / .safetensors, an official .pyth, or a Hugging Face directory"
+
+
+def add_model_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    checkpoint_required: bool = True,
+    checkpoint_help: str = CHECKPOINT_HELP,
+    from_config: bool = False,
+    json_help: str = "machine-readable output on stdout",
+) -> None:
+    """--checkpoint/-c, --device, --amp, --no-progress, --json and --debug.
+
+    from_config: the command reads a run config; --device and --amp default to its
+    train.device and train.amp (the parsed value is None when not given).
+    """
+    p.add_argument(
+        "--checkpoint", "-c", required=checkpoint_required, metavar="P", help=checkpoint_help
+    )
+    p.add_argument(
+        "--device",
+        default=None if from_config else "auto",
+        help="auto, cpu, cuda or cuda:N (default: "
+        + ("the config's train.device)" if from_config else "auto: cuda when available)"),
+    )
+    p.add_argument(
+        "--amp",
+        choices=AMP_CHOICES,
+        default=None if from_config else "off",
+        help="autocast precision (default: "
+        + ("the config's train.amp)" if from_config else "off); fp16 needs CUDA"),
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+
+
+def add_clip_arguments(p: argparse.ArgumentParser) -> None:
+    """Clip geometry options shared by `predict` and `explain` (defaults: the checkpoint's)."""
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: model's)")
+    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: model's)")
+    p.add_argument(
+        "--sampling-rate",
+        type=int,
+        default=None,
+        help="frames between samples at 30 fps (default: checkpoint's, else official)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=("rate", "segments"),
+        default=None,
+        help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
+    )
+
+
+def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
+    """--views KxS: K temporal clips x S spatial crops."""
+    p.add_argument("--views", default=None, metavar="KxS", help=help_text)
+
+
+def add_labels_argument(p: argparse.ArgumentParser) -> None:
+    """--labels FILE: class names, one per line."""
+    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+
+
+def device_of(args: argparse.Namespace) -> Any:
+    """The torch.device of `--device` (the package's one device pick)."""
+    from ..engine.runtime import pick_device
+
+    return pick_device(args.device or "auto", what="--device")
+
+
+def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(model, InferenceSettings, device) of --checkpoint with the clip-geometry options."""
+    from ..engine.predict import load_for_inference
+
+    device = device_of(args)
+    model, settings = load_for_inference(
+        args.checkpoint,
+        num_frames=args.frames,
+        img_size=args.size,
+        sampling_rate=args.sampling_rate,
+        device=device,
+    )
+    if args.sampler is not None:
+        settings = settings.with_overrides(sampler=args.sampler)
+    return model, settings, device

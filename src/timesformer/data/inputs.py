@@ -1,0 +1,138 @@
+"""What a user names as input: video files, folders, globs and list files, expanded to videos.
+
+Every command that takes many videos (predict, extract, data check) expands its arguments
+here, so they all accept the same things and refuse the same things with the same words:
+a folder is searched recursively for video files, a glob is expanded, a list file (.txt, .csv,
+.lst) holds one path per line (a `path label` / `path,label` line keeps its first column;
+relative paths are relative to the list's folder), and a URL is refused.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .flv .wmv .3gp .ogv .mxf".split()
+)
+LIST_EXTENSIONS = frozenset({".txt", ".csv", ".lst", ".list", ".tsv"})
+_URL_PREFIXES = ("http://", "https://", "ftp://", "rtsp://", "rtmp://", "s3://", "gs://")
+
+
+class InputError(ValueError):
+    """An input argument that names no video (missing path, URL, empty folder or glob)."""
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """One video to process: its path, and a name relative to the input it came from.
+
+    `name` keeps the relative path under a folder input (`a/b/clip.mp4` for `DIR/a/b/clip.mp4`),
+    so outputs named after it never collide within one folder.
+    """
+
+    path: Path
+    name: str
+
+
+def is_url(text: str) -> bool:
+    return text.lower().startswith(_URL_PREFIXES)
+
+
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -> list[VideoInput]:
+    """Videos named by `inputs`, in the order given (folders sorted), without duplicates.
+
+    Raises InputError (one line naming the argument) for a URL, a path that does not exist, a
+    glob that matches nothing, or a folder or list file with no video in it.
+    """
+    out: list[VideoInput] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, name: str) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(VideoInput(path, name))
+
+    for arg in inputs:
+        if is_url(arg):
+            raise InputError(f"{arg}: URLs are not read; download the file first")
+        path = Path(arg).expanduser()
+        if path.is_dir():
+            found = _scan(path, recursive)
+            if not found:
+                raise InputError(f"folder {path} holds no video files ({_exts()})")
+            for p in found:
+                add(p, p.relative_to(path).as_posix())
+        elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+            listed = read_path_list(path)
+            if not listed:
+                raise InputError(f"list file {path} names no videos")
+            for p in listed:
+                add(p, _rel(p, path.parent))
+        elif path.exists():
+            add(path, path.name)
+        elif glob.has_magic(arg):
+            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                raise InputError(f"{arg}: the pattern matches no file")
+            for p in files:
+                add(p, p.name)
+        else:
+            raise InputError(f"{arg}: no such file or folder")
+    return out
+
+
+def read_path_list(path: Path) -> list[Path]:
+    """Paths of a list file: the first column of each non-empty, non-comment line.
+
+    Columns are split on a tab or a comma when the line has one, else on the last run of
+    spaces only when what follows is a bare label (so paths with spaces survive). A header line
+    whose first column is `path`/`video`/`filename` is skipped.
+    """
+    paths: list[Path] = []
+    for lineno, raw in enumerate(
+        path.read_text(encoding="utf-8", errors="replace").splitlines(), 1
+    ):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        first = _first_column(line)
+        if lineno == 1 and first.lower() in ("path", "video", "filename", "file", "video_path"):
+            continue
+        p = Path(first).expanduser()
+        paths.append(p if p.is_absolute() else path.parent / p)
+    return paths
+
+
+def _first_column(line: str) -> str:
+    for sep in ("\t", ","):
+        if sep in line:
+            return line.split(sep, 1)[0].strip()
+    head, _, tail = line.rpartition(" ")
+    if head and tail and not is_video_path(Path(tail)) and "/" not in tail:
+        return head.strip()  # `path label`
+    return line
+
+
+def _scan(folder: Path, recursive: bool) -> list[Path]:
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in it if p.is_file() and is_video_path(p) and not p.name.startswith("."))
+
+
+def _rel(p: Path, base: Path) -> str:
+    try:
+        return p.relative_to(base).as_posix()
+    except ValueError:
+        return p.name
+
+
+def _exts() -> str:
+    return ", ".join(sorted(VIDEO_EXTENSIONS)[:6]) + ", ..."

@@ -1,0 +1,127 @@
+"""One place that builds the model and the datasets of a run config.
+
+Used by training, `timesformer eval`, and the demo alike: the TimeSformer of `cfg.model`
+(with pretrained weights when asked), the class names of `data.labels`, and the
+`VideoDataset` of a split with the clip geometry of the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .config import RunConfig, model_overrides, parse_views
+
+Log = Callable[[str], None]
+
+
+def build_model(cfg: RunConfig, log: Log = print) -> nn.Module:
+    """The TimeSformer of `cfg.model` (resolved), with pretrained weights when asked.
+
+    A pretrained head of another size is replaced by a fresh one, and the log says so.
+    """
+    from ..models import create_model
+
+    m = cfg.model
+    model = create_model(m.name, **model_overrides(m))
+    if m.pretrained:
+        from ..models.weights import load_into, read_checkpoint
+
+        ck = read_checkpoint(m.pretrained)
+        head = ck.num_classes
+        reset = (not ck.is_image) and head != model.config.num_classes
+        load_into(model, m.pretrained, reset_head=reset)
+        what = f"{ck.format} checkpoint {m.pretrained}"
+        if ck.is_image:
+            log(f"initialised from {what} (image weights; new head of {m.num_classes} classes)")
+        elif reset:
+            log(
+                f"initialised from {what}; its head has {head} classes, the model "
+                f"{model.config.num_classes}: the head is re-initialised"
+            )
+        else:
+            log(f"initialised from {what}")
+    elif m.time_embed_init_std and getattr(model, "time_embed", None) is not None:
+        with torch.no_grad():
+            std = m.time_embed_init_std
+            nn.init.trunc_normal_(model.time_embed, std=std, a=-2 * std, b=2 * std)
+        log(f"time_embed initialised from a truncated normal, std {std} (not the zero init)")
+    if m.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def label_names(cfg: RunConfig) -> list[str] | None:
+    """The class names of `data.labels` (checked against model.num_classes), or None."""
+    if not cfg.data.labels:
+        return None
+    from ..data import load_label_names
+
+    return load_label_names(cfg.data.labels, cfg.model.num_classes)
+
+
+def fill_num_classes(cfg: RunConfig) -> RunConfig:
+    """Set model.num_classes from the labels file when the config leaves it open."""
+    if cfg.model.num_classes is None and cfg.data.labels:
+        from ..data import load_label_names
+
+        names = load_label_names(cfg.data.labels)
+        if names:
+            cfg.model.num_classes = len(names)
+    return cfg
+
+
+def build_dataset(
+    cfg: RunConfig,
+    split: str,
+    mode: str | None = None,
+    *,
+    model_config: Any = None,
+    views: tuple[int, int] | None = None,
+    names: Sequence[str] | None = None,
+) -> Dataset:
+    """The VideoDataset of `data.{split}_list` ("train", "val" or "test").
+
+    mode: "train", "val" or "test" (default: "train" for the train split, else "val").
+    Clip geometry (frames, crop size) and the class count come from `cfg.model`, or from
+    `model_config` (a loaded checkpoint's TimeSformerConfig) when given, as `eval` does;
+    `views` replaces the split's `data.*_views`; `names` the class names of `data.labels`.
+    """
+    from ..data import VideoDataset
+
+    d, m = cfg.data, cfg.model
+    source = getattr(d, f"{split}_list")
+    if not source:
+        raise ValueError(f"data.{split}_list is not set: give a list file or a class folder")
+    mode = mode or ("train" if split == "train" else "val")
+    if views is None:
+        views = parse_views(d.val_views if split == "val" else d.test_views)
+    if model_config is not None:
+        size = model_config.img_size
+        frames, crop = model_config.num_frames, size if isinstance(size, int) else min(size)
+        num_classes = model_config.num_classes
+    else:
+        frames, crop, num_classes = m.num_frames, m.img_size, m.num_classes
+    return VideoDataset(
+        source,
+        root=d.root,
+        mode=mode,
+        num_frames=d.num_frames or frames,
+        sampling_rate=d.sampling_rate,
+        target_fps=d.target_fps,
+        sampler=d.sampler,
+        test_views=views,
+        crop_size=d.crop_size or crop,
+        train_jitter=tuple(d.train_jitter),
+        flip=d.flip,
+        mean=d.mean,
+        std=d.std,
+        channel_order=d.channel_order,
+        num_classes=num_classes,
+        label_names=list(names) if names is not None else label_names(cfg),
+        seed=cfg.train.seed,
+    )

@@ -1,0 +1,57 @@
+"""The order and shape of training data: the resumable epoch sampler, worker seeding, batches.
+
+The sample order is a function of (seed, epoch) (a DistributedSampler reseeded per epoch) and
+can start mid-epoch, so a resumed run sees what the interrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, DistributedSampler
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler (shuffled per epoch by seed + epoch) that can start mid-epoch.
+
+    `skip` drops this rank's first samples of the epoch: a resume from a checkpoint written
+    mid-epoch continues where the interrupted run stopped, with the same order.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader workers: NumPy and `random` follow the worker's torch seed."""
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def unpack_batch(batch: Any) -> tuple[Tensor, Tensor, int, Tensor | None]:
+    """(video, label, substituted bad files, error flags or None) from a dict or tuple batch."""
+    if isinstance(batch, dict):
+        failures = batch.get("failures")
+        n_fail = int(torch.as_tensor(failures).sum()) if failures is not None else 0
+        err = batch.get("error")
+        bad = None
+        if err is not None and not isinstance(err, Tensor):
+            bad = torch.tensor([bool(e) for e in err])
+        return batch["video"], torch.as_tensor(batch["label"]), n_fail, bad
+    video, label = batch[0], batch[1]
+    return video, torch.as_tensor(label), 0, None

@@ -1,0 +1,54 @@
+"""The shared model flags: the same five on every model-running command, one meaning each."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import yaml
+
+from timesformer.cli import build_parser, main
+
+MODEL_COMMANDS = ("predict", "eval", "explain", "train")
+SHARED = ("--checkpoint", "-c", "--device", "--amp", "--no-progress", "--json", "--debug")
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser, _ = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_model_command_takes_the_shared_flags() -> None:
+    subs = _subparsers()
+    amp_choices = set()
+    for name in MODEL_COMMANDS:
+        options = {s: a for a in subs[name]._actions for s in a.option_strings}
+        missing = [f for f in SHARED if f not in options]
+        assert not missing, f"{name} lacks {missing}"
+        amp_choices.add(tuple(options["--amp"].choices))
+    assert amp_choices == {("off", "bf16", "fp16")}
+
+
+def test_train_flags_set_the_run_config(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "--config", "demo", "-c", "init.pt", "--device", "cpu", "--amp", "bf16",
+            "--no-progress", "--print-config", "train.amp=fp16"]  # fmt: skip
+    assert main(argv) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["pretrained"] == "init.pt"
+    assert cfg["train"]["device"] == "cpu"
+    assert cfg["train"]["amp"] == "bf16"  # the flag wins over the key=value override
+    assert cfg["train"]["progress"] is False
+
+
+def test_train_without_flags_keeps_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", "demo", "--print-config", "train.amp=bf16"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["train"]["amp"] == "bf16" and cfg["model"]["pretrained"] is None
+
+
+def test_bad_device_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    video = tmp_path / "v.mp4"
+    rc = main(["predict", str(video), "-c", str(tmp_path), "--device", "tpu:9"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "--device" in err[0]

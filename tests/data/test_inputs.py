@@ -1,0 +1,52 @@
+"""Input expansion shared by predict, extract and data check."""
+
+import pytest
+
+from timesformer.data.inputs import InputError, expand_inputs
+
+
+def _touch(p):
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"x")
+    return p
+
+
+def test_files_folders_globs_and_lists(tmp_path):
+    a = _touch(tmp_path / "vids" / "cls1" / "a.mp4")
+    b = _touch(tmp_path / "vids" / "cls2" / "b clip.mkv")
+    _touch(tmp_path / "vids" / "notes.txt")
+    _touch(tmp_path / "vids" / ".hidden.mp4")
+    c = _touch(tmp_path / "c.webm")
+    got = expand_inputs([str(tmp_path / "vids")])
+    assert [(v.path, v.name) for v in got] == [(a, "cls1/a.mp4"), (b, "cls2/b clip.mkv")]
+    assert [v.path for v in expand_inputs([str(tmp_path / "*.webm")])] == [c]
+    lst = tmp_path / "list.csv"
+    lst.write_text("path,label\nvids/cls1/a.mp4,0\nvids/cls2/b clip.mkv,1\n")
+    assert [v.name for v in expand_inputs([str(lst)])] == [
+        "vids/cls1/a.mp4",
+        "vids/cls2/b clip.mkv",
+    ]
+    spaced = tmp_path / "list.txt"
+    spaced.write_text("vids/cls2/b clip.mkv 1\n\n# comment\nc.webm\n")
+    assert [v.path for v in expand_inputs([str(spaced)])] == [b, c]
+    both = expand_inputs([str(c), str(tmp_path / "*.webm")])
+    assert len(both) == 1, "the same video named twice is processed once"
+
+
+@pytest.mark.parametrize(
+    ("arg", "words"),
+    [
+        ("https://example.com/v.mp4", "URLs are not read"),
+        ("missing.mp4", "no such file"),
+        ("nomatch*.mp4", "matches no file"),
+    ],  # fmt: skip
+)
+def test_refusals_name_the_argument(tmp_path, monkeypatch, arg, words):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=words):
+        expand_inputs([arg])
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(InputError, match="holds no video files"):
+        expand_inputs([str(tmp_path)])
