@@ -6,8 +6,11 @@ Heavy imports (torch, FastAPI, uvicorn) happen in `run`, so `timesformer --help`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+
+from .common import add_model_arguments, device_of
 
 EPILOG = """\
 examples:
@@ -24,9 +27,7 @@ otherwise: put it behind an authenticating proxy, or use --api-key, before expos
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    p.add_argument(
-        "--checkpoint", "-c", required=True, metavar="P", help="any checkpoint predict accepts"
-    )
+    add_model_arguments(p, json_help="print the address and routes as JSON once serving")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
@@ -41,9 +42,6 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="threads decoding uploads (default 4)")
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' on /v1/ (default: $TIMESFORMER_API_KEY)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off", help="autocast dtype")
-    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 
@@ -64,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, timeout_s=args.timeout,
         decode_workers=args.workers, api_key=args.api_key or os.environ.get("TIMESFORMER_API_KEY"),
-        device=args.device, amp=args.amp,
+        device=str(device_of(args)), amp=args.amp,
     )  # fmt: skip
-    print(f"serving {args.checkpoint} on http://{args.host}:{args.port}/", file=sys.stderr)
+    url = f"http://{args.host}:{args.port}"
+    print(f"serving {args.checkpoint} on {url}/ (API docs at {url}/docs)", file=sys.stderr)
+    if args.json:
+        routes = ["/v1/predict", "/v1/extract", "/v1/explain", "/v1/model", "/healthz", "/"]
+        print(json.dumps({"url": url, "routes": routes}), flush=True)
     serve(args.checkpoint, host=args.host, port=args.port, opts=opts)
     return 0

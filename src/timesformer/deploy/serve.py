@@ -205,7 +205,8 @@ def _explain(model: nn.Module, path: Path, settings: Any, pre: Preprocess, lock:
     """Rollout maps of the predicted class over one clip, as PNG overlays (base64)."""
     from PIL import Image
 
-    from ..tools.explain import explain, overlay
+    from ..tools.explain import explain
+    from ..tools.explain_figures import overlay
     from ..tools.explain_input import read_clip
 
     video, shown, indices, times = read_clip(path, settings)
