@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("timesformer.commands.convert", "convert checkpoints between formats"),
     "demo": ("timesformer.commands.demo", "the embedded default, end to end"),
     "data": ("timesformer.commands.data", "check, re-encode and list a folder of your videos"),
+    "export": (
+        "timesformer.commands.export",
+        "verified ONNX / torch.export model with its contract",
+    ),
+    "serve": ("timesformer.commands.serve", "HTTP API and web page for a checkpoint"),
 }
 
 

@@ -1,0 +1,277 @@
+"""The HTTP service: FastAPI routes over the engine's predict, with batching, limits and a page.
+
+Routes: `POST /v1/predict`, `POST /v1/extract`, `POST /v1/explain` (multipart field `file`),
+`GET /v1/model`, `GET /healthz`, the web page at `/` and OpenAPI docs at `/docs`. Every error is
+JSON `{"error": message, "status": code}` with the status that says what went wrong; the
+service keeps serving after each. Uploads are streamed to a private temporary folder (0700),
+counted as they arrive (413 past `max_upload_mb`, before the rest is read), and removed when the
+request ends. Nothing else on disk is read or served: the page's files come from the package.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route signatures at run time.
+import asyncio
+import base64
+import hmac
+import io
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from torch import nn
+
+from ..models.preprocess import Preprocess
+from .batching import BatchedModel, Batcher
+from .uploads import UploadError, check_video, save_upload
+
+STATIC = Path(__file__).with_name("static")
+
+
+@dataclass
+class ServeOptions:
+    """Limits and batching of the service (the `timesformer serve` flags)."""
+
+    max_upload_mb: float = 200.0
+    max_duration_s: float = 600.0
+    max_batch: int = 8
+    max_wait_ms: float = 10.0
+    timeout_s: float = 120.0
+    decode_workers: int = 4
+    api_key: str | None = None
+    device: str = "cpu"
+    amp: str = "off"
+
+
+def create_app(
+    model: nn.Module, settings: Any, preprocess: Preprocess, opts: ServeOptions
+) -> FastAPI:
+    """The FastAPI application serving `model` (eval mode) cut by `settings` (InferenceSettings)."""
+    from ..data import VideoDecodeError
+    from ..engine.predict import predict
+
+    batcher = Batcher(model, max_batch=opts.max_batch, max_wait_ms=opts.max_wait_ms,
+                      device=opts.device, amp=opts.amp)  # fmt: skip
+    served = BatchedModel(batcher)
+    pool = ThreadPoolExecutor(max_workers=opts.decode_workers, thread_name_prefix="decode")
+    explain_lock = threading.Lock()
+    limit = int(opts.max_upload_mb * 1024 * 1024)
+    app = FastAPI(
+        title="timesformer",
+        description="Video classification with TimeSformer: top-k labels, embeddings, maps.",
+        version=_version(),
+    )
+    app.state.batcher = batcher
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message, "status": status}, status_code=status)
+
+    @app.exception_handler(UploadError)
+    async def _upload_error(request: Request, e: UploadError) -> JSONResponse:
+        return error(e.status, str(e))
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Any:
+        if request.url.path.startswith("/v1/"):
+            if opts.api_key and not _authorised(request.headers.get("authorization"), opts.api_key):
+                return error(401, "missing or wrong API key: send Authorization: Bearer KEY")
+            size = request.headers.get("content-length")
+            if size and size.isdigit() and int(size) > limit + 64 * 1024:
+                return error(413, f"upload of {int(size) / 2**20:.1f} MB is over the "
+                                  f"{opts.max_upload_mb:g} MB limit (--max-upload-mb)")  # fmt: skip
+        return await call_next(request)
+
+    async def run_job(fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), opts.timeout_s)
+        except asyncio.TimeoutError:
+            raise UploadError(504, f"the request took longer than {opts.timeout_s:g} s") from None
+        except VideoDecodeError as e:
+            raise UploadError(422, f"the video could not be decoded: {e}") from None
+        except ValueError as e:
+            raise UploadError(422, str(e)) from None
+
+    async def receive_video(file: UploadFile) -> tuple[Path, Path]:
+        folder = Path(tempfile.mkdtemp(prefix="timesformer-upload-"))  # 0700, ours alone
+        try:
+            path = await save_upload(file, folder, limit, opts.max_upload_mb)
+            await run_job(check_video, path, opts.max_duration_s)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return folder, path
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    def model_info() -> dict[str, Any]:
+        s = batcher.stats
+        return {
+            "preprocess": preprocess.to_dict(),
+            "class_names": _class_names(model, preprocess),
+            "config": model.config.to_dict(),
+            "batching": {"max_batch": opts.max_batch, "max_wait_ms": opts.max_wait_ms,
+                         "batches": s.batches, "clips": s.clips, "mean_batch": s.mean_batch},
+            "limits": {"max_upload_mb": opts.max_upload_mb, "max_duration_s": opts.max_duration_s,
+                       "timeout_s": opts.timeout_s},
+        }  # fmt: skip
+
+    @app.post("/v1/predict")
+    async def predict_route(
+        file: UploadFile = File(..., description="the video"),
+        views: str | None = Form(None, description="KxS test views, e.g. 1x3"),
+        topk: int = Form(5, ge=1, le=1000),
+        long: bool = Form(False, description="cover the whole video: timeline and segments"),
+    ) -> dict[str, Any]:
+        folder, path = await receive_video(file)
+        try:
+            kw = {"views": views or _views(preprocess), "topk": topk, "long": long,
+                  "settings": settings, "batch_size": opts.max_batch}  # fmt: skip
+            result = await run_job(lambda: predict(served, path, **kw))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        record = result.to_dict()
+        record["path"] = file.filename or "upload"
+        if long:
+            record["segments"] = [
+                {"start": c.start, "end": c.end, "label": c.label, "score": c.prob}
+                for c in result.segments()
+            ]
+        return record
+
+    @app.post("/v1/extract")
+    async def extract_route(
+        file: UploadFile = File(...), views: str | None = Form(None)
+    ) -> dict[str, Any]:
+        folder, path = await receive_video(file)
+        try:
+            feats, n = await run_job(_embed, served, path, settings, views or _views(preprocess))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {"video": file.filename or "upload", "embedding": feats, "dim": len(feats),
+                "views": views or _views(preprocess), "num_clips": n, "pool": "cls"}  # fmt: skip
+
+    @app.post("/v1/explain")
+    async def explain_route(file: UploadFile = File(...)) -> dict[str, Any]:
+        folder, path = await receive_video(file)
+        try:
+            return await run_job(_explain, model, path, settings, preprocess, explain_lock)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Any:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.on_event("shutdown")
+    def _stop() -> None:
+        batcher.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    return app
+
+
+def _embed(model: nn.Module, path: Path, settings: Any, views: str) -> tuple[list[float], int]:
+    """Class-token features averaged over the test views (K x S clips, batched with others)."""
+    from ..data import TestTransform, VideoReader, test_views
+    from ..engine.predict import _parse_views
+
+    K, S = _parse_views(views)
+    with VideoReader(path) as reader:
+        picked = test_views(reader.num_frames, settings.num_frames, settings.sampling_rate,
+                            float(reader.fps), num_clips=K, num_crops=S, sampler=settings.sampler,
+                            target_fps=settings.target_fps)  # fmt: skip
+        transform = TestTransform(crop_size=settings.img_size, num_crops=S, mean=settings.mean,
+                                  std=settings.std, channel_order=settings.channel_order)  # fmt: skip
+        clips = {v.clip: v.indices for v in picked}
+        crops = [transform(reader.get_frames(list(clips[k]))) for k in sorted(clips)]
+    x = torch.cat(crops)  # (K*S, 3, T, s, s)
+    feats = model.forward_features(x)  # (K*S, D)
+    return feats.mean(0).tolist(), int(x.shape[0])
+
+
+def _explain(model: nn.Module, path: Path, settings: Any, pre: Preprocess, lock: Any) -> dict:
+    """Rollout maps of the predicted class over one clip, as PNG overlays (base64)."""
+    from PIL import Image
+
+    from ..tools.explain import explain
+    from ..tools.explain_figures import overlay
+    from ..tools.explain_input import read_clip
+
+    video, shown, indices, times = read_clip(path, settings)
+    with lock:
+        result = explain(model, video, labels=_class_names(model, pre))
+    frames = overlay(shown, result.maps)  # (T, H, W, 3) uint8
+    pngs = []
+    for f in frames:
+        buf = io.BytesIO()
+        Image.fromarray(f).save(buf, format="PNG")
+        pngs.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+    return {
+        "label": result.label(result.predicted),
+        "prob": float(result.probability),
+        "frames": pngs,
+        "frame_times": [round(t, 3) for t in times],
+        "frame_relevance": [float(r) for r in result.frame_relevance],
+    }
+
+
+def _class_names(model: nn.Module, pre: Preprocess) -> list[str]:
+    from ..engine.predict import resolve_labels
+
+    if pre.class_names:
+        return list(pre.class_names)
+    return resolve_labels(model)
+
+
+def _views(pre: Preprocess) -> str:
+    return f"{pre.test_views[0]}x{pre.test_views[1]}"
+
+
+def _authorised(header: str | None, key: str) -> bool:
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("timesformer")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def serve(
+    checkpoint: str | Path, *, host: str = "127.0.0.1", port: int = 8000, opts: ServeOptions
+) -> None:
+    """Load `checkpoint` and serve it with uvicorn until interrupted."""
+    import uvicorn
+
+    from .export import load_checkpoint
+
+    model, pre = load_checkpoint(checkpoint, device=opts.device)
+    settings = _settings_from(model, pre)
+    app = create_app(model, settings, pre, opts)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _settings_from(model: nn.Module, pre: Preprocess) -> Any:
+    from ..engine.predict import InferenceSettings
+
+    return InferenceSettings(
+        num_frames=pre.num_frames, img_size=pre.crop_size, sampling_rate=pre.sampling_rate,
+        target_fps=pre.target_fps, sampler=pre.sampler, mean=pre.mean, std=pre.std,
+        channel_order=pre.channel_order, source=pre.sources.get("sampling_rate", "checkpoint"),
+    )  # fmt: skip

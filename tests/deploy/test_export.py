@@ -1,0 +1,87 @@
+"""Exports: ONNX parity with onnxruntime, the .pt2 program without our package, the contract inside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from timesformer.cli import main
+from timesformer.deploy.export import ExportError, export_model, load_export, read_contract
+from timesformer.models.preprocess import Preprocess
+
+from .conftest import NAMES, tiny_model
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.mark.parametrize("attention", ["divided_space_time", "joint_space_time", "space_only"])
+def test_onnx_matches_pytorch_at_batch_1_and_2(tmp_path, attention):
+    model = tiny_model(attention)
+    pre = Preprocess.for_geometry(4, 32, sampling_rate=3, class_names=NAMES)
+    report = export_model(model, tmp_path / "m.onnx", "onnx", preprocess=pre)
+    assert set(report.max_abs_diff) == {"1", "2"}
+    assert max(report.max_abs_diff.values()) <= 1e-4
+    run = load_export(tmp_path / "m.onnx")
+    x = torch.randn(3, 3, 4, 32, 32)  # a batch size never traced: the axis is dynamic
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(run(x.numpy()) - ref).max() <= 1e-4
+    contract = read_contract(tmp_path / "m.onnx")
+    assert Preprocess.from_dict(contract["preprocess"]) == pre
+    assert contract["class_names"] == NAMES and contract["config"]["attention_type"] == attention
+
+
+def test_exported_program_runs_without_our_package(tmp_path):
+    model = tiny_model()
+    export_model(model, tmp_path / "m.pt2", "exported-program")
+    x = torch.randn(2, 3, 4, 32, 32)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        ref = model(x)
+    script = f"""
+import sys
+class Refuse:
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "timesformer":
+            raise ImportError("timesformer must not be needed")
+sys.meta_path.insert(0, Refuse())
+import json, torch
+extra = {{"preprocess.json": ""}}
+ep = torch.export.load({str(tmp_path / "m.pt2")!r}, extra_files=extra)
+y = ep.module()(torch.load({str(tmp_path / "x.pt")!r}))
+torch.save(y, {str(tmp_path / "y.pt")!r})
+print(json.loads(extra["preprocess.json"])["num_frames"])
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "4"
+    assert torch.allclose(torch.load(tmp_path / "y.pt"), ref, atol=1e-5)
+
+
+def test_a_failed_check_leaves_nothing(tmp_path):
+    with pytest.raises(ExportError, match="does not reproduce"):
+        export_model(tiny_model(), tmp_path / "m.pt2", "exported-program", atol=-1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_command_line(tmp_path, checkpoint, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "onnx" and Path(report["path"]) == out and out.is_file()
+    assert report["contract"]["class_names"] == NAMES
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["export", str(checkpoint), "--out", str(afile / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "Traceback" not in err
+    assert main(["export", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
+    assert "not found" in capsys.readouterr().err

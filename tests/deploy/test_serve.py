@@ -1,0 +1,155 @@
+"""The real HTTP service on 127.0.0.1: routes, errors with their status, API keys, batching, load."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from timesformer.engine.predict import load_for_inference, predict
+
+from .conftest import NAMES, render, start_server
+
+
+def _post(url: str, path: Path, route: str = "/v1/predict", **fields) -> httpx.Response:
+    with open(path, "rb") as f:
+        return httpx.post(url + route, files={"file": (path.name, f)}, data=fields, timeout=60)
+
+
+def test_predict_matches_the_command_line_record(server, checkpoint, video):
+    _, url = server
+    r = _post(url, video, views="1x3", topk="3")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    model, st = load_for_inference(checkpoint)
+    ref = predict(model, video, views="1x3", topk=3, settings=st).to_dict()
+    assert got["label"] == ref["label"] and got["label"] in NAMES
+    assert [t["label"] for t in got["topk"]] == [t["label"] for t in ref["topk"]]
+    assert np.allclose(
+        [t["prob"] for t in got["topk"]], [t["prob"] for t in ref["topk"]], atol=1e-5
+    )
+    assert got["views"] == "1x3" and got["num_clips"] == 3
+
+
+def test_long_gives_timeline_and_segments(server, video):
+    r = _post(server[1], video, long="true")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["clips"] and body["segments"]
+    assert {"start", "end", "label", "score"} <= set(body["segments"][0])
+    assert body["segments"][-1]["end"] == pytest.approx(body["clips"][-1]["end"])
+
+
+def test_model_extract_explain_and_health(server, video):
+    url = server[1]
+    assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+    m = httpx.get(url + "/v1/model").json()
+    assert m["class_names"] == NAMES and m["preprocess"]["num_frames"] == 4
+    e = _post(url, video, "/v1/extract").json()
+    assert e["dim"] == 64 and len(e["embedding"]) == 64 and np.isfinite(e["embedding"]).all()
+    x = _post(url, video, "/v1/explain").json()
+    assert x["label"] in NAMES and len(x["frames"]) == 4
+    assert x["frames"][0].startswith("data:image/png;base64,")
+    assert httpx.get(url + "/docs").status_code == 200
+    assert "openapi" in httpx.get(url + "/openapi.json").json()
+
+
+def test_errors_have_their_status_and_the_service_lives_on(server, tmp_path, video):
+    url = server[1]
+    png = tmp_path / "still.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video at all\n" * 10)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * (2 * 1024 * 1024))  # over --max-upload-mb 1
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(video.read_bytes()[:2000])
+    long = render(tmp_path / "long.mp4", seconds=40, fps=2, size=(32, 32))  # over --max-duration 30
+    cases = [(png, 415, "image"), (text, 415, "not a video"), (big, 413, "MB limit"),
+             (long, 413, "s long")]  # fmt: skip
+    for path, status, words in cases:
+        r = _post(url, path)
+        assert r.status_code == status, (path.name, r.status_code, r.text)
+        assert words in r.json()["error"] and r.json()["status"] == status
+    r = _post(url, cut)
+    assert r.status_code in (415, 422), r.text
+    assert httpx.post(url + "/v1/predict", data={"topk": "3"}).status_code == 422  # no file
+    assert _post(url, video).status_code == 200  # still serving
+
+
+def test_api_key(checkpoint, video):
+    proc, url = start_server(checkpoint, env={"TIMESFORMER_API_KEY": "s3cret"})
+    try:
+        assert _post(url, video).status_code == 401
+        with open(video, "rb") as f:
+            bad = httpx.post(url + "/v1/predict", files={"file": f},
+                             headers={"Authorization": "Bearer nope"}, timeout=60)  # fmt: skip
+        assert bad.status_code == 401
+        with open(video, "rb") as f:
+            ok = httpx.post(url + "/v1/predict", files={"file": f},
+                            headers={"Authorization": "Bearer s3cret"}, timeout=60)  # fmt: skip
+        assert ok.status_code == 200
+        assert httpx.get(url + "/healthz").status_code == 200  # health stays open
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_bounded_load_batches_and_keeps_memory(server, video):
+    """8 concurrent clients x 24 requests on loopback: no errors, shared passes, flat memory."""
+    proc, url = server
+    body = video.read_bytes()
+
+    def one(_: int) -> float:
+        t0 = time.perf_counter()
+        r = httpx.post(url + "/v1/predict", files={"file": ("v.mp4", body)},
+                       data={"views": "1x1"}, timeout=60)  # fmt: skip
+        assert r.status_code == 200, r.text
+        return time.perf_counter() - t0
+
+    def round_() -> tuple[list[float], float]:
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(8) as pool:
+            lat = list(pool.map(one, range(24)))
+        return lat, time.perf_counter() - t0
+
+    round_()  # warm-up: allocator and caches settle
+    rss0 = _rss_kb(proc.pid)
+    lat, wall = round_()
+    rss1 = _rss_kb(proc.pid)
+    lat.sort()
+    print(f"load: {24 / wall:.1f} req/s, p50 {1000 * lat[11]:.0f} ms, p99 {1000 * lat[-1]:.0f} ms,"
+          f" rss {rss0 // 1024} -> {rss1 // 1024} MB")  # fmt: skip
+    assert rss1 - rss0 < 64 * 1024, "memory grew by more than 64 MB over an equal round"
+    stats = httpx.get(url + "/v1/model").json()["batching"]
+    assert stats["mean_batch"] > 1.0, "concurrent requests should share forward passes"
+
+
+def test_batcher_gives_each_caller_its_rows():
+    from timesformer.deploy.batching import BatchedModel, Batcher
+
+    from .conftest import tiny_model
+
+    model = tiny_model()
+    batcher = Batcher(model, max_batch=6, max_wait_ms=50)
+    served = BatchedModel(batcher)
+    xs = [torch.randn(n, 3, 4, 32, 32) for n in (1, 2, 3)]
+    with cf.ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(served, xs))
+    batcher.close()
+    with torch.no_grad():
+        for x, y in zip(xs, outs):
+            assert torch.allclose(y, model(x), atol=1e-5)
+    assert batcher.stats.batches < 3
