@@ -155,7 +155,8 @@ def write_scores_csv(
     duration: float,
     segments: Sequence[Segment] = (),
 ) -> Path:
-    """Per-second CSV: second, start_s, end_s, segment (label of the segment there, or empty),
+    """Per-second CSV: second, start_s, end_s, segment (the segment covering most of that second,
+    or empty),
     top_label, top_score, then one column per class."""
     from ..files import atomic_write
 
@@ -168,13 +169,22 @@ def write_scores_csv(
             w.writerow(["second", "start_s", "end_s", "segment", "top_label", "top_score",
                         *names])  # fmt: skip
             for s, row in enumerate(rows):
-                mid = s + 0.5
-                seg = next((g.label for g in segments if g.start <= mid < g.end), "")
+                seg = _segment_at(segments, s, min(s + 1.0, max(duration, s + 1e-6)))
                 top = int(row.argmax())
                 w.writerow([s, s, min(s + 1, duration), seg, names[top], f"{row[top]:.6f}",
                             *(f"{v:.6f}" for v in row)])  # fmt: skip
 
     return atomic_write(path, write, durable=False)
+
+
+def _segment_at(segments: Sequence[Segment], lo: float, hi: float) -> str:
+    """Label of the segment covering most of [lo, hi) (the first on a tie), or ""."""
+    best, label = 0.0, ""
+    for g in segments:
+        cover = min(g.end, hi) - max(g.start, lo)
+        if cover > best + 1e-9:
+            best, label = cover, g.label
+    return label
 
 
 def plot_timeline(
