@@ -292,6 +292,7 @@ def iter_extract(
     inputs = _as_inputs(videos)
     plan = _Plan(st, mode, K, S, None if stride is None else float(stride))
     dev = torch.device(device) if device is not None else next(model.parameters()).device
+    autocast(dev, amp)  # a bad --amp for this device fails here, before any decoding
     base = dict(num_frames=st.num_frames, sampling_rate=st.sampling_rate,
                 target_fps=st.target_fps, mode=mode, pool=pool, views=f"{K}x{S}")  # fmt: skip
     loader = DataLoader(

@@ -38,6 +38,7 @@ from ..files import atomic_write, atomic_write_text, ensure_dir
 from . import distributed as D
 from .extract import clip_settings, iter_extract, parse_views
 from .predict import InferenceSettings
+from .runtime import autocast
 
 INDEX = "index.jsonl"
 RUN = "run.json"
@@ -277,6 +278,8 @@ def run_extract(
            "sampler": st.sampler, "mean": list(st.mean), "std": list(st.std),
            "channel_order": st.channel_order}  # fmt: skip
     _check_run(out, run)
+    dev = device if device is not None else next(model.parameters()).device
+    autocast(dev, amp)  # a bad amp for the device: one error before any rank starts work
     started = _start_group(timeout_s)
     try:
         rank, world = (D.env_world()[0], D.env_world()[1]) if D.is_dist() else (0, 1)
