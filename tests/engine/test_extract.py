@@ -96,6 +96,8 @@ def test_windows_cover_the_video_with_their_times_and_strides(videos, ckpt) -> N
     assert o.features.dtype == np.float16 and o.features.shape == (14, 32)  # starts 0..78
     assert o.windows[1] == [0.2, 0.6] and o.windows[-1] == [2.6, 3.0] and o.feat_stride == 6
     np.testing.assert_allclose(o.features[::2].astype(np.float32), want.numpy()[:7], atol=2e-2)
+    assert tdata.cover_clips(90, 4, 3, 30.0, stride=12) == clips  # stride = span: the cover
+    assert len(tdata.cover_clips(90, 4, 3, 30.0, stride=6)) == 14
     with pytest.raises(ValueError, match="stride"):
         extract(model, path, mode="video", stride=6)
 
