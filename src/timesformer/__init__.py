@@ -9,11 +9,13 @@ Public API::
     timesformer.count_flops(model, num_frames=..., img_size=...)
     timesformer.predict(model, video_path, views="1x3", long=False)
     timesformer.load_for_inference(checkpoint) -> (model, settings)
+    timesformer.extract(model, videos, mode="video"|"windows") -> [VideoFeatures]
     timesformer.explain(model, clip, method="rollout")
 """
 
 from importlib import metadata as _metadata
 
+from .engine.extract import VideoFeatures, extract
 from .engine.predict import Prediction, load_for_inference, predict
 from .models import (
     AttentionStep,
@@ -36,10 +38,12 @@ __all__ = [
     "Prediction",
     "TimeSformer",
     "TimeSformerConfig",
+    "VideoFeatures",
     "__version__",
     "count_flops",
     "create_model",
     "explain",
+    "extract",
     "from_pretrained",
     "list_models",
     "load_for_inference",

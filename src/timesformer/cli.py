@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "verified ONNX / torch.export model with its contract",
     ),
     "serve": ("timesformer.commands.serve", "HTTP API and web page for a checkpoint"),
+    "extract": ("timesformer.commands.extract", "embeddings per video or per window, sharded"),
 }
 
 

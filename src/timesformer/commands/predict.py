@@ -23,6 +23,7 @@ examples:
   timesformer predict clip.mp4 --checkpoint runs/demo/best.pt
   timesformer predict a.mp4 b.mp4 --checkpoint TimeSformer_divST_8x32_224_K400.pyth --views 1x3
   timesformer predict lecture.mp4 --checkpoint hf_dir/ --long --json > timeline.json
+  timesformer predict match.mp4 -c P --segments --out-dir out/   actions with start/end
 
 Geometry (frames, size) comes from the checkpoint config; the sampling rate from the
 checkpoint's training config when it has one (ours, official), else the official default for
@@ -53,6 +54,22 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="with --long, print every clip instead of merging runs of the same label",
     )
+    p.add_argument(
+        "--segments",
+        action="store_true",
+        help="actions with start/end from the timeline: windows smoothed, then merged "
+        "(implies --long; JSON gets 'segments'; docs/inference.md)",
+    )
+    p.add_argument("--smooth", type=int, default=3, metavar="N",
+                   help="with --segments: windows in the centred moving average (default 3)")  # fmt: skip
+    p.add_argument("--min-windows", type=int, default=1, metavar="N",
+                   help="with --segments: shorter segments join a neighbour (default 1)")  # fmt: skip
+    p.add_argument("--min-score", type=float, default=0.0, metavar="P",
+                   help="with --segments: windows whose top smoothed score is lower stay "
+                   "unlabelled (default 0)")  # fmt: skip
+    p.add_argument("--out-dir", default=None, metavar="DIR",
+                   help="with --segments: write DIR/<video>.scores.csv (per second) and "
+                   "DIR/<video>.timeline.png")  # fmt: skip
     add_labels_argument(p)
     p.add_argument("--batch-size", type=int, default=4, help="model inputs per forward pass")
     add_clip_arguments(p)
@@ -67,9 +84,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be >= 1; got {args.topk}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if args.segments:
+        args.long = True
+        _check_segment_args(args)
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
     views = args.views or ("1x1" if args.long else "1x3")
+    stems: set[str] = set()
     progress = args.long and not args.no_progress and sys.stderr.isatty()
     results: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
@@ -93,9 +114,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"timesformer predict: error: {msg}", file=sys.stderr)
             errors.append({"path": str(path), "error": msg})
             continue
-        results.append(pred.to_dict())
+        d = pred.to_dict()
+        segs = None
+        if args.segments:
+            segs = _segments(args, pred, names, d, stems)
+        results.append(d)
         if not args.json:
-            _print(pred, every_clip=args.every_clip)
+            _print(pred, every_clip=args.every_clip, segments=segs)
     if args.json:
         out = {
             "checkpoint": str(args.checkpoint),
@@ -107,14 +132,52 @@ def run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _print(pred: Any, every_clip: bool = False) -> None:
+def _check_segment_args(args: argparse.Namespace) -> None:
+    """Bad --smooth / --min-windows / --out-dir fail before the model loads."""
+    from ..files import OutputError, ensure_dir
+
+    if args.smooth < 1 or args.min_windows < 1:
+        raise ValueError(
+            f"--smooth {args.smooth} / --min-windows {args.min_windows}: expected >= 1 windows"
+        )
+    if args.out_dir is not None:
+        try:
+            ensure_dir(args.out_dir)
+        except OutputError as e:
+            raise ValueError(str(e)) from None
+
+
+def _segments(args: argparse.Namespace, pred: Any, names: list[str], d: dict, stems: set) -> Any:
+    """Segments of one video into its JSON dict `d`, and the CSV/PNG files with --out-dir."""
+    from pathlib import Path
+
+    from ..engine.segments import prediction_segments, write_prediction_outputs
+
+    segs = prediction_segments(pred, names, smooth=args.smooth, min_windows=args.min_windows,
+                               min_score=args.min_score)  # fmt: skip
+    d["segments"] = [g.to_dict() for g in segs]
+    if args.out_dir is not None:
+        stem, k = Path(pred.path).stem, 2
+        while stem in stems:
+            stem, k = f"{Path(pred.path).stem}__{k}", k + 1
+        stems.add(stem)
+        d["files"] = write_prediction_outputs(args.out_dir, stem, pred, names, segs)
+    return segs
+
+
+def _print(pred: Any, every_clip: bool = False, segments: Any = None) -> None:
     from ..engine.predict import format_time
 
     print(f"{pred.path}  ({format_time(pred.duration)}, {pred.views} views)")
     width = max(len(name) for name, _ in pred.topk)
     for i, (name, prob) in enumerate(pred.topk, 1):
         print(f"  {i:>2}. {name:<{width}}  {100 * prob:6.2f}%")
-    if pred.clips is not None:
+    if segments is not None:
+        print(f"  segments ({len(pred.clips)} clips, smoothed and merged):")
+        for g in segments:
+            span = f"{format_time(g.start)} - {format_time(g.end)}"
+            print(f"    {span:>19}  {g.label}  score {100 * g.score:5.1f}%")
+    elif pred.clips is not None:
         rows = pred.clips if every_clip else pred.segments()
         kind = "clips" if every_clip else "segments (consecutive clips with the same label)"
         print(f"  timeline, {len(pred.clips)} clips; {kind}:")

@@ -247,16 +247,25 @@ def cover_clips(
     fps: Rate,
     *,
     target_fps: Rate | None = 30.0,
+    stride: Rate | None = None,
 ) -> list[list[int]]:
     """Consecutive non-overlapping clips covering the whole video (long-video inference).
 
     Clip j spans frames ``[j * span, (j + 1) * span)``; the last, partial clip repeats the
-    video's last frame. A video shorter than one span gives one clip.
+    video's last frame. A video shorter than one span gives one clip. ``stride`` (in this
+    video's frames, default ``span``) starts clip j at ``j * stride`` instead: overlapping
+    windows when smaller than the span, until a clip reaches the video's end.
     """
     _check_video(video_frames)
     span = exact_span(num_frames, sampling_rate, fps, target_fps)
-    count = max(1, math.ceil(video_frames / span))
-    return [_spread(j * span, span, num_frames, video_frames) for j in range(count)]
+    if stride is None:  # back to back
+        count = max(1, math.ceil(video_frames / span))
+        return [_spread(j * span, span, num_frames, video_frames) for j in range(count)]
+    step = exact_rate(stride)
+    if step <= 0:
+        raise ValueError(f"stride must be > 0 frames, got {stride}")
+    count = max(1, math.ceil((video_frames - span) / step) + 1)  # until a clip reaches the end
+    return [_spread(j * step, span, num_frames, video_frames) for j in range(count)]
 
 
 # Public names that start with "test_": keep pytest from collecting them where they are imported.

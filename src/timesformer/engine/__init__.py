@@ -15,6 +15,10 @@ from .evaluate import EvalResult as EvalResult
 from .evaluate import aggregate_views as aggregate_views
 from .evaluate import compute_metrics as compute_metrics
 from .evaluate import write_eval_outputs as write_eval_outputs
+from .extract import VideoFeatures as VideoFeatures
+from .extract import extract as extract
+from .extract import iter_extract as iter_extract
+from .extract_run import run_extract as run_extract
 from .optim import LRSchedule as LRSchedule
 from .optim import build_optimizer as build_optimizer
 from .predict import InferenceSettings as InferenceSettings

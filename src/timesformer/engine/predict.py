@@ -79,6 +79,7 @@ class Prediction:
     duration: float  # seconds
     fps: float
     clips: list[ClipPrediction] | None = None  # the timeline (long mode)
+    clip_probs: Tensor | None = field(default=None, repr=False)  # (clips, C), long mode
 
     @property
     def label(self) -> str:
@@ -516,7 +517,7 @@ def _predict_long(job: _Job, S: int, progress: bool = False) -> Prediction:
         start, end = bounds[j], bounds[j + 1]
         timeline.append(ClipPrediction(start=start, end=end, label=top[0][0], prob=top[0][1],
                                        topk=top))  # fmt: skip
-    return job.prediction(mean, f"long x{S}", len(clips) * S, clips=timeline)
+    return job.prediction(mean, f"long x{S}", len(clips) * S, clips=timeline, clip_probs=P)
 
 
 def format_time(seconds: float) -> str:

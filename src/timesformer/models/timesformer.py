@@ -382,9 +382,10 @@ class TimeSformer(nn.Module):
         return self.pos_drop(seq), (T, gh, gw)
 
     def forward_features(
-        self, x: Tensor, return_attention: bool = False
+        self, x: Tensor, return_attention: bool = False, pool: str = "cls"
     ) -> Tensor | tuple[Tensor, list[list[AttentionStep]]]:
-        """Class-token embedding (B, D) after the final norm.
+        """Class-token embedding (B, D) after the final norm (`pool="mean"`: the mean of the
+        normed patch tokens instead).
 
         With `return_attention`, also the attention weights of every block: a list (one per
         block) of `AttentionStep`s (one per attention step: temporal, spatial, ...).
@@ -404,7 +405,10 @@ class TimeSformer(nn.Module):
         if self.config.attention_type == "space_only":
             T = geom[0]
             seq = seq.view(B, T, *seq.shape[1:]).mean(1)  # average the frames' tokens
-        feats = self.norm(seq[:, 0])  # LayerNorm is per token: the class token alone suffices
+        if pool == "mean":
+            feats = self.norm(seq[:, 1:]).mean(1)  # (B, D) mean over the patch tokens
+        else:
+            feats = self.norm(seq[:, 0])  # LayerNorm is per token: the class token alone suffices
         return (feats, attentions) if return_attention else feats
 
     def forward_head(self, feats: Tensor, pre_logits: bool = False) -> Tensor:

@@ -1,0 +1,341 @@
+"""`timesformer extract` on disk: sharded across torchrun ranks and nodes, resumable.
+
+Layout of the output folder DIR (the same set of files whatever the number of processes):
+
+    DIR/features/<name>.npy   one array per video: (D,) or (windows, D)
+    DIR/index.jsonl           one JSON object per input video, in input order
+    DIR/run.json              the settings the features were made with
+
+`<name>` is the input's name (its relative path under a folder input) without the video
+suffix; two inputs with the same name get `__2`, `__3`, ... in input order.
+
+Scale: each rank takes a disjoint share of the videos still to do, balanced by duration
+(greedy: longest first into the lightest rank, ties by position, so every rank computes the
+same split), writes its feature files and appends one line per finished video to its part
+file `DIR/parts/rank-<r>.jsonl`. After all ranks are done (a gloo all-gather, which is the
+barrier), rank 0 merges the part files into index.jsonl and removes them. A rank that stops
+on an error still joins the merge, and its unfinished videos are listed with status failed.
+Resume: a rerun skips every video whose feature file exists and whose record says ok (in
+index.jsonl or a part file left by an interrupted run) and redoes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ..data.inputs import VIDEO_EXTENSIONS, VideoInput
+from ..files import atomic_write, atomic_write_text, ensure_dir
+from . import distributed as D
+from .extract import clip_settings, iter_extract, parse_views
+from .predict import InferenceSettings
+from .runtime import autocast
+
+INDEX = "index.jsonl"
+RUN = "run.json"
+PARTS = "parts"
+FEATURES = "features"
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did (on rank 0: over all ranks)."""
+
+    out: str
+    videos: int
+    ok: int
+    failed: int
+    skipped: int  # complete from an earlier run
+    clips: int  # model inputs run (clips x crops)
+    seconds: float
+    world_size: int = 1
+    failures: list[dict[str, str]] = field(default_factory=list)  # {"video", "error"}
+    per_rank: list[int] = field(default_factory=list)  # videos each rank processed this run
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.clips / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def videos_per_s(self) -> float:
+        done = self.ok + self.failed - self.skipped
+        return max(done, 0) / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["clips_per_s"], d["videos_per_s"] = self.clips_per_s, self.videos_per_s
+        d["index"] = str(Path(self.out) / INDEX)
+        return d
+
+
+# ---------------------------------------------------------------------------- names and shares
+def feature_names(inputs: Sequence[VideoInput]) -> list[str]:
+    """Output names (relative, POSIX, without the video suffix), unique in input order."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for v in inputs:
+        parts = [p for p in PurePosixPath(str(v.name).replace("\\", "/")).parts
+                 if p not in ("", ".", "..", "/")]  # fmt: skip
+        if not parts:
+            parts = [Path(v.path).name or "video"]
+        last = PurePosixPath(parts[-1])
+        if last.suffix.lower() in VIDEO_EXTENSIONS:
+            parts[-1] = last.stem
+        stem = "/".join(parts)
+        name, k = stem, 2
+        while name.lower() in seen:  # case-insensitive: safe on macOS and Windows folders too
+            name, k = f"{stem}__{k}", k + 1
+        seen.add(name.lower())
+        out.append(name)
+    return out
+
+
+def assign_shards(durations: Sequence[float], world_size: int) -> list[list[int]]:
+    """Disjoint shares of the positions 0..n-1, balanced by duration (longest first into the
+    lightest rank, ties by position and rank): deterministic, so every rank agrees."""
+    loads = [0.0] * world_size
+    shares: list[list[int]] = [[] for _ in range(world_size)]
+    for i in sorted(range(len(durations)), key=lambda i: (-durations[i], i)):
+        r = min(range(world_size), key=lambda r: (loads[r], r))
+        shares[r].append(i)
+        loads[r] += max(durations[i], 1e-3)
+    return [sorted(s) for s in shares]
+
+
+def probe_duration(path: str | Path) -> float:
+    """Seconds of video from the container header (no decoding); 0 when unreadable."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as c:
+            if c.streams.video:
+                s = c.streams.video[0]
+                if s.duration is not None and s.time_base is not None:
+                    return float(s.duration * s.time_base)
+            if c.duration is not None:
+                return float(c.duration) / 1e6
+    except Exception:  # noqa: BLE001 - a bad file fails later, with its reason, in a worker
+        return 0.0
+    return os.path.getsize(path) / 1e6 if os.path.isfile(path) else 0.0
+
+
+# ---------------------------------------------------------------------------- records
+def read_records(out: Path) -> list[dict[str, Any]]:
+    """Every record of index.jsonl and the part files, oldest first (unreadable lines skipped)."""
+    files = [out / INDEX] if (out / INDEX).is_file() else []
+    parts = out / PARTS
+    if parts.is_dir():
+        files += sorted(parts.glob("rank-*.jsonl"))
+    recs: list[dict[str, Any]] = []
+    for f in files:
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if isinstance(rec, dict) and isinstance(rec.get("video"), str):
+                recs.append(rec)
+    return recs
+
+
+def complete_records(out: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """name -> the ok record of each output that is complete on disk (file present, its shape)."""
+    want = {f"{FEATURES}/{n}.npy" for n in names}
+    done: dict[str, dict[str, Any]] = {}
+    for rec in read_records(out):
+        feat = rec.get("feature")
+        if rec.get("status") != "ok" or feat not in want:
+            continue
+        try:
+            arr = np.load(out / feat, mmap_mode="r")
+        except (OSError, ValueError):
+            continue
+        if list(arr.shape) == rec.get("shape"):
+            done[feat[len(FEATURES) + 1 : -4]] = rec
+    return done
+
+
+def merge_index(
+    out: Path,
+    inputs: Sequence[VideoInput],
+    names: Sequence[str],
+    rank_errors: dict[int, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Write index.jsonl: one record per input, in input order (ok if complete on disk, else
+    the last failure seen, else failed as not processed) and remove the part files."""
+    done = complete_records(out, names)
+    failed: dict[str, dict[str, Any]] = {}
+    for rec in read_records(out):
+        if rec.get("status") == "failed" and isinstance(rec.get("feature"), str):
+            failed[rec["feature"][len(FEATURES) + 1 : -4]] = rec
+    why = "; ".join(f"rank {r} stopped: {e}" for r, e in sorted((rank_errors or {}).items()))
+    lines = []
+    for v, n in zip(inputs, names):
+        rec = done.get(n) or failed.get(n)
+        if rec is None:
+            rec = {"video": str(v.name), "feature": f"{FEATURES}/{n}.npy", "shape": None,
+                   "status": "failed", "path": str(v.path),
+                   "error": f"not processed ({why or 'no record'})"}  # fmt: skip
+        lines.append(rec)
+    atomic_write_text(out / INDEX, "".join(json.dumps(r) + "\n" for r in lines))
+    parts = out / PARTS
+    if parts.is_dir():
+        for f in parts.glob("rank-*.jsonl"):
+            f.unlink()
+        try:
+            parts.rmdir()
+        except OSError:
+            pass
+    return lines
+
+
+def _append(part: Path, rec: dict[str, Any]) -> None:
+    """One record line, flushed to disk before the next video starts."""
+    with open(part, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _save_array(path: Path, arr: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+
+    atomic_write(path, write)
+
+
+def _check_run(out: Path, run: dict[str, Any]) -> None:
+    """Refuse to mix features made with different settings in one folder."""
+    f = out / RUN
+    if not f.is_file():
+        return
+    try:
+        old = json.loads(f.read_text())
+    except json.JSONDecodeError:
+        return
+    diff = [k for k in run if k in old.get("settings", {}) and old["settings"][k] != run[k]]
+    if diff:
+        k = diff[0]
+        raise ValueError(
+            f"output folder {out} holds features made with {k}={old['settings'][k]!r}, not "
+            f"{run[k]!r}; choose another --out or delete it"
+        )
+
+
+# ---------------------------------------------------------------------------- the run
+def _start_group(timeout_s: float) -> bool:
+    """Start a gloo process group under torchrun (object collectives only); True if started."""
+    import torch.distributed as dist
+
+    _, world, _ = D.env_world()
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
+    return True
+
+
+def run_extract(
+    model: nn.Module,
+    inputs: Sequence[VideoInput],
+    out: str | Path,
+    *,
+    mode: str = "video",
+    views: str | tuple[int, int] | None = None,
+    stride: float | None = None,
+    pool: str = "cls",
+    dtype: str = "fp32",
+    batch_size: int = 8,
+    device: Any = None,
+    amp: str = "off",
+    settings: InferenceSettings | None = None,
+    workers: int = 0,
+    progress: bool = False,
+    info: dict[str, Any] | None = None,
+    timeout_s: float = 7 * 24 * 3600.0,
+) -> ExtractSummary:
+    """Extract `inputs` into `out` (see the module doc); this rank's share under torchrun.
+
+    `info` (e.g. {"checkpoint": ...}) is stored in run.json. Returns the summary (over all
+    ranks on rank 0, this rank's elsewhere). Raises on bad settings before any work starts.
+    """
+    t0 = time.perf_counter()
+    out = ensure_dir(out)
+    st = clip_settings(model, settings)
+    K, S = parse_views(views, model, mode)
+    run = {"mode": mode, "pool": pool, "dtype": dtype, "views": f"{K}x{S}",
+           "stride": stride, "num_frames": st.num_frames, "img_size": st.img_size,
+           "sampling_rate": st.sampling_rate, "target_fps": st.target_fps,
+           "sampler": st.sampler, "mean": list(st.mean), "std": list(st.std),
+           "channel_order": st.channel_order}  # fmt: skip
+    _check_run(out, run)
+    dev = device if device is not None else next(model.parameters()).device
+    autocast(dev, amp)  # a bad amp for the device: one error before any rank starts work
+    started = _start_group(timeout_s)
+    try:
+        rank, world = (D.env_world()[0], D.env_world()[1]) if D.is_dist() else (0, 1)
+        names = feature_names(inputs)
+        done = complete_records(out, names)  # read by every rank before anyone writes
+        todo = [i for i, n in enumerate(names) if n not in done]
+        mine_probe = {i: probe_duration(inputs[i].path) for i in todo[rank::world]}
+        durations: dict[int, float] = {}
+        for d in D.all_gather_objects(mine_probe):  # also the barrier before any writing
+            durations.update(d)
+        shares = assign_shards([durations[i] for i in todo], world)
+        mine = [todo[j] for j in shares[rank]]
+        ensure_dir(out / PARTS)
+        part = out / PARTS / f"rank-{rank}.jsonl"
+        ok = failed = clips = 0
+        failures: list[dict[str, str]] = []
+        error: str | None = None
+        try:
+            for vf in iter_extract(
+                model, [inputs[i] for i in mine], mode=mode, views=(K, S), stride=stride,
+                pool=pool, dtype=dtype, batch_size=batch_size, device=device, amp=amp,
+                settings=st, workers=workers, progress=progress and rank == 0,
+            ):  # fmt: skip
+                name = names[mine[vf.position]]
+                rel = f"{FEATURES}/{name}.npy"
+                if vf.ok:
+                    _save_array(out / rel, vf.features)  # type: ignore[arg-type]
+                    ok += 1
+                else:
+                    failed += 1
+                    failures.append({"video": vf.video, "error": str(vf.error)})
+                clips += vf.num_clips
+                _append(part, vf.record(rel))
+        except Exception as e:  # noqa: BLE001 - the merge still lists every video
+            text = str(e).strip().splitlines()
+            error = f"{type(e).__name__}: {text[0] if text else ''}"
+        stats = D.all_gather_objects((rank, ok, failed, clips, failures, error))
+        rank_errors = {r: e for r, *_, e in stats if e is not None}
+        if rank == 0:
+            lines = merge_index(out, inputs, names, rank_errors)
+            atomic_write_text(out / RUN, json.dumps({"settings": run, **(info or {})}, indent=2))
+            bad = [r for r in lines if r.get("status") != "ok"]
+            summary = ExtractSummary(
+                out=str(out), videos=len(inputs), ok=len(lines) - len(bad), failed=len(bad),
+                skipped=len(done), clips=sum(s[3] for s in stats),
+                seconds=time.perf_counter() - t0, world_size=world,
+                failures=[{"video": r["video"], "error": str(r.get("error"))} for r in bad],
+                per_rank=[s[1] + s[2] for s in sorted(stats)],
+            )  # fmt: skip
+        else:
+            summary = ExtractSummary(str(out), len(mine), ok, failed, 0, clips,
+                                     time.perf_counter() - t0, world, failures)  # fmt: skip
+        D.barrier()  # rank 0 has written the index before anyone returns
+        if error is not None:
+            raise RuntimeError(f"extract rank {rank} stopped: {error}")
+        return summary
+    finally:
+        if started:
+            D.cleanup()
