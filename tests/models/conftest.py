@@ -15,7 +15,7 @@ sys.path.insert(
 from _checkpoint_helpers import _hf_model  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def hf_dirs(tmp_path_factory) -> dict[str, tuple[object, Path, Path]]:
     """attention type -> (HF model, safetensors directory, pytorch_model.bin directory)."""
     out = {}
