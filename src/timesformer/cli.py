@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("timesformer.commands.bench", "cost, speed and memory, side by side with peers"),
     "convert": ("timesformer.commands.convert", "convert checkpoints between formats"),
     "demo": ("timesformer.commands.demo", "the embedded default, end to end"),
+    "study": ("timesformer.commands.study", "the paper's ablations in miniature, over seeds"),
 }
 
 
