@@ -53,13 +53,17 @@ def class_names(dataset: str) -> tuple[str, ...]:
 
 
 def render_motion_video(label: str, seed: int | list[int], size: int, length: int) -> np.ndarray:
-    """One approach/recede video, uint8 (length, size, size, 3), deterministic from `seed`."""
+    """One approach/recede video, uint8 (length, size, size, 3), deterministic from `seed`.
+
+    "recede" is the "approach" video of the same seed played backwards, so the two classes
+    have the same distribution of frame sets: only the order tells them apart.
+    """
     if label not in MOTION_TASK_CLASSES:
         raise ValueError(f"unknown motion class {label!r}; expected one of {MOTION_TASK_CLASSES}")
     intervals = max(length - 1, 1)
     speed = (MOTION_TOTAL_CHANGE[0] / intervals, MOTION_TOTAL_CHANGE[1] / intervals)
     frames, _ = render_motion_clip(
-        label,
+        "approach",
         np.random.default_rng(seed),
         size=size,
         num_frames=length,
@@ -67,7 +71,7 @@ def render_motion_video(label: str, seed: int | list[int], size: int, length: in
         speed=speed,
         wrap=False,
     )
-    return frames
+    return frames if label == "approach" else np.ascontiguousarray(frames[::-1])
 
 
 def render_videos(
