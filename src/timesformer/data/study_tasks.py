@@ -34,7 +34,7 @@ STUDY_DATASETS: tuple[str, ...] = ("appearance", "motion")
 # lengths spread the same change over their frames, so every frame count sees the same motion.
 MOTION_OBJECT_SIZE = (0.25, 0.4)
 MOTION_TOTAL_CHANGE = (9 * 0.15, 9 * 0.2)
-APPEARANCE_OBJECT_SIZE = (0.25, 0.45)
+APPEARANCE_OBJECT_SIZE = (0.4, 0.6)
 
 
 def video_length(num_frames: int) -> int:

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -77,9 +76,19 @@ SCALES: dict[str, Scale] = {
     "quick": Scale("quick", num_train=1000, num_val=200, epochs=10),
     # the test suite's structure check: seconds, accuracy meaningless
     "tiny": Scale(
-        "tiny", num_train=16, num_val=8, epochs=1, batch_size=8, embed_dim=16, depth=1,
-        num_heads=1, num_frames=4, img_size=16, frames=(2, 4), sizes=(16, 24),
-    ),  # fmt: skip
+        "tiny",
+        num_train=16,
+        num_val=8,
+        epochs=1,
+        batch_size=8,
+        embed_dim=16,
+        depth=1,
+        num_heads=1,
+        num_frames=4,
+        img_size=16,
+        frames=(2, 4),
+        sizes=(16, 24),
+    ),
 }
 
 
@@ -153,28 +162,44 @@ def run_config(cell: Cell, seed: int, scale: Scale, work: Path, num_classes: int
     return RunConfig.from_dict(
         {
             "model": {
-                "name": "timesformer_tiny", "num_classes": num_classes,
-                "num_frames": cell.num_frames, "img_size": cell.img_size,
-                "patch_size": scale.patch_size, "embed_dim": scale.embed_dim,
-                "depth": scale.depth, "num_heads": scale.num_heads,
-                "attention_type": cell.attention_type, "pos_embed": cell.pos_embed,
-                "drop_path_rate": 0.0, "zero_init_temporal_fc": False,
+                "name": "timesformer_tiny",
+                "num_classes": num_classes,
+                "num_frames": cell.num_frames,
+                "img_size": cell.img_size,
+                "patch_size": scale.patch_size,
+                "embed_dim": scale.embed_dim,
+                "depth": scale.depth,
+                "num_heads": scale.num_heads,
+                "attention_type": cell.attention_type,
+                "pos_embed": cell.pos_embed,
+                "drop_path_rate": 0.0,
+                "zero_init_temporal_fc": False,
                 "time_embed_init_std": 1.0,
             },
             "data": {"num_frames": cell.num_frames, "crop_size": cell.img_size, "num_workers": 0},
             "optim": {
-                "name": "adamw", "lr": scale.lr, "weight_decay": 0.05,
-                "no_decay_norm_bias_embed": True, "schedule": "cosine", "warmup_epochs": 1.0,
-                "warmup_start_factor": 0.01, "clip_grad": 1.0,
+                "name": "adamw",
+                "lr": scale.lr,
+                "weight_decay": 0.05,
+                "no_decay_norm_bias_embed": True,
+                "schedule": "cosine",
+                "warmup_epochs": 1.0,
+                "warmup_start_factor": 0.01,
+                "clip_grad": 1.0,
             },
             "train": {
-                "epochs": scale.epochs, "batch_size": scale.batch_size,
-                "global_batch_size": scale.batch_size, "seed": seed, "device": "cpu",
-                "eval_every": scale.epochs, "save_every": scale.epochs, "log_every": 10**6,
+                "epochs": scale.epochs,
+                "batch_size": scale.batch_size,
+                "global_batch_size": scale.batch_size,
+                "seed": seed,
+                "device": "cpu",
+                "eval_every": scale.epochs,
+                "save_every": scale.epochs,
+                "log_every": 10**6,
                 "progress": False,
             },
             "output_dir": str(work),
-        }  # fmt: skip
+        }
     )
 
 
@@ -213,11 +238,18 @@ def cell_cost(cell: Cell, scale: Scale) -> dict[str, float]:
 
     with torch.device("meta"):
         model = create_model(
-            "timesformer_tiny", num_classes=len(class_names(cell.dataset)),
-            num_frames=cell.num_frames, img_size=cell.img_size, patch_size=scale.patch_size,
-            embed_dim=scale.embed_dim, depth=scale.depth, num_heads=scale.num_heads,
-            attention_type=cell.attention_type, pos_embed=cell.pos_embed, drop_path_rate=0.0,
-        )  # fmt: skip
+            "timesformer_tiny",
+            num_classes=len(class_names(cell.dataset)),
+            num_frames=cell.num_frames,
+            img_size=cell.img_size,
+            patch_size=scale.patch_size,
+            embed_dim=scale.embed_dim,
+            depth=scale.depth,
+            num_heads=scale.num_heads,
+            attention_type=cell.attention_type,
+            pos_embed=cell.pos_embed,
+            drop_path_rate=0.0,
+        )
     cost = count_flops(model)
     return {"params": int(cost["params"]), "macs": float(cost["macs"])}
 
@@ -227,7 +259,7 @@ def run_seed(cell: Cell, seed: int, scale: Scale, work: Path) -> dict[str, Any]:
     from ..data.study_tasks import class_names
     from .train import train
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     train_ds, val_ds = _datasets(cell, seed, scale)
     cfg = run_config(cell, seed, scale, work, len(class_names(cell.dataset)))
     try:
@@ -236,6 +268,8 @@ def run_seed(cell: Cell, seed: int, scale: Scale, work: Path) -> dict[str, Any]:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if result.interrupted or result.epochs_done < scale.epochs or not result.history:
+        raise RuntimeError(f"run stopped by {result.interrupted or 'a signal'}; not stored")
     last = result.history[-1]
     return {
         "cell": asdict(cell),
@@ -244,6 +278,7 @@ def run_seed(cell: Cell, seed: int, scale: Scale, work: Path) -> dict[str, Any]:
         "train_top1": float(last["train_top1"]),
         "val_videos": int(last["val_clips"]),
         "seconds": round(time.time() - t0, 2),
+        "cpu_seconds": round(time.process_time() - c0, 2),  # load-independent cost
         "threads": _threads(),
         "history": [
             {k: r[k] for k in ("epoch", "train_loss", "train_top1") if k in r}
@@ -356,9 +391,17 @@ def run_study(
     result = StudyResult(rows, out, ran=len(todo) - len(errors), skipped=skipped)
     result.seconds = time.time() - t0
     result.files = write_outputs(
-        rows, out, studies=studies, scale=scale, seeds=seeds, command=command,
-        workers=workers, threads=threads, seconds=result.seconds, runs=list(runs.values()),
-    )  # fmt: skip
+        rows,
+        out,
+        studies=studies,
+        scale=scale,
+        seeds=seeds,
+        command=command,
+        workers=workers,
+        threads=threads,
+        seconds=result.seconds,
+        runs=list(runs.values()),
+    )
     if errors:
         raise RuntimeError(f"{len(errors)} of {len(todo)} runs failed; first: {errors[0]}")
     return result
@@ -437,14 +480,10 @@ def _run_all(
 
 
 def _pm(scores: list[float]) -> str:
+    from .study_report import mean_std
+
     m, s = mean_std(scores)
     return f"{100 * m:.1f} ± {100 * s:.1f}%"
-
-
-def mean_std(scores: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one score)."""
-    m = statistics.fmean(scores)
-    return m, statistics.stdev(scores) if len(scores) > 1 else 0.0
 
 
 def aggregate(
@@ -452,6 +491,7 @@ def aggregate(
 ) -> list[dict[str, Any]]:
     """One results.json row per study entry: mean and std over the stored seeds."""
     from ..data.study_tasks import class_names
+    from .study_report import mean_std
 
     rows = []
     for e in entries:
@@ -478,25 +518,3 @@ def aggregate(
             }
         )
     return rows
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, cores, torch and Python versions: the report's 'machine' line."""
-    import platform
-
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count() or 1,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-    }

@@ -8,7 +8,9 @@ beside it: nothing about the miniature's outcome is written in advance.
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,34 @@ def _pts(r: dict[str, Any] | None) -> float | None:
 
 def _sd(r: dict[str, Any]) -> float:
     return 100 * (r["top1_std"] or 0.0)
+
+
+def mean_std(scores: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one score)."""
+    m = statistics.fmean(scores)
+    return m, statistics.stdev(scores) if len(scores) > 1 else 0.0
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, torch and Python versions: the report's 'machine' line."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 1,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
 # ------------------------------------------------------------------------------ tables
@@ -309,16 +339,16 @@ def write_outputs(
     runs: list[dict[str, Any]],
 ) -> dict[str, str]:
     """Write results.json, report.md and the plots into `out`; return {name: path}."""
-    from .study import machine
-
     for r in rows:
         r["patch_size"] = scale.patch_size
     mach = machine()
     compute = sum(r["seconds"] for r in runs)
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in runs)
     meta = {
         "studies": studies, "scale": scale.name, "recipe": scale.recipe(), "seeds": seeds,
         "command": command, "machine": mach, "workers": workers, "threads_per_worker": threads,
         "wall_seconds": round(seconds, 1), "run_seconds_total": round(compute, 1),
+        "cpu_seconds_total": round(cpu, 1), "load_average": _load(),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }  # fmt: skip
     files = {"results": str(atomic_write_text(out / "results.json", json.dumps(
@@ -334,6 +364,15 @@ def write_outputs(
     return files
 
 
+def _load() -> str:
+    import os
+
+    try:
+        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def _report(
     rows: list[dict[str, Any]], meta: dict[str, Any], plots: dict[str, Path | None], runs: list
 ) -> str:
@@ -347,7 +386,9 @@ def _report(
         f"{meta['workers']} worker(s) x {meta['threads_per_worker']} thread(s)",
         f"- wall time of this invocation: {meta['wall_seconds'] / 60:.1f} min; all stored runs "
         f"together: {meta['run_seconds_total'] / 60:.1f} min of run time "
-        f"({len(runs)} runs, {statistics.fmean(secs) if secs else 0:.0f} s each on average)",
+        f"({len(runs)} runs, {statistics.fmean(secs) if secs else 0:.0f} s each on average), "
+        f"{meta['cpu_seconds_total'] / 60:.1f} min of CPU time; load average at the end "
+        f"{meta['load_average']} (other processes share the machine: wall time grows with it)",
         f"- scale `{meta['scale']}`: {rc['num_train']} training and {rc['num_val']} held-out "
         f"videos per dataset and seed; model D {rc['embed_dim']}, depth {rc['depth']}, "
         f"{rc['num_heads']} heads, patch {rc['patch_size']}; AdamW lr {rc['lr']}, cosine, "
