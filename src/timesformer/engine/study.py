@@ -472,9 +472,11 @@ def _run_all(
                         finished(cell, seed, fut.result(), None)
                     else:
                         finished(cell, seed, None, f"{type(exc).__name__}: {exc}")
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
+        except BaseException:  # Ctrl-C: stop now; the runs in flight are not stored
+            pool.shutdown(wait=False, cancel_futures=True)
+            procs = getattr(pool, "_processes", None) or {}
+            for proc in list(procs.values()):
+                proc.terminate()
             raise
     return errors
 
