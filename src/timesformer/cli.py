@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": ("timesformer.commands.serve", "HTTP API and web page for a checkpoint"),
     "extract": ("timesformer.commands.extract", "embeddings per video or per window, sharded"),
+    "study": ("timesformer.commands.study", "the paper's ablations in miniature, over seeds"),
 }
 
 
