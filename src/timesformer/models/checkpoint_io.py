@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -103,8 +104,13 @@ def _safe_globals() -> list[Any]:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0].strip() if text else type(e).__name__
+    """The line of `e` that says what went wrong (torch's weights-only errors bury it)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else ln)
+    return lines[0] if lines else type(e).__name__
 
 
 def _unsafe_globals(path: Path, error: BaseException) -> list[str]:
@@ -135,14 +141,15 @@ def torch_load(path: Path, *, allow_pickle: bool = False) -> Any:
             f"{path}: unknown checkpoint format (not a torch or safetensors file). "
             f"Accepted formats: {ACCEPTED_FORMATS}"
         )
-    with torch.serialization.safe_globals(_safe_globals()):
+    with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")  # damaged files
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - damaged files fail in many ways: one error
             names = _unsafe_globals(path, e) if isinstance(e, pickle.UnpicklingError) else []
             if not names:
                 raise CheckpointError(
-                    f"{path}: cannot read the torch file, it is damaged or not a checkpoint "
+                    f"{path}: cannot read it as a torch checkpoint: damaged or not a checkpoint "
                     f"({_first_line(e)})"
                 ) from None
             if not allow_pickle:
