@@ -7,6 +7,7 @@
     --amp {off,bf16,fp16}   autocast precision
     --no-progress       no progress bars on stderr
     --json              machine-readable output on stdout
+    --allow-pickle      read torch files only full unpickling reads (runs code from the file)
 
 plus `--debug` (full tracebacks). Commands that read a run config (train, eval) leave
 `--device` / `--amp` unset by default, so the config's train.device / train.amp apply.
@@ -22,6 +23,11 @@ from typing import Any
 from ..engine.runtime import AMP_CHOICES
 
 CHECKPOINT_HELP = "our .pt / .safetensors, an official .pyth, or a Hugging Face directory"
+ALLOW_PICKLE_HELP = (
+    "load a torch checkpoint that holds objects beyond tensors and plain data by unpickling it "
+    "fully; this runs code from the file: only for files you trust (default: such files are "
+    "refused)"
+)
 
 
 def add_model_arguments(
@@ -32,7 +38,7 @@ def add_model_arguments(
     from_config: bool = False,
     json_help: str = "machine-readable output on stdout",
 ) -> None:
-    """--checkpoint/-c, --device, --amp, --no-progress, --json and --debug.
+    """--checkpoint/-c, --allow-pickle, --device, --amp, --no-progress, --json and --debug.
 
     from_config: the command reads a run config; --device and --amp default to its
     train.device and train.amp (the parsed value is None when not given).
@@ -40,6 +46,7 @@ def add_model_arguments(
     p.add_argument(
         "--checkpoint", "-c", required=checkpoint_required, metavar="P", help=checkpoint_help
     )
+    add_allow_pickle_argument(p)
     p.add_argument(
         "--device",
         default=None if from_config else "auto",
@@ -56,6 +63,11 @@ def add_model_arguments(
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--json", action="store_true", help=json_help)
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+
+
+def add_allow_pickle_argument(p: argparse.ArgumentParser) -> None:
+    """--allow-pickle: the explicit opt-in to full unpickling of a checkpoint (runs its code)."""
+    p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
 
 
 def add_clip_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,6 +116,7 @@ def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         img_size=args.size,
         sampling_rate=args.sampling_rate,
         device=device,
+        allow_pickle=getattr(args, "allow_pickle", False),
     )
     if args.sampler is not None:
         settings = settings.with_overrides(sampler=args.sampler)

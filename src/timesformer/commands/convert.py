@@ -16,6 +16,7 @@ from ..models.weights import (
     save_official,
     save_safetensors,
 )
+from .common import add_allow_pickle_argument
 
 TARGETS = ("ours", "safetensors", "official", "hf")
 _SUFFIXES = {
@@ -65,6 +66,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--num-classes", type=int, metavar="K", help="head size (a new size needs --reset-head)"
     )
     p.add_argument("--reset-head", action="store_true", help="re-initialise the classifier head")
+    add_allow_pickle_argument(p)
     p.add_argument(
         "--attention-type",
         choices=ATTENTION_TYPES,
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["labels"] = _read_labels(Path(args.labels))
         overrides.setdefault("num_classes", len(overrides["labels"]))
 
-    ck = read_checkpoint(src)
+    ck = read_checkpoint(src, allow_pickle=args.allow_pickle)
     model = from_pretrained(ck, reset_head=args.reset_head, **overrides)
     if fmt == "ours":
         save_checkpoint(model, dst)

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         progress=not args.no_progress and sys.stderr.isatty(),
         source=str(args.config),
+        allow_pickle=args.allow_pickle,
     )
     if done is None:  # not the main rank of a torchrun job
         return 0

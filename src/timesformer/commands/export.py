@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from .common import add_allow_pickle_argument
+
 EPILOG = """\
 examples:
   timesformer export runs/demo/best.pt --format onnx --out model.onnx
@@ -26,6 +28,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     p.add_argument("checkpoint", metavar="CKPT", help="any checkpoint predict accepts")
+    add_allow_pickle_argument(p)
     p.add_argument(
         "--format",
         "-f",
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         check_output_file(args.out, what="export")
-        model, pre = load_checkpoint(args.checkpoint)
+        model, pre = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle)
         report = export_model(
             model, args.out, args.format, preprocess=pre, atol=args.atol, verify=not args.no_verify
         )

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         img_size=args.size,
         sampling_rate=args.sampling_rate,
         device=device,
+        allow_pickle=args.allow_pickle,
     )
     if args.sampler is not None:
         settings = settings.with_overrides(sampler=args.sampler)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, timeout_s=args.timeout,
         decode_workers=args.workers, api_key=args.api_key or os.environ.get("TIMESFORMER_API_KEY"),
-        device=str(device_of(args)), amp=args.amp,
+        device=str(device_of(args)), amp=args.amp, allow_pickle=args.allow_pickle,
     )  # fmt: skip
     url = f"http://{args.host}:{args.port}"
     print(f"serving {args.checkpoint} on {url}/ (API docs at {url}/docs)", file=sys.stderr)

@@ -67,11 +67,13 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def apply_flags(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
-    """The shared flags onto the config: --checkpoint = model.pretrained, --device =
-    train.device, --amp = train.amp, --no-progress = train.progress false. They win over
-    key=value overrides."""
+    """The shared flags onto the config: --checkpoint = model.pretrained, --allow-pickle =
+    model.allow_pickle, --device = train.device, --amp = train.amp, --no-progress =
+    train.progress false. They win over key=value overrides."""
     if args.checkpoint is not None:
         cfg.model.pretrained = str(args.checkpoint)
+    if getattr(args, "allow_pickle", False):
+        cfg.model.allow_pickle = True
     if args.device is not None:
         cfg.train.device = args.device
     if args.amp is not None:

@@ -66,11 +66,14 @@ def contract_of(model: nn.Module) -> Preprocess:
     return Preprocess.for_geometry(cfg.num_frames, size, class_names=names)
 
 
-def load_checkpoint(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, Preprocess]:
-    """A checkpoint of any supported format in eval mode, with its preprocessing contract."""
+def load_checkpoint(
+    checkpoint: str | Path, device: str = "cpu", allow_pickle: bool = False
+) -> tuple[nn.Module, Preprocess]:
+    """A checkpoint of any supported format in eval mode, with its preprocessing contract.
+    `allow_pickle=True`: see `engine.predict.load_for_inference` (runs code from the file)."""
     from ..engine.predict import load_for_inference
 
-    model, st = load_for_inference(checkpoint, device=device)
+    model, st = load_for_inference(checkpoint, device=device, allow_pickle=allow_pickle)
     pre = getattr(model, "preprocess", None)
     if not isinstance(pre, Preprocess):  # older engines: the contract from the clip settings
         names = tuple(model.config.labels) if getattr(model.config, "labels", None) else None

@@ -47,6 +47,7 @@ class ServeOptions:
     api_key: str | None = None
     device: str = "cpu"
     amp: str = "off"
+    allow_pickle: bool = False  # full unpickling of the checkpoint: runs code from the file
 
 
 def create_app(
@@ -261,7 +262,7 @@ def serve(
 
     from .export import load_checkpoint
 
-    model, pre = load_checkpoint(checkpoint, device=opts.device)
+    model, pre = load_checkpoint(checkpoint, device=opts.device, allow_pickle=opts.allow_pickle)
     settings = _settings_from(model, pre)
     app = create_app(model, settings, pre, opts)
     uvicorn.run(app, host=host, port=port, log_level="warning")

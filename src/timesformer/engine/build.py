@@ -31,10 +31,10 @@ def build_model(cfg: RunConfig, log: Log = print) -> nn.Module:
     if m.pretrained:
         from ..models.weights import load_into, read_checkpoint
 
-        ck = read_checkpoint(m.pretrained)
+        ck = read_checkpoint(m.pretrained, allow_pickle=m.allow_pickle)
         head = ck.num_classes
         reset = (not ck.is_image) and head != model.config.num_classes
-        load_into(model, m.pretrained, reset_head=reset)
+        load_into(model, ck, reset_head=reset)  # read once
         what = f"{ck.format} checkpoint {m.pretrained}"
         if ck.is_image:
             log(f"initialised from {what} (image weights; new head of {m.num_classes} classes)")

@@ -135,8 +135,13 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    from ..models.checkpoint_io import torch_load
+    from ..models.integrity import CheckpointError, check_finite
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_load(path)  # the safe unpickler; the payload hash verified
+    except CheckpointError:
+        raise
     except Exception as e:  # noqa: BLE001 - report any unpickling problem as one line
         raise ValueError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or "model" not in obj:
@@ -146,6 +151,7 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     if int(obj.get("version", 0)) > VERSION:
         raise ValueError(f"{path}: checkpoint version {obj['version']} is newer than {VERSION}")
+    check_finite(obj["model"], str(path))
     return obj
 
 

@@ -36,6 +36,8 @@ class ModelSection:
 
     Keys left at None keep the preset's value. `pretrained` takes any file or directory that
     `timesformer.from_pretrained` accepts; a head of another size is re-initialised (and said so).
+    `allow_pickle: true` lets `pretrained` be a torch file that only full unpickling reads: that
+    runs code from the file, so only for files you trust (`train --allow-pickle` sets it).
     """
 
     name: str = "timesformer_base"
@@ -46,6 +48,7 @@ class ModelSection:
     pos_embed: str | None = None
     drop_path_rate: float | None = None
     pretrained: str | None = None
+    allow_pickle: bool = False
     grad_checkpointing: bool = False
     # architecture overrides (small models for CPU runs and the demo)
     patch_size: int | None = None

@@ -457,6 +457,7 @@ def evaluate_checkpoint(
     amp: str | None = None,
     progress: bool = True,
     source: str = "config",
+    allow_pickle: bool = False,
 ) -> tuple[EvalResult, dict[str, Any]] | None:
     """`timesformer eval`: multi-view testing of `checkpoint` on the config's split, written out.
 
@@ -464,6 +465,7 @@ def evaluate_checkpoint(
     model's clip geometry (engine.build); `device` / `amp` default to train.device / train.amp.
     Runs under torchrun too (each rank its shard). Writes OUTPUT_DIR/eval (or `output`) and
     returns (result, JSON-ready summary with the files written) on rank 0, None on the others.
+    `allow_pickle=True` reads torch files only full unpickling reads (runs code from the file).
     """
     from ..models.weights import from_pretrained
     from . import distributed as D
@@ -484,7 +486,7 @@ def evaluate_checkpoint(
     views = views or parse_views(d.test_views, "test_views")
     info = D.init_distributed(device or cfg.train.device)
     try:
-        model = from_pretrained(checkpoint).to(info.device).eval()
+        model = from_pretrained(checkpoint, allow_pickle=allow_pickle).to(info.device).eval()
         labels = resolve_labels(model, d.labels)
         dataset = build_dataset(
             cfg, split, mode=split, model_config=model.config, views=views, names=labels

@@ -157,7 +157,9 @@ def resolve_labels(model: nn.Module, labels: str | Path | Sequence[str] | None =
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def checkpoint_settings(checkpoint: str | Path | Checkpoint) -> dict[str, Any]:
+def checkpoint_settings(
+    checkpoint: str | Path | Checkpoint, allow_pickle: bool = False
+) -> dict[str, Any]:
     """Clip settings recorded in a checkpoint, if any: {"sampling_rate", "target_fps",
     "sampler", "mean", "std", "channel_order", "source"}.
 
@@ -169,7 +171,10 @@ def checkpoint_settings(checkpoint: str | Path | Checkpoint) -> dict[str, Any]:
     """
     from ..models.weights import read_checkpoint
 
-    ck = checkpoint if isinstance(checkpoint, Checkpoint) else read_checkpoint(checkpoint)
+    if isinstance(checkpoint, Checkpoint):
+        ck = checkpoint
+    else:
+        ck = read_checkpoint(checkpoint, allow_pickle=allow_pickle)
     if ck.format == "ours":
         return _our_settings(ck.extra.get("train_config"))
     if ck.format == "official" and "cfg" in ck.extra:
@@ -257,6 +262,7 @@ def load_for_inference(
     img_size: int | None = None,
     sampling_rate: int | None = None,
     device: str | torch.device = "cpu",
+    allow_pickle: bool = False,
 ) -> tuple[nn.Module, InferenceSettings]:
     """Load any checkpoint `from_pretrained` accepts (ours, official .pyth, Hugging Face
     directory, safetensors) in eval mode, with the settings to cut clips for it.
@@ -264,6 +270,8 @@ def load_for_inference(
     Geometry comes from the checkpoint config; `num_frames` / `img_size` override it (the
     embeddings are resampled). The sampling rate is `sampling_rate`, else the one recorded in
     the checkpoint (our train_config, the official cfg), else `default_sampling_rate`.
+    `allow_pickle=True` reads torch files that only full unpickling reads (runs code from the
+    file: only for files you trust).
     """
     from ..models.weights import from_pretrained, read_checkpoint
 
@@ -275,7 +283,8 @@ def load_for_inference(
         overrides["num_frames"] = int(num_frames)
     if img_size is not None:
         overrides["img_size"] = int(img_size)
-    ck = read_checkpoint(path)  # read once: the weights and the recorded settings
+    # read once: the weights and the recorded settings
+    ck = read_checkpoint(path, allow_pickle=allow_pickle)
     hints = checkpoint_settings(ck)
     model = from_pretrained(ck, **overrides)
     model.to(device).eval()

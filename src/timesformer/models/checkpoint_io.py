@@ -1,9 +1,15 @@
 """Reading and writing checkpoint files: the one place that touches the disk for weights.
 
-Reading never executes code: torch files go through `torch.load(weights_only=True)` with the
-numpy globals that training checkpoints need (full unpickling only after a warning), and
-safetensors files are parsed by `safetensors`. Writing goes through `files.atomic_write`, so a
-crash never leaves a half-written checkpoint under the final name.
+Reading never executes code: torch files go through `torch.load(weights_only=True)` with a
+short list of harmless globals that real releases hold (argparse.Namespace, numpy scalars,
+arrays and dtypes, yacs CfgNode read as a plain dict); a file needing anything else is refused
+in one line unless the caller opts in with `allow_pickle=True` (`--allow-pickle`), which runs
+code from the file. safetensors files are parsed by `safetensors`. Every failure to read a file
+is a `CheckpointError` (a ValueError) naming the file; a missing file stays FileNotFoundError.
+
+Integrity: our writers store a SHA-256 of the payload (`integrity.payload_digest`) and every
+reader here verifies it when present. Writing goes through `files.atomic_write`, so a crash
+never leaves a half-written checkpoint under the final name.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import json
 import os
 import pickle
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -21,8 +28,12 @@ from torch import Tensor
 
 from ..files import atomic_write, atomic_write_text, ensure_dir
 from .formats.common import ACCEPTED_FORMATS, tensors
+from .integrity import DIGEST_KEY, CheckpointError, payload_digest, verify_digest
+
+__all__ = ["CheckpointError"]
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+PICKLE_HINT = "pass allow_pickle=True (command line: --allow-pickle)"
 
 
 # ------------------------------------------------------------------ reading
@@ -39,7 +50,8 @@ def is_safetensors(path: Path) -> bool:
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """(tensors, metadata) of a .safetensors file, on the CPU."""
+    """(tensors, metadata) of a .safetensors file, on the CPU; the payload hash is verified
+    (and removed from the metadata) when the file carries one."""
     from safetensors import safe_open
 
     try:
@@ -47,59 +59,144 @@ def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             meta = dict(f.metadata() or {})
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - any parse failure means "not readable"
-        raise ValueError(f"{path}: unreadable safetensors file ({e})") from e
+        raise CheckpointError(f"{path}: unreadable safetensors file ({_first_line(e)})") from e
+    digest = meta.pop(DIGEST_KEY, None)
+    if digest is not None:
+        verify_digest({"tensors": state, "metadata": meta}, digest, str(path))
     return state, meta
 
 
-def _numpy_safe_globals() -> list[Any]:
-    """Globals that numpy arrays (e.g. RNG states in training checkpoints) need to unpickle."""
+class _CfgNodeAsDict:
+    """Stand-in for `yacs.config.CfgNode` (the official code's config class, a dict subclass):
+    unpickling makes a plain OrderedDict instead, whose attributes take the node's flags."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return OrderedDict()
+
+
+def _safe_globals() -> list[Any]:
+    """Globals the safe unpickler may use beyond torch's own: harmless data types only."""
+    import argparse
+
+    out: list[Any] = [
+        argparse.Namespace,
+        OrderedDict,
+        (_CfgNodeAsDict, "yacs.config.CfgNode"),
+    ]
     try:
         import numpy as np
     except ImportError:  # pragma: no cover
-        return []
-    out: list[Any] = [np.ndarray, np.dtype]
-    try:
-        out.append(np._core.multiarray._reconstruct)
-    except AttributeError:  # numpy < 2
-        out.append(np.core.multiarray._reconstruct)
-    out += [type(np.dtype(t)) for t in ("uint32", "int64", "float32", "float64", "uint8")]
+        return out
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+    out += [np.ndarray, np.dtype]
+    for name in ("scalar", "_reconstruct"):
+        fn = getattr(core.multiarray, name)
+        # files name them under the numpy that wrote them: numpy.core or numpy._core
+        out += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    if dtypes is not None:
+        out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    else:  # pragma: no cover
+        out += [
+            type(np.dtype(t)) for t in ("bool", "uint8", "uint32", "int64", "float32", "float64")
+        ]
     return out
 
 
-def torch_load(path: Path) -> Any:
-    """torch.load with the safe unpickler first; full unpickling only with a warning."""
+def _first_line(e: BaseException) -> str:
+    """The line of `e` that says what went wrong (torch's weights-only errors bury it)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else ln)
+    return lines[0] if lines else type(e).__name__
+
+
+def _unsafe_globals(path: Path, error: BaseException) -> list[str]:
+    """Names of the globals the safe unpickler refused in `path` (empty: not a refusal)."""
+    names: list[str] = []
+    try:
+        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # noqa: BLE001 - legacy or damaged file: read torch's message instead
+        pass
+    if not names:
+        for line in str(error).splitlines():
+            if "Unsupported global: GLOBAL " in line:
+                names = [line.split("GLOBAL ", 1)[1].split()[0]]
+                break
+    return names
+
+
+def torch_load(path: Path, *, allow_pickle: bool = False) -> Any:
+    """torch.load with the safe unpickler; the payload hash is verified when present.
+
+    A file needing globals the safe unpickler refuses raises CheckpointError naming them,
+    unless `allow_pickle=True` (then it is unpickled fully: that runs code from the file).
+    """
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # neither zip nor pickle
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: unknown checkpoint format (not a torch or safetensors file). "
             f"Accepted formats: {ACCEPTED_FORMATS}"
         )
+    with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")  # damaged files
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - damaged files fail in many ways: one error
+            names = _unsafe_globals(path, e) if isinstance(e, pickle.UnpicklingError) else []
+            if not names:
+                raise CheckpointError(
+                    f"{path}: cannot read it as a torch checkpoint: damaged or not a checkpoint "
+                    f"({_first_line(e)})"
+                ) from None
+            if not allow_pickle:
+                raise CheckpointError(
+                    f"{path}: refused to load: it holds {', '.join(names)}, which only full "
+                    f"unpickling can build, and that runs code from the file; if you trust the "
+                    f"file, {PICKLE_HINT}"
+                ) from None
+            obj = _load_unsafe(path)
+    return _checked(obj, path)
+
+
+def _load_unsafe(path: Path) -> Any:
+    """Full unpickling, only on the caller's explicit opt-in."""
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        reason = next((ln for ln in lines if "Unsupported global" in ln), lines[-1])
-        warnings.warn(
-            f"{path}: holds objects the safe loader refuses ({reason}); unpickling it fully. "
-            "Only load checkpoints you trust.",
-            stacklevel=3,
-        )
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise ValueError(
-            f"{path}: unknown checkpoint format (not a torch or safetensors file: "
-            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}). "
-            f"Accepted formats: {ACCEPTED_FORMATS}"
-        ) from e
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(
+            f"{path}: cannot unpickle the torch file ({_first_line(e)})"
+        ) from None
 
 
-def read_weights_file(path: Path) -> dict[str, Tensor]:
+def _checked(obj: Any, path: Path) -> Any:
+    """`obj` with its payload hash verified and removed; a yacs cfg turned into plain dicts."""
+    if not isinstance(obj, Mapping):
+        return obj
+    obj = dict(obj)
+    digest = obj.pop(DIGEST_KEY, None)
+    if digest is not None:
+        verify_digest(obj, digest, str(path))
+    if isinstance(obj.get("cfg"), Mapping):
+        obj["cfg"] = _plain(obj["cfg"])
+    return obj
+
+
+def _plain(node: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in node.items()}
+
+
+def read_weights_file(path: Path, *, allow_pickle: bool = False) -> dict[str, Tensor]:
     """The tensors of one weights file (safetensors or a torch-saved state dict)."""
     if is_safetensors(path):
         return read_safetensors(path)[0]
-    return tensors(torch_load(path), str(path))
+    obj = torch_load(path, allow_pickle=allow_pickle)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    return tensors(obj, str(path))
 
 
 def read_hf_config(path: Path) -> dict[str, Any]:
@@ -111,29 +208,51 @@ def read_hf_config(path: Path) -> dict[str, Any]:
             f"directory. Accepted formats: {ACCEPTED_FORMATS}"
         )
     try:
-        return json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_file}: not valid JSON ({e})") from e
+        conf = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from e
+    if not isinstance(conf, dict):
+        raise CheckpointError(f"{cfg_file}: expected a JSON object, found {type(conf).__name__}")
+    return conf
 
 
-def read_hf_weights(path: Path) -> dict[str, Tensor]:
-    """The weights of a Hugging Face model directory: one file, or shards named by an index."""
+def read_hf_weights(path: Path, *, allow_pickle: bool = False) -> dict[str, Tensor]:
+    """The weights of a Hugging Face model directory: one file, or shards named by an index
+    (each shard inside the directory: absolute paths and `..` are refused)."""
     for name in HF_WEIGHT_FILES:
         if (path / name).is_file():
-            return read_weights_file(path / name)
+            return read_weights_file(path / name, allow_pickle=allow_pickle)
         index = path / f"{name}.index.json"
         if index.is_file():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
             state: dict[str, Tensor] = {}
-            for f in files:
+            for f in _shard_files(index):
                 if not (path / f).is_file():
                     raise FileNotFoundError(f"{path / f}: shard listed in {index.name} is missing")
-                state.update(read_weights_file(path / f))
+                state.update(read_weights_file(path / f, allow_pickle=allow_pickle))
             return state
     raise FileNotFoundError(
         f"{path}: no weights found; expected model.safetensors or pytorch_model.bin "
         "(or a sharded *.index.json)"
     )
+
+
+def _shard_files(index: Path) -> list[str]:
+    """The shard names of a `*.index.json`, each a relative path inside its folder."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = sorted({str(v) for v in weight_map.values()})
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(
+            f"{index}: not a shard index (expected JSON with a 'weight_map' object: {e})"
+        ) from None
+    for f in files:
+        parts = PurePosixPath(f.replace("\\", "/"))
+        if not f or parts.is_absolute() or Path(f).is_absolute() or ".." in parts.parts:
+            raise CheckpointError(
+                f"{index}: weight_map entry {f!r} points outside the model folder; shards "
+                "must be files inside it"
+            )
+    return files
 
 
 def sibling_config(folder: Path | None, model_type: str) -> dict[str, Any] | None:
@@ -161,17 +280,23 @@ def hub_hint(path: Path) -> str:
 
 
 def torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save `obj` to `path` atomically."""
+    """torch.save `obj` to `path` atomically; a dict gets its payload hash (`DIGEST_KEY`)."""
+    if isinstance(obj, Mapping):
+        body = {k: v for k, v in obj.items() if k != DIGEST_KEY}
+        obj = {**body, DIGEST_KEY: payload_digest(body)}
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def write_safetensors(
     state: Mapping[str, Tensor], path: str | Path, metadata: Mapping[str, str]
 ) -> Path:
-    """Write contiguous CPU tensors as .safetensors with string `metadata`, atomically."""
+    """Write contiguous CPU tensors as .safetensors with string `metadata` and the payload
+    hash (over the tensors and the metadata), atomically."""
     from safetensors.torch import save_file
 
-    return atomic_write(path, lambda tmp: save_file(dict(state), str(tmp), metadata=dict(metadata)))
+    meta = {k: v for k, v in metadata.items() if k != DIGEST_KEY}
+    meta[DIGEST_KEY] = payload_digest({"tensors": dict(state), "metadata": meta})
+    return atomic_write(path, lambda tmp: save_file(dict(state), str(tmp), metadata=meta))
 
 
 def write_hf_dir(

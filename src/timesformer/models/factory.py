@@ -18,6 +18,7 @@ def create_model(
     pretrained: str | Path | None = None,
     *,
     reset_head: bool = False,
+    allow_pickle: bool = False,
     **overrides: Any,
 ) -> TimeSformer:
     """Build the preset `name` (see `list_models()`), optionally loading weights.
@@ -27,13 +28,15 @@ def create_model(
     attention_type, pos_embed, drop_path_rate, depth, embed_dim, num_heads apply on top.
     `reset_head=True` keeps a freshly initialised head when the checkpoint's head has another
     number of classes (fine-tuning); otherwise a head mismatch is an error.
+    `allow_pickle=True` lets `pretrained` be a torch file that only full unpickling reads: that
+    runs code from the file, so only for files you trust.
     """
     cfg = get_config(name, **overrides)
     if pretrained is not None:
         from .weights import load_into
 
         model = TimeSformer(cfg)
-        load_into(model, pretrained, reset_head=reset_head)
+        load_into(model, pretrained, reset_head=reset_head, allow_pickle=allow_pickle)
         return model
     return TimeSformer(cfg)
 

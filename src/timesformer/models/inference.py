@@ -6,7 +6,8 @@ with the reference path to float rounding. What makes it faster and leaner:
 - fewer layout copies: the temporal step writes straight into the layout of the spatial step;
 - residuals added in place into buffers the block owns (`_add_into`, `_mlp_inplace`);
 - `temporal_fc` folded into `temporal_attn.proj` (nothing lies between them in eval), one
-  linear instead of two, cached until a weight changes;
+  linear instead of two, formed in fp32 and cached per (weights, device, dtype, autocast)
+  until a weight changes or the module is moved / cast;
 - every step run over chunks of at most `inference_chunk_tokens` tokens, so that temporaries
   stay small for long clips.
 
@@ -83,13 +84,21 @@ def _mlp_inplace(block: Block, x: Tensor, chunk: int) -> None:
 
 def _temporal_out(block: Block) -> tuple[Tensor, Tensor]:
     """temporal_fc(temporal_attn.proj(a)) as one linear (nothing lies between them in eval):
-    W = W_fc W_proj, b = W_fc b_proj + b_fc. Kept until a weight changes (in place or not)."""
+    W = W_fc W_proj, b = W_fc b_proj + b_fc, formed in fp32 then cast to the dtype the linear
+    runs in (autocast's, else the weights'). Cached per weights (address and version), device,
+    dtype and autocast state, so a bf16-autocast call never leaks into an fp32 one."""
     proj, fc = block.temporal_attn.proj, block.temporal_fc
-    key = tuple((t.data_ptr(), t._version) for t in (proj.weight, proj.bias, fc.weight, fc.bias))
+    params = (proj.weight, proj.bias, fc.weight, fc.bias)
+    device = proj.weight.device
+    amp = torch.is_autocast_enabled(device.type)
+    dtype = torch.get_autocast_dtype(device.type) if amp else proj.weight.dtype
+    key = (tuple((t.data_ptr(), t._version) for t in params), device, proj.weight.dtype, amp, dtype)
     cache = block._fused_cache
     if cache is None or cache[0] != key:
-        w = fc.weight @ proj.weight  # (D, D)
-        b = torch.addmv(fc.bias, fc.weight, proj.bias)  # (D,)
+        with torch.autocast(device.type, enabled=False):
+            wp, bp, wf, bf = (t.float() for t in params)
+            w = (wf @ wp).to(dtype)  # (D, D)
+            b = torch.addmv(bf, wf, bp).to(dtype)  # (D,)
         cache = block._fused_cache = (key, w, b)
     return cache[1], cache[2]
 

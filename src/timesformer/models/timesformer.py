@@ -110,6 +110,11 @@ class Block(nn.Module):
         self.inference_chunk_tokens: int | None = inference.DEFAULT_CHUNK_TOKENS
         self._fused_cache: tuple | None = None  # temporal_fc folded into temporal_attn.proj
 
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Module.to / .float / .cuda: also drop the fast path's fused weight cache."""
+        self._fused_cache = None
+        return super()._apply(fn, *args, **kwargs)
+
     def extra_steps(self) -> list[tuple[nn.LayerNorm, Attention, nn.Linear]]:
         """(norm, attention, output linear) of each step before the final attention step."""
         return [

@@ -17,6 +17,10 @@ Read (recognised by what the file holds, never by its name):
 Written: ours (`save_checkpoint`, `save_safetensors`), official (`to_official_state_dict`,
 `save_official`) and Hugging Face (`to_hf_state_dict`, `save_hf`).
 
+Reading never runs code from a file: torch files that need more than tensors and plain data are
+refused unless `allow_pickle=True`; our files' payload hash is verified, and non-finite weights
+are refused. Every failure to read a checkpoint is a `CheckpointError` (a ValueError) naming it.
+
 The architecture comes from the checkpoint wherever it says (config, tensor shapes); overrides
 apply on top, and `num_frames` / `img_size` overrides resample the stored embeddings. This
 module recognises the format, checks the requested model against the checkpoint and loads
@@ -41,6 +45,7 @@ from .formats.common import ACCEPTED_FORMATS, few, strip, tensors
 from .formats.hf import hf_config_dict
 from .formats.native import FORMAT_VERSION
 from .formats.vit import image_state_to_video
+from .integrity import CheckpointError, check_finite
 from .timesformer import TimeSformer, resample_pos_embed, resample_time_embed
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
     "OFFICIAL_ATTENTION_TYPES",
     "VIDEO_FORMATS",
     "Checkpoint",
+    "CheckpointError",
     "detect_format",
     "from_pretrained",
     "hf_config_dict",
@@ -108,6 +114,7 @@ def from_pretrained(
     path: str | Path | Mapping[str, Any] | Checkpoint,
     *,
     reset_head: bool = False,
+    allow_pickle: bool = False,
     **overrides: Any,
 ) -> TimeSformer:
     """Build a TimeSformer from any supported checkpoint (format detected from the content).
@@ -119,13 +126,21 @@ def from_pretrained(
     keeps every other weight and starts a freshly initialised head (`num_classes=0` simply drops
     the head). Image ViT weights take `attention_type`, `num_frames`, `num_classes` (default
     400) freely: the ImageNet recipe builds the video parts. Returns the model in eval mode.
+    `allow_pickle=True` unpickles torch files fully: that runs code from the file, so use it
+    only for files you trust (see `read_checkpoint`).
     """
-    ck = read_checkpoint(path)
-    cfg = _target_config(ck, overrides)
-    with torch.device("meta"):  # no init cost: the checkpoint supplies every weight
-        model = TimeSformer(cfg)
-    model.to_empty(device="cpu")
-    _load(model, ck, reset_head, hint="from_pretrained", init_head=True)
+    ck = read_checkpoint(path, allow_pickle=allow_pickle)
+    try:
+        cfg = _target_config(ck, overrides)
+        with torch.device("meta"):  # no init cost: the checkpoint supplies every weight
+            model = TimeSformer(cfg)
+        model.to_empty(device="cpu")
+        _load(model, ck, reset_head, hint="from_pretrained", init_head=True)
+    except (ValueError, TypeError) as e:
+        if overrides or reset_head or isinstance(e, CheckpointError):
+            raise
+        # nothing asked of it but its own architecture: the checkpoint contradicts itself
+        raise CheckpointError(_named(str(e), ck.source)) from e
     return model.eval()
 
 
@@ -134,41 +149,66 @@ def load_into(
     path_or_state: str | Path | Mapping[str, Any] | Checkpoint,
     *,
     reset_head: bool = False,
+    allow_pickle: bool = False,
 ) -> nn.Module:
     """Load a checkpoint of any supported format into an existing TimeSformer, strictly.
 
     Stored embeddings are resampled to the model's num_frames / img_size. A head of another
     size raises unless `reset_head=True` (the model's own freshly initialised head is kept).
-    Returns `model`.
+    `allow_pickle`: see `read_checkpoint`. Returns `model`.
     """
     target = _unwrap(model)
-    ck = read_checkpoint(path_or_state)
+    ck = read_checkpoint(path_or_state, allow_pickle=allow_pickle)
     _load(target, ck, reset_head, hint="load_into")
     return model
 
 
-def read_checkpoint(path_or_state: str | Path | Mapping[str, Any] | Checkpoint) -> Checkpoint:
-    """Read a checkpoint file, directory or in-memory dict and recognise its format."""
+def read_checkpoint(
+    path_or_state: str | Path | Mapping[str, Any] | Checkpoint, *, allow_pickle: bool = False
+) -> Checkpoint:
+    """Read a checkpoint file, directory or in-memory dict and recognise its format.
+
+    Never runs code from the file unless `allow_pickle=True`, which unpickles torch files fully
+    (only for files you trust); without it such a file is refused in one line. Raises
+    FileNotFoundError for a missing path and CheckpointError for anything else unreadable:
+    damaged (payload hash mismatch, truncated), refused, unknown format, non-finite weights.
+    """
     if isinstance(path_or_state, Checkpoint):
         return path_or_state
     if isinstance(path_or_state, Mapping):
-        return _from_object(path_or_state, "<state dict>", None)
+        ck = _from_object(path_or_state, "<state dict>", None)
+        check_finite(ck.state, ck.source)
+        return ck
     path = Path(path_or_state).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}{io.hub_hint(path)}")
+    try:
+        ck = _read_path(path, allow_pickle)
+        check_finite(ck.state, ck.source)
+    except (FileNotFoundError, CheckpointError):
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a damaged file trips: one error, one line
+        why = _one_line(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {_one_line(e)}"
+        raise CheckpointError(_named(why, str(path))) from e
+    return ck
+
+
+def _read_path(path: Path, allow_pickle: bool) -> Checkpoint:
     if path.is_dir():
-        return _from_hf_dir(path)
+        return _from_hf_dir(path, allow_pickle)
     if io.is_safetensors(path):
         state, meta = io.read_safetensors(path)
         if meta.get("format") == "timesformer":
             return _ours(*native.from_safetensors(state, meta, str(path)), str(path))
         return _from_object(state, str(path), path.parent)
-    return _from_object(io.torch_load(path), str(path), path.parent)
+    return _from_object(io.torch_load(path, allow_pickle=allow_pickle), str(path), path.parent)
 
 
-def detect_format(path_or_state: str | Path | Mapping[str, Any] | Checkpoint) -> str:
+def detect_format(
+    path_or_state: str | Path | Mapping[str, Any] | Checkpoint, *, allow_pickle: bool = False
+) -> str:
     """Name of the checkpoint's format: ours, official, hf, state_dict, timm_vit or hf_vit."""
-    return read_checkpoint(path_or_state).format
+    return read_checkpoint(path_or_state, allow_pickle=allow_pickle).format
 
 
 # ============================================================================ public API: save
@@ -265,7 +305,7 @@ def _from_object(obj: Any, source: str, folder: Path | None) -> Checkpoint:
     )
 
 
-def _from_hf_dir(path: Path) -> Checkpoint:
+def _from_hf_dir(path: Path, allow_pickle: bool = False) -> Checkpoint:
     conf = io.read_hf_config(path)
     model_type = conf.get("model_type")
     if model_type not in ("timesformer", "vit"):
@@ -273,7 +313,7 @@ def _from_hf_dir(path: Path) -> Checkpoint:
             f"{path / 'config.json'}: model_type {model_type!r} is not a Timesformer or ViT. "
             f"Accepted formats: {ACCEPTED_FORMATS}"
         )
-    state = io.read_hf_weights(path)
+    state = io.read_hf_weights(path, allow_pickle=allow_pickle)
     if model_type == "timesformer":
         return _hf(state, conf, str(path))
     return _hf_vit(state, conf, str(path))
@@ -473,6 +513,16 @@ def _unwrap(model: nn.Module) -> nn.Module:
     inner = unwrap_model(model)
     _config_of(inner)
     return inner
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def _named(message: str, source: str) -> str:
+    """`message`, prefixed with `source` unless it names it already."""
+    return message if source in message else f"{source}: {message}"
 
 
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
