@@ -120,7 +120,8 @@ def test_tiny_run_learns_and_writes_outputs(videos: dict, tmp_path: Path) -> Non
     assert len(epochs) == 5 and len(steps) == result.step
     assert all(r["val_level"] == "clip" and r["val_clips"] == 24 for r in epochs)
     assert all(r["bad_files"] == 0 for r in epochs)
-    assert {"loss", "lr", "clips_per_s"} <= set(steps[0])
+    assert {"loss", "lr", "clips_per_s", "data_wait"} <= set(steps[0])
+    assert all(0.0 <= r["data_wait"] <= 1.0 for r in steps)
     # the checkpoint is our format: from_pretrained rebuilds the model with its class names
     model = from_pretrained(out / "best.pt")
     assert model.config.num_classes == 3 and model.config.labels == videos["labels"]

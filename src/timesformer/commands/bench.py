@@ -66,6 +66,24 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     g.add_argument("--compile", action="store_true", help="torch.compile both models")
     g.add_argument(
+        "--cast-weights",
+        action="store_true",
+        help="bf16: cast both models' weights and the clip to bf16 once (no autocast)",
+    )
+    g.add_argument(
+        "--optimizer",
+        action="store_true",
+        help="with --train: forward + backward + an AdamW step (same optimizer for both), "
+        "no checkpointing comparison",
+    )
+    g.add_argument(
+        "--attention-kernel",
+        default="sdpa",
+        choices=["sdpa", "explicit", "auto"],
+        help="ours, inference: SDPA, explicit batched matmul + softmax, or the faster per "
+        "shape measured once (default sdpa)",
+    )
+    g.add_argument(
         "--train",
         action="store_true",
         help="forward + backward step, with and without checkpointing",
@@ -179,6 +197,9 @@ def _run_selected(
             train=args.train,
             device=device,
             overrides=overrides,
+            cast_weights=args.cast_weights and dtype != "fp32",
+            optimizer=args.optimizer and args.train,
+            attention_kernel=args.attention_kernel,
         )
         for att in _attention_types(args.attention_type)
         for dtype in args.dtype
@@ -204,7 +225,9 @@ def _run_selected(
             peaks=report["matmul_peak_flops"],
             log=log,
         )
-        if case.train:
+        if case.train and case.optimizer:  # the whole optimizer step, ours vs theirs
+            report["train_steps"].append(B.run_case(case, time_it=timing, **kw))
+        elif case.train:
             report["train"].append(B.run_train_case(case, **kw))
         else:
             report["cases"].append(B.run_case(case, time_it=timing, **kw))

@@ -7,7 +7,8 @@ can start mid-epoch, so a resumed run sees what the interrupted one would have s
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -55,3 +56,16 @@ def unpack_batch(batch: Any) -> tuple[Tensor, Tensor, int, Tensor | None]:
         return batch["video"], torch.as_tensor(batch["label"]), n_fail, bad
     video, label = batch[0], batch[1]
     return video, torch.as_tensor(label), 0, None
+
+
+def timed_batches(loader: Iterable[Any]) -> Iterator[tuple[Any, float]]:
+    """(batch, seconds spent waiting for it) for each batch of `loader`: the time the training
+    loop stood still for data (decode, augmentation, or workers not keeping up)."""
+    it = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        yield batch, time.perf_counter() - t0

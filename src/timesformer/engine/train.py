@@ -50,7 +50,7 @@ from .checkpoint import (
     save_training_checkpoint,
 )
 from .config import RunConfig, TrainSection, resolve, save_config
-from .loaders import EpochSampler, seed_worker, unpack_batch
+from .loaders import EpochSampler, seed_worker, timed_batches, unpack_batch
 from .optim import LRSchedule, build_optimizer
 from .progress import epoch_line, plot_curves, progress_bar
 from .runtime import StopFlag, autocast
@@ -84,6 +84,7 @@ class EpochStats:
     step: int = 0  # optimizer steps of the whole run after this epoch
     done_in_epoch: int = 0  # optimizer steps of this epoch done (resumed ones included)
     stopped: bool = False  # a signal arrived (on any rank)
+    data_wait_s: float = 0.0  # seconds this epoch waited for batches (see timed_batches)
 
 
 @torch.no_grad()
@@ -161,15 +162,16 @@ def train_one_epoch(
     """
     st = EpochStats(step=step, done_in_epoch=start)
     world = info.world_size
-    t_log, seen_log = time.time(), 0.0
+    t_log, seen_log, wait_log = time.time(), 0.0, 0.0
     bar = progress_bar(
         steps_per_epoch, start, f"epoch {epoch + 1}/{t.epochs}", info.is_main and t.progress
     )
     micro = 0
     optimizer.zero_grad(set_to_none=True)
-    for batch in loader:
+    for batch, waited in timed_batches(loader):
         if st.done_in_epoch >= steps_per_epoch:
             break
+        st.data_wait_s += waited
         video, label, n_fail, _ = unpack_batch(batch)
         st.failures += n_fail
         video = video.to(device, non_blocking=True)  # (B, 3, T, H, W)
@@ -202,11 +204,14 @@ def train_one_epoch(
         if st.step % t.log_every == 0 or bar is not None:
             now = time.time()
             rate = (st.seen - seen_log) * world / max(now - t_log, 1e-9)
+            # share of the wall time since the last log spent waiting for batches
+            wait = min(1.0, (st.data_wait_s - wait_log) / max(now - t_log, 1e-9))
             if bar is not None:
                 bar.set_postfix(
                     loss=f"{st.loss_sum / max(st.seen, 1):.4f}",
                     lr=f"{lr:.2e}",
                     clips_s=f"{rate:.1f}",
+                    data=f"{wait:.0%}",
                     refresh=False,
                 )
                 bar.update(1)
@@ -219,9 +224,10 @@ def train_one_epoch(
                         "loss": st.loss_sum / max(st.seen, 1),
                         "lr": lr,
                         "clips_per_s": rate,
+                        "data_wait": wait,  # share of the time waiting for data
                     }
                 )
-                t_log, seen_log = now, st.seen
+                t_log, seen_log, wait_log = now, st.seen, st.data_wait_s
         if D.any_rank(stop.signal is not None, device):
             break
     if bar is not None:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import kernels
+
 
 @dataclass
 class AttentionStep:
@@ -54,6 +56,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
+        self.kernel = "sdpa"  # inference kernel: "sdpa", "explicit" or "auto" (kernels.py)
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """x: (G, L, D) -> (G, L, D), and (G, heads, L, L) weights when asked."""
@@ -71,14 +74,14 @@ class Attention(nn.Module):
     def attend(self, x: Tensor) -> Tensor:
         """The heads' attention output before the output projection, by SDPA: (G, L, D) -> same.
 
-        SDPA never builds the (L, L) weights (flash / memory-efficient kernels where available).
+        SDPA never builds the (L, L) weights (flash / memory-efficient kernels where available);
+        in inference `self.kernel` may pick an explicit batched matmul per shape instead.
         """
         G, L, D = x.shape
         qkv = self.qkv(x).view(G, L, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (G, h, L, d), views
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
-        )  # (G, h, L, d)
+        drop = self.attn_drop if self.training else 0.0
+        out = kernels.attend(q, k, v, self.kernel, drop)  # (G, h, L, d)
         return out.transpose(1, 2).reshape(G, L, D)
 
 

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import check_kernel
+
 if TYPE_CHECKING:  # the Block dispatches here; this module never builds one
     from .timesformer import Block
 
@@ -32,14 +34,22 @@ DEFAULT_CHUNK_TOKENS = 4096
 
 
 def set_options(
-    blocks: Iterable[Block], fast: bool = True, chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS
+    blocks: Iterable[Block],
+    fast: bool = True,
+    chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS,
+    attention_kernel: str = "sdpa",
 ) -> None:
-    """Switch the fast path on or off and set its chunk size (None: no chunking) on `blocks`."""
+    """Switch the fast path on or off, set its chunk size (None: no chunking) and the inference
+    attention kernel ("sdpa", "explicit", "auto": see kernels.py) on `blocks`."""
     if chunk_tokens is not None and chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1 or None; got {chunk_tokens}")
+    check_kernel(attention_kernel)
     for blk in blocks:
         blk.fast_inference = fast
         blk.inference_chunk_tokens = chunk_tokens
+        for m in blk.modules():
+            if hasattr(m, "kernel") and hasattr(m, "attend"):  # every Attention of the block
+                m.kernel = attention_kernel
 
 
 def block_forward(block: Block, x: Tensor, geom: tuple[int, int, int]) -> Tensor:

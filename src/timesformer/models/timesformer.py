@@ -318,13 +318,18 @@ class TimeSformer(nn.Module):
         self.grad_checkpointing = enable
 
     def set_inference_options(
-        self, fast: bool = True, chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS
+        self,
+        fast: bool = True,
+        chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS,
+        attention_kernel: str = "sdpa",
     ) -> None:
         """Inference fast path (eval mode without autograd; on by default): same outputs to float
         rounding, fewer copies, and steps run over chunks of at most `chunk_tokens` tokens (None:
         no chunking), so that long clips need far less memory. `fast=False` runs the training
-        path (used by the benchmark as the baseline). See `inference.py`."""
-        inference.set_options(self.blocks, fast, chunk_tokens)
+        path (used by the benchmark as the baseline). `attention_kernel`: "sdpa", "explicit"
+        (batched matmul + softmax) or "auto" (the faster of the two per shape, measured once);
+        see `inference.py` and `kernels.py`."""
+        inference.set_options(self.blocks, fast, chunk_tokens, attention_kernel)
 
     def get_classifier(self) -> nn.Module:
         return self.head

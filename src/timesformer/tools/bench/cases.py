@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ...engine.runtime import autocast
 from ...models.config import TimeSformerConfig, _pair, get_config
+from ...models.kernels import check_kernel
 from ...models.timesformer import TimeSformer
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -42,6 +43,10 @@ class Case:
     train: bool = False
     grad_checkpointing: bool = False
     device: str = "cpu"
+    # bf16: cast the weights and the clip once (model.to(bfloat16)) instead of autocast
+    cast_weights: bool = False
+    optimizer: bool = False  # training step: also an AdamW step (foreach; fused where asked)
+    attention_kernel: str = "sdpa"  # ours, inference: "sdpa", "explicit", "auto" (kernels.py)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -49,6 +54,9 @@ class Case:
             raise ValueError(f"dtype={self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        if self.cast_weights and self.dtype == "fp32":
+            raise ValueError("cast_weights needs dtype bf16 (fp32 weights are already fp32)")
+        check_kernel(self.attention_kernel)
         self.config()  # validates model name, attention type and overrides
 
     def config(self) -> TimeSformerConfig:
@@ -72,12 +80,16 @@ class Case:
             _SHORT[cfg.attention_type],
             f"{cfg.num_frames}x{size}",
             f"b{self.batch_size}",
-            self.dtype,
+            self.dtype + ("-weights" if self.cast_weights else ""),
         ]
+        if self.attention_kernel != "sdpa":
+            parts.append(f"attn={self.attention_kernel}")
         if self.compile:
             parts.append("compile")
         if self.train:
             parts.append("train+ckpt" if self.grad_checkpointing else "train")
+            if self.optimizer:
+                parts.append("+adamw")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,6 +156,8 @@ def make_runner(case: Case, impl: str, seed: int = 0) -> Runner:
             model.set_grad_checkpointing(True)
         if impl == "baseline":
             model.set_inference_options(fast=False)
+        elif case.attention_kernel != "sdpa":
+            model.set_inference_options(attention_kernel=case.attention_kernel)
     else:
         model = build_hf_model(cfg)
         if case.grad_checkpointing:
@@ -154,11 +168,17 @@ def make_runner(case: Case, impl: str, seed: int = 0) -> Runner:
     x = torch.randn(case.batch_size, cfg.in_chans, cfg.num_frames, h, w, device=device)
     if impl == "hf":
         x = x.transpose(1, 2).contiguous()  # (B, T, C, H, W)
+    amp: str | None = case.dtype
+    if case.cast_weights:  # weights and clip in bf16 once, no autocast re-casting every call
+        model.to(DTYPES[case.dtype])
+        x = x.to(DTYPES[case.dtype])
+        amp = None
     fn = torch.compile(model) if case.compile else model
     params = sum(p.numel() for p in model.parameters())
+    opt = make_optimizer(model, device) if case.train and case.optimizer else None
 
     def forward() -> Tensor:
-        with autocast(device, case.dtype):
+        with autocast(device, amp):
             return fn(pixel_values=x).logits if impl == "hf" else fn(x)
 
     def infer() -> Tensor:
@@ -171,6 +191,18 @@ def make_runner(case: Case, impl: str, seed: int = 0) -> Runner:
         logits = forward()
         loss = logits.float().logsumexp(-1).mean()  # any scalar of the logits
         loss.backward()
+        if opt is not None:
+            opt.step()
         return logits.detach()
 
     return Runner(impl, model, train_step if case.train else infer, params, device)
+
+
+def make_optimizer(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """The benchmark's AdamW, the same for every implementation: the fused kernel where this
+    torch has it for the device (CPU and CUDA in torch >= 2.4), else the foreach one."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.AdamW(params, lr=1e-4, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch or an unsupported device
+        return torch.optim.AdamW(params, lr=1e-4, foreach=True)

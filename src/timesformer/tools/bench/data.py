@@ -8,6 +8,9 @@ every 2 s, a panning texture with moving shapes; cached), then measures clips pe
   CPU time per clip;
 * a DataLoader over VideoDataset (decode + scale/crop/flip + normalise to 224) with N workers;
 
+* the model's clips/s for the same clip geometry (8 x 224, a training step or inference;
+  `--model none` skips it), next to the loader's, naming which of the two bounds training;
+
 each against the naive way in the same run (decode and convert every frame, then index, as
 ``torchvision.io.read_video``-style loaders do), interleaved clip by clip or run by run so both
 see the same machine load. Prints a Markdown table; ``--out`` writes the numbers as JSON::
@@ -133,6 +136,42 @@ def loader_rate(ds, workers: int, count: int) -> float:
     return rate
 
 
+def model_rate(
+    preset: str, mode: str = "train", depth: int | None = None, threads: int = 1, runs: int = 3
+) -> dict:
+    """The model's clips/s on 8 x 224 clips, batch 1 (median of `runs` after one warm-up):
+    a training step (forward + backward) or inference; for comparison with the loader."""
+    from ...models.factory import create_model
+
+    over = {"num_frames": 8, "img_size": 224, "num_classes": 400}
+    if depth is not None:
+        over["depth"] = depth
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = create_model(preset, **over).train(mode == "train")
+        x = torch.randn(1, 3, 8, 224, 224)  # (B, C, T, H, W)
+
+        def step() -> None:
+            if mode == "train":
+                model.zero_grad(set_to_none=False)
+                model(x).logsumexp(-1).mean().backward()
+            else:
+                with torch.no_grad():
+                    model(x)
+
+        step()
+        ts = []
+        for _ in range(max(runs, 1)):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old)
+    return {"model": preset, "mode": mode, "depth": depth, "threads": threads,
+            "clips_per_s": 1.0 / statistics.median(ts)}  # fmt: skip
+
+
 # ------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark with command-line style arguments; returns an exit code."""
@@ -145,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache",
                     "timesformer", "bench_videos"), help="where the rendered videos are kept")  # fmt: skip
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--model", default="timesformer_base",
+                    help="preset whose clips/s on the same 8 x 224 clips is shown next to the "
+                    "loader's (default timesformer_base; 'none': skip)")  # fmt: skip
+    ap.add_argument("--model-mode", default="train", choices=["train", "infer"],
+                    help="a training step (forward + backward, default) or inference")  # fmt: skip
+    ap.add_argument("--model-depth", type=int, default=None, help="blocks (default: preset)")
+    ap.add_argument("--model-threads", type=int, default=None,
+                    help="torch threads for the model (default: all cores)")  # fmt: skip
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -216,6 +263,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}, {workers} workers: ours {r['ours']:.2f}, naive {r['naive']:.2f} clips/s",
               flush=True)  # fmt: skip
 
+    model_row = None
+    if args.model != "none":
+        threads = args.model_threads or os.cpu_count() or 1
+        model_row = model_rate(args.model, args.model_mode, args.model_depth, threads, args.runs)
+        print(f"model {model_row['model']} ({model_row['mode']}, 8 x 224, batch 1, "
+              f"{threads} threads): {model_row['clips_per_s']:.2f} clips/s", flush=True)  # fmt: skip
+        loaders = [r for r in rows if r["workers"] != "1 process"]
+        for r in loaders:
+            r["bound_by"] = "data" if r["ours"] < model_row["clips_per_s"] else "model"
     env = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
            "torch": torch.__version__, "av": av.__version__, "video": meta,
            "render_s": round(render_s, 1)}  # fmt: skip
@@ -228,11 +284,17 @@ def main(argv: list[str] | None = None) -> int:
                f"({r['naive_cpu_ms'] / r['ours_cpu_ms']:.1f}x)") if "ours_cpu_ms" in r else "-"  # fmt: skip
         print(f"| {r['case']} | {r['workers']} | {r['ours']:.2f} | {r['naive']:.2f} | "
               f"{r['ours'] / r['naive']:.1f}x | {cpu} |")  # fmt: skip
+    if model_row is not None:
+        print(f"\nmodel vs loader (same 8 x 224 clips): {model_row['model']} "
+              f"{model_row['mode']} {model_row['clips_per_s']:.2f} clips/s; "
+              + "; ".join(f"{r['workers']} workers: loader {r['ours']:.2f} clips/s, "
+                          f"bound by the {r['bound_by']}" for r in rows if "bound_by" in r))  # fmt: skip
     print(
         f"\nvideos: {json.dumps(meta)}; {env['cores']} cores, torch {env['torch']}, av {env['av']}"
     )
     if args.out:
-        atomic_write_text(args.out, json.dumps({"env": env, "rows": rows}, indent=2))
+        out = {"env": env, "rows": rows, "model": model_row}
+        atomic_write_text(args.out, json.dumps(out, indent=2))
     return 0
 
 

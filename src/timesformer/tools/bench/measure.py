@@ -72,14 +72,45 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
+# runs of one case varying by more than this (max - min over median): the machine was busy
+SPREAD_WARN = 0.20
+
+
+def spread(seconds: list[float]) -> float:
+    """(max - min) / median of a case's runs: 0 for identical runs; one run gives 0."""
+    med = statistics.median(seconds)
+    return (max(seconds) - min(seconds)) / med if med > 0 else 0.0
+
+
 def summarize(seconds: list[float]) -> dict[str, Any]:
-    """Median, min and max of a list of timings (seconds)."""
+    """Median, min, max and spread of a list of timings (seconds); `busy` when the spread is
+    over SPREAD_WARN (the machine's load changed during the runs: ratios are less sure)."""
+    sp = spread(seconds)
     return {
         "median": statistics.median(seconds),
         "min": min(seconds),
         "max": max(seconds),
+        "spread": sp,
+        "busy": len(seconds) > 1 and sp > SPREAD_WARN,
         "runs": [round(s, 7) for s in seconds],
     }
+
+
+def spread_warning(result: dict[str, Any]) -> str | None:
+    """One line naming the implementations of a case result whose runs varied by more than
+    SPREAD_WARN, or None when all were steady."""
+    busy = {
+        k: e["latency_s"]["spread"]
+        for k, e in result.get("impls", {}).items()
+        if e.get("latency_s", {}).get("busy")
+    }
+    if not busy:
+        return None
+    parts = ", ".join(f"{k} {100 * v:.0f}%" for k, v in busy.items())
+    return (
+        f"runs varied by more than {100 * SPREAD_WARN:.0f}% ({parts}; max - min over median): "
+        "the machine was busy, the ratio is less sure"
+    )
 
 
 def matmul_peak(

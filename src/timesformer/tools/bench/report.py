@@ -43,7 +43,15 @@ def _ratio_cell(result: dict[str, Any], impl: str, what: str) -> str:
     text = _f(result["ratios"][what + key])
     if what == "time" and "cpu_time" + key in result["ratios"]:
         text += f" (cpu {result['ratios']['cpu_time' + key]:.2f})"
+    if what == "time" and result.get("spread_warning"):
+        text += " " + busy_mark(result)
     return ("ours/baseline " if impl == "baseline" else "") + text
+
+
+def busy_mark(result: dict[str, Any]) -> str:
+    """'busy (spread 35%)': the largest spread of a case whose runs varied by over 20%."""
+    sp = max(e.get("latency_s", {}).get("spread", 0.0) for e in result["impls"].values())
+    return f"**busy** (spread {100 * sp:.0f}%)"
 
 
 _CASE_HEAD = (
@@ -77,7 +85,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         out += ["| goal | measured | target | met |", "|---|---:|---:|---|"]
         for g in report["goals"]:
             met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
-            out.append(f"| {g['goal']} | {_f(g['measured'])} | <= {g['target']:.2f} | {met} |")
+            if g.get("busy"):
+                met += f" ({g['busy']})"
+            op = ">=" if g.get("at_least") else "<="
+            out.append(f"| {g['goal']} | {_f(g['measured'])} | {op} {g['target']:.2f} | {met} |")
     for r in report.get("cases", []):
         fr = {k: e["peak_fraction"] for k, e in r["impls"].items() if "peak_fraction" in e}
         if r["geometry"]["attention_type"] == "divided_space_time" and fr:
@@ -106,13 +117,20 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
         if kernels:
             out.append(f"SDPA kernels that ran (ours): {', '.join(kernels)}.")
+        if any(r.get("spread_warning") for r in report["cases"]):
+            out.append(
+                "**busy**: that case's runs varied by more than 20% (max - min over median): "
+                "the machine's load changed during it; its ratio is less sure."
+            )
         for n in notes:
             out.append(f"Note: {n}.")
-    if report.get("train"):
+    if report.get("train") or report.get("train_steps"):
         out += ["", "### Training step (forward + backward)", "", _CASE_HEAD]
-        for t in report["train"]:
+        for t in report.get("train", []):
             for key in ("without_checkpointing", "with_checkpointing"):
                 out += _impl_rows(t[key])
+        for r in report.get("train_steps", []):  # + AdamW: the whole optimizer step
+            out += _impl_rows(r)
         out.append("")
         for t in report["train"]:
             eq = t["equality"]
