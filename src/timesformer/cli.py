@@ -38,6 +38,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
         prog="timesformer",
         description="TimeSformer video transformers: train, evaluate, predict, explain, bench.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     available: dict[str, str] = {}
     for name, (module, help_text) in COMMANDS.items():
@@ -52,6 +53,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     return parser, available
 
 
+def _version() -> str:
+    """The installed package's version (importlib.metadata), or "unknown" from a bare tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("timesformer")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _one_line_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can fix: printed as one line (the full traceback with --debug).
+
+    ValueError covers its subclasses (the config's, InputError, ConfigChangedError, ...);
+    OutputError (an OSError) is an output location that cannot be written.
+    """
+    from .files import OutputError
+
+    return (FileNotFoundError, OutputError, ValueError, RuntimeError, KeyError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, _ = build_parser()
     args = parser.parse_args(argv)
@@ -60,14 +82,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mod = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(mod.run(args) or 0)
+        code = int(mod.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
+    except BrokenPipeError:
+        # `timesformer predict ... --json | head -1`: the reader left; exit quietly, and point
+        # stdout at devnull so the interpreter's final flush does not complain
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
+    except _one_line_errors() as e:
         if getattr(args, "debug", False):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        if isinstance(e, KeyError) and e.args:
+            text = str(e.args[0])
+        msg = text.splitlines()[0] if text else type(e).__name__
         print(f"timesformer {args.command}: error: {msg}", file=sys.stderr)
         return 1
 

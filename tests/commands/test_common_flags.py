@@ -49,6 +49,7 @@ def test_train_without_flags_keeps_the_config(capsys: pytest.CaptureFixture[str]
 
 def test_bad_device_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     video = tmp_path / "v.mp4"
+    video.write_bytes(b"")  # inputs are checked before the device: this one exists
     rc = main(["predict", str(video), "-c", str(tmp_path), "--device", "tpu:9"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "--device" in err[0]

@@ -233,11 +233,13 @@ def test_cli_json_structure(video, ours, tmp_path, capsys) -> None:
     out, err = capsys.readouterr()
     assert rc == 1 and "nope.mp4" in err
     d = json.loads(out)
-    assert set(d) == {"checkpoint", "settings", "predictions", "errors"}
-    assert d["settings"]["sampling_rate"] == 3
-    assert d["errors"] == [{"path": str(tmp_path / "nope.mp4"), "error": d["errors"][0]["error"]}]
+    assert set(d) == {"checkpoint", "settings", "warnings", "predictions", "errors"}
+    assert d["settings"]["sampling_rate"] == 3 and d["warnings"] == []
+    assert d["errors"] == [
+        {"path": str(tmp_path / "nope.mp4"), "error": d["errors"][0]["error"], "warnings": []}
+    ]
     (p,) = d["predictions"]
-    assert p["path"] == str(video) and p["views"] == "long x1"
+    assert p["path"] == str(video) and p["views"] == "long x1" and p["warnings"] == []
     assert [t["label"] for t in p["topk"]][0] == p["label"]
     assert {t["label"] for t in p["topk"]} == {"north", "south", "east"}
     assert sum(t["prob"] for t in p["topk"]) == pytest.approx(1.0, abs=1e-5)

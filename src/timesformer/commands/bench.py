@@ -156,6 +156,12 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"--device {device}: torch sees no CUDA device here")
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    from ..files import check_output_file
+
+    if args.write:  # before minutes of timing
+        check_output_file(args.write, "--write file")
+    if getattr(args, "plot", None):
+        check_output_file(args.plot, "--plot file")
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     compare = tuple(dict.fromkeys(args.compare))
 

@@ -114,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     existing = dst / "config.json" if fmt == "hf" else dst
     if existing.exists() and not args.force:
         raise ValueError(f"{existing} exists; pass --force to overwrite it")
+    from ..files import check_output_file, ensure_dir
+
+    if fmt == "hf":  # checked before anything is read: a folder that can be made and written
+        ensure_dir(dst.parent if not dst.exists() else dst, "folder for DST")
+    else:
+        check_output_file(dst, "DST")
 
     overrides: dict[str, Any] = {}
     for name in ("num_frames", "img_size", "num_classes", "attention_type", "num_heads"):

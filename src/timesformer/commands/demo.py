@@ -33,7 +33,9 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.demo import results_table, run_demo
+    from ..files import ensure_dir
 
+    ensure_dir(args.out, "--out folder")  # before minutes of training
     quiet = bool(args.json)
     say = (lambda s: print(s, file=sys.stderr, flush=True)) if quiet else print
     summary = run_demo(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config, parse_views
     from ..engine.evaluate import evaluate_checkpoint
 
+    # the data layer logs an unreadable video once per process (workers too); eval reports
+    # each bad video itself, once, below and in failed.txt
+    logging.getLogger("timesformer.data.datasets").setLevel(logging.ERROR)
     cfg = load_config(args.config, list(args.overrides))
     views = parse_views(args.views, "--views") if args.views else None
     done = evaluate_checkpoint(
@@ -84,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         _print(summary, Path(summary["files"]["summary"]).parent)
     for f in result.failed:
         print(f"timesformer eval: could not decode {f['path']}: {f['error']}", file=sys.stderr)
+    for w in result.warnings:
+        for text in w["warnings"]:
+            print(f"timesformer eval: warning: {w['path']}: {text}", file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,7 @@ Heavy imports (torch, the engine) happen in `run`, so `timesformer --help` stays
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .common import (
@@ -76,10 +77,15 @@ def run(args: argparse.Namespace) -> int:
     video_path = Path(args.video)
     if not video_path.is_file():
         raise FileNotFoundError(f"video {video_path} not found")
+    from ..files import ensure_dir
+
+    ensure_dir(args.out, "--out folder")  # before the model runs
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)
     video, shown, indices, times = read_clip(video_path, settings)
-    with autocast(device, args.amp):
+    from ..engine.records import recorded_warnings
+
+    with recorded_warnings() as caught, autocast(device, args.amp):
         result = explain(
             model,
             video,
@@ -94,7 +100,10 @@ def run(args: argparse.Namespace) -> int:
         "frame_indices": indices,
         "frame_times": [round(t, 4) for t in times],
         "settings": settings_dict(settings),
+        "warnings": caught,  # e.g. a uniform map on zero relevance: recorded, not hidden
     }
+    for w in caught:
+        print(f"timesformer explain: warning: {w}", file=sys.stderr)
     paths = save_explanation(result, shown, args.out, extra=extra, times=times)
     if args.json:
         print(paths["summary"].read_text(), end="")

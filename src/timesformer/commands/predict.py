@@ -28,15 +28,21 @@ examples:
 Geometry (frames, size) comes from the checkpoint config; the sampling rate from the
 checkpoint's training config when it has one (ours, official), else the official default for
 its frame count (8 -> 32, 16 -> 16, 96 -> 4). Class names: --labels FILE, else the checkpoint's,
-else Kinetics-400 for a 400-way head, else class_<i>. A video that cannot be read is reported on
-stderr and the others are still predicted; the exit code is then 1.
+else Kinetics-400 for a 400-way head, else class_<i>. A video that cannot be read (or an image)
+is reported on stderr and the others are still predicted; the exit code is then 1. Warnings
+(e.g. a truncated file) are printed and recorded per video in --json and --out.
 """
 
 
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to classify")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files, folders (searched recursively), globs or list files (.txt/.csv)",
+    )
     add_model_arguments(p, json_help="machine-readable output on stdout (no progress bar)")
     p.add_argument("--topk", type=int, default=5, help="labels to show per video (default 5)")
     add_views_argument(
@@ -72,13 +78,44 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "DIR/<video>.timeline.png")  # fmt: skip
     add_labels_argument(p)
     p.add_argument("--batch-size", type=int, default=4, help="model inputs per forward pass")
+    p.add_argument(
+        "--out",
+        "-o",
+        default=None,
+        metavar="CSV",
+        help="also write a CSV row per video as it goes (path,start,end,label,prob,topk,status,"
+        "error,warnings); with --long a row per clip too",
+    )
     add_clip_arguments(p)
     return p
+
+
+CSV_COLUMNS = ("path", "start", "end", "label", "prob", "topk", "status", "error", "warnings")
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)  # fmt: skip
+
+
+def image_kind(path: Any) -> str | None:
+    """ "PNG", "JPEG", ... when the file starts like a still image (magic bytes), else None.
+
+    A stand-in until the reader says so itself: FFmpeg decodes an image as a one-frame video.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((kind for magic, kind in _IMAGE_MAGIC if head.startswith(magic)), None)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import VideoDecodeError
     from ..engine.predict import predict, resolve_labels, settings_dict
+    from ..engine.records import RowWriter, recorded_warnings
 
     if args.topk < 1:
         raise ValueError(f"--topk must be >= 1; got {args.topk}")
@@ -87,44 +124,81 @@ def run(args: argparse.Namespace) -> int:
     if args.segments:
         args.long = True
         _check_segment_args(args)
-    model, settings, device = load_model_for_clips(args)
+    inputs, bad_inputs = _expand(args.videos)
+    if args.out:
+        from ..files import check_output_file
+
+        check_output_file(args.out, "--out file")  # before the model loads
+    with recorded_warnings() as load_warnings:
+        model, settings, device = load_model_for_clips(args)
+    for w in load_warnings:
+        print(f"timesformer predict: warning: {args.checkpoint}: {w}", file=sys.stderr)
     names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
     views = args.views or ("1x1" if args.long else "1x3")
     stems: set[str] = set()
-    progress = args.long and not args.no_progress and sys.stderr.isatty()
+    tty = sys.stderr.isatty() and not args.no_progress
+    progress = args.long and tty
     results: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
-    for path in args.videos:
-        try:
-            pred = predict(
-                model,
-                path,
-                topk=args.topk,
-                views=views,
-                long=args.long,
-                settings=settings,
-                labels=names,
-                batch_size=args.batch_size,
-                device=device,
-                amp=args.amp,
-                progress=progress,
-            )
-        except (VideoDecodeError, FileNotFoundError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"timesformer predict: error: {msg}", file=sys.stderr)
-            errors.append({"path": str(path), "error": msg})
-            continue
-        d = pred.to_dict()
-        segs = None
-        if args.segments:
-            segs = _segments(args, pred, names, d, stems)
-        results.append(d)
-        if not args.json:
-            _print(pred, every_clip=args.every_clip, segments=segs)
+    errors: list[dict[str, Any]] = []
+    rows = RowWriter(args.out, CSV_COLUMNS) if args.out else None
+    for arg, msg in bad_inputs:  # each named once; the other inputs are still predicted
+        print(f"timesformer predict: error: {msg}", file=sys.stderr)
+        errors.append({"path": arg, "error": msg, "warnings": []})
+        if rows is not None:
+            rows.write([arg, "", "", "", "", "", "error", msg, ""])
+    items: Any = inputs
+    if tty and len(inputs) > 1 and not args.long:
+        from tqdm import tqdm
+
+        items = tqdm(inputs, desc="predict", unit="video", dynamic_ncols=True)
+    try:
+        for item in items:
+            path = str(item.path)
+
+            def on_clip(c: Any, path: str = path) -> None:
+                if rows is not None:
+                    rows.write([path, f"{c.start:.3f}", f"{c.end:.3f}", c.label,
+                                f"{c.prob:.6g}", _topk_text(c.topk), "clip", "", ""])  # fmt: skip
+
+            with recorded_warnings() as caught:
+                try:
+                    kind = image_kind(item.path)
+                    if kind is not None:
+                        raise VideoDecodeError(path, f"an image ({kind}), not a video")
+                    pred = predict(
+                        model, item.path, topk=args.topk, views=views, long=args.long,
+                        settings=settings, labels=names, batch_size=args.batch_size,
+                        device=device, amp=args.amp, progress=progress, on_clip=on_clip,
+                    )  # fmt: skip
+                except (VideoDecodeError, FileNotFoundError, ValueError) as e:
+                    pred, err = None, e
+            for w in caught:
+                print(f"timesformer predict: warning: {path}: {w}", file=sys.stderr)
+            if pred is None:
+                text = str(err).strip()
+                msg = text.splitlines()[0] if text else type(err).__name__
+                print(f"timesformer predict: error: {msg}", file=sys.stderr)
+                errors.append({"path": path, "error": msg, "warnings": caught})
+                if rows is not None:
+                    rows.write([path, "", "", "", "", "", "error", msg, " | ".join(caught)])
+                continue
+            record = pred.to_dict()
+            record["warnings"] = caught
+            segs = _segments(args, pred, names, record, stems) if args.segments else None
+            results.append(record)
+            if rows is not None:
+                rows.write([path, "0.000", f"{pred.duration:.3f}", pred.label, f"{pred.prob:.6g}",
+                            _topk_text(pred.topk), "ok", "", " | ".join(caught)])  # fmt: skip
+            if not args.json:
+                _print(pred, every_clip=args.every_clip, segments=segs)
+    finally:
+        if rows is not None:
+            rows.close()
     if args.json:
         out = {
             "checkpoint": str(args.checkpoint),
             "settings": settings_dict(settings),
+            "warnings": load_warnings,
             "predictions": results,
             "errors": errors,
         }
@@ -163,6 +237,29 @@ def _segments(args: argparse.Namespace, pred: Any, names: list[str], d: dict, st
         stems.add(stem)
         d["files"] = write_prediction_outputs(args.out_dir, stem, pred, names, segs)
     return segs
+
+
+def _expand(args: list[str]) -> tuple[list[Any], list[tuple[str, str]]]:
+    """The videos the arguments name (files, folders, globs, list files), and (argument, one
+    line) for each that names none (a URL, a missing path). All bad: InputError up front."""
+    from ..data.inputs import InputError, expand_inputs
+
+    found: list[Any] = []
+    bad: list[tuple[str, str]] = []
+    for arg in args:
+        try:
+            found.extend(expand_inputs([arg]))
+        except InputError as e:
+            bad.append((arg, str(e)))
+    if not found:
+        raise InputError(bad[0][1])
+    seen: set[Any] = set()
+    unique = [v for v in found if not (v.path.resolve() in seen or seen.add(v.path.resolve()))]
+    return unique, bad
+
+
+def _topk_text(topk: Any) -> str:
+    return "|".join(f"{name}:{prob:.4g}" for name, prob in topk)
 
 
 def _print(pred: Any, every_clip: bool = False, segments: Any = None) -> None:

@@ -73,6 +73,9 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..files import ensure_dir
+
+    ensure_dir(args.out_dir, "output folder")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     info = render_dataset(
         args.out_dir, args.kind, num_train=args.num_train, num_val=args.num_val,

@@ -41,9 +41,18 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="resume from this checkpoint (default: output_dir/last.pt when it exists)",
     )
     g.add_argument(
+        "--fresh",
         "--no-resume",
+        dest="no_resume",
         action="store_true",
-        help="start from scratch even if output_dir/last.pt exists (it gets overwritten)",
+        help="start from scratch even if output_dir/last.pt exists (it gets overwritten); "
+        "the same as train.resume=false",
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume although the config differs from the checkpoint's: the new lr, weight "
+        "decay, schedule and batch apply (default: refuse, listing the differences)",
     )
     p.add_argument(
         "--max-epochs",
@@ -95,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
     resume: str | bool | None = args.resume
     if args.no_resume:
         resume = False
-    result = train(cfg, resume=resume, max_epochs=args.max_epochs)
+    result = train(
+        cfg,
+        resume=resume,
+        max_epochs=args.max_epochs,
+        allow_config_change=args.allow_config_change,
+    )
     from ..engine.distributed import env_world
 
     if env_world()[0] != 0:

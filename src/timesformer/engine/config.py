@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ class TrainSection:
     tensorboard: bool = False
     progress: bool = True  # tqdm progress bar
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
+    resume: bool = True  # continue from output_dir/last.pt when it exists (false: start fresh)
 
 
 @dataclass
@@ -443,7 +445,7 @@ def load_config(spec: str | Path | None = None, overrides: list[str] | None = No
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+            raise ValueError(f"{path}: not valid YAML: {yaml_error_text(e)}") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: the top level must be a mapping of sections")
     # validate the file alone first, so that its errors name the file
@@ -454,6 +456,15 @@ def load_config(spec: str | Path | None = None, overrides: list[str] | None = No
     return RunConfig.from_dict(raw, source)
 
 
+def yaml_error_text(e: Exception) -> str:
+    """`line N, column M: problem` of a YAML syntax error (its problem_mark), on one line."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return problem
+
+
 def resolve(cfg: RunConfig) -> RunConfig:
     """A copy with the keys that follow others filled in from the model preset: model
     geometry (num_classes, num_frames, img_size, ...) and data.num_frames / data.crop_size."""
@@ -461,7 +472,10 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
     cfg = RunConfig.from_dict(cfg.to_dict())
     m = cfg.model
-    preset = get_config(m.name, **model_overrides(m))
+    try:
+        preset = get_config(m.name, **model_overrides(m))
+    except ValueError as e:  # the model's words ("img_size=30 ...") with the config's keys
+        raise ValueError(_MODEL_KEY_RE.sub(r"model.\1=", str(e))) from None
     for k in _MODEL_KEYS:
         if k == "img_size":
             continue  # resolved below from the preset's grid
@@ -476,6 +490,13 @@ def resolve(cfg: RunConfig) -> RunConfig:
         cfg.data.num_frames = m.num_frames
     if cfg.data.crop_size is None:
         cfg.data.crop_size = m.img_size
+    lo = cfg.data.train_jitter[0]
+    if lo < cfg.data.crop_size:
+        raise ValueError(
+            f"data.train_jitter={cfg.data.train_jitter!r}: the shortest side {lo} is smaller "
+            f"than the crop (data.crop_size / model.img_size = {cfg.data.crop_size}); raise "
+            "data.train_jitter or lower data.crop_size"
+        )
     return cfg
 
 
@@ -485,6 +506,9 @@ _MODEL_KEYS = (
     *("drop_path_rate", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio"),
     "zero_init_temporal_fc",
 )
+
+
+_MODEL_KEY_RE = re.compile(r"(?<![.\w])(" + "|".join(_MODEL_KEYS) + r")=")
 
 
 def model_overrides(m: ModelSection) -> dict[str, Any]:

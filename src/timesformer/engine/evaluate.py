@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .records import RowWriter, VideoStream, attribute_warnings, recorded_warnings
 from .runtime import autocast
 
 AGGREGATIONS = ("mean_softmax", "sum_logits")
@@ -149,6 +150,7 @@ class EvalResult:
     views: str
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"path", "error", "views_ok"}
     evaluated_mask: Tensor | None = None  # (V,) True where at least one view decoded
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # {"path", "warnings"}
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (the `--json` output of `timesformer eval`)."""
@@ -163,6 +165,7 @@ class EvalResult:
             "views": self.views,
             "aggregate": self.aggregate,
             "failed": self.failed,
+            "warnings": self.warnings,
         }
 
 
@@ -176,8 +179,14 @@ def run_views(
     num_workers: int = 0,
     amp: str = "off",
     progress: bool = False,
+    on_video: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Logits of every view this process is given (its DDP shard when a process group is up).
+
+    `on_video` (one process only) is called with {"index", "path", "label", "scores" (n, C)
+    logits of its decoded views, "error", "warnings"} as soon as a video's views are done, so
+    results can be written as they go. Warnings raised while a batch is read (in this process:
+    with num_workers=0) are recorded against the videos of that batch.
 
     `dataset` items are dicts with `video` (3, T, S, S), `label`, `index` (video), `view`,
     `path` and `error` ("" when decoded; views that failed are not run through the model).
@@ -209,13 +218,20 @@ def run_views(
     score_parts: list[Tensor] = []
     videos: dict[int, tuple[str, int]] = {}
     failed: dict[int, tuple[str, str]] = {}
-    it = loader
+    warned: dict[int, list[str]] = {}
+    stream = VideoStream(on_video if not distributed else None, failed, warned)
+    it: Any = loader
     if progress:
         from tqdm import tqdm
 
         it = tqdm(loader, desc="eval", unit="batch", dynamic_ncols=True)
+    it = iter(it)
     try:
-        for batch in it:
+        while True:
+            with recorded_warnings() as caught:
+                batch = next(it, None)
+            if batch is None:
+                break
             index = torch.as_tensor(batch["index"]).long()  # (B,)
             view = torch.as_tensor(batch["view"]).long()  # (B,)
             label = torch.as_tensor(batch["label"]).long()  # (B,)
@@ -225,15 +241,18 @@ def run_views(
                 videos.setdefault(v, (paths[i], int(label[i])))
                 if errors[i]:
                     failed.setdefault(v, (paths[i], errors[i]))
+            attribute_warnings(caught, index.tolist(), paths, warned)
             ok = torch.tensor([not e for e in errors], dtype=torch.bool)  # (B,)
-            if not ok.any():
-                continue
-            x = batch["video"][ok].to(dev, non_blocking=True)  # (b, 3, T, S, S)
-            with autocast(dev, amp):
-                logits = model(x)  # (b, C)
-            idx_parts.append(index[ok])
-            view_parts.append(view[ok])
-            score_parts.append(logits.float().cpu())
+            logits = torch.zeros(0)
+            if ok.any():
+                x = batch["video"][ok].to(dev, non_blocking=True)  # (b, 3, T, S, S)
+                with autocast(dev, amp):
+                    logits = model(x).float().cpu()  # (b, C)
+                idx_parts.append(index[ok])
+                view_parts.append(view[ok])
+                score_parts.append(logits)
+            stream.add(index, ok, logits, paths, label)
+        stream.finish()
     finally:
         model.train(was_training)
     C = int(getattr(getattr(model, "config", None), "num_classes", 0) or 0)
@@ -243,6 +262,7 @@ def run_views(
         "scores": torch.cat(score_parts) if score_parts else torch.zeros(0, C),
         "videos": videos,
         "failed": failed,
+        "warnings": warned,
     }
 
 
@@ -252,11 +272,13 @@ def _gather(part: dict[str, Any]) -> dict[str, Any]:
         return part
     parts: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, part)
-    out: dict[str, Any] = {"videos": {}, "failed": {}}
+    out: dict[str, Any] = {"videos": {}, "failed": {}, "warnings": {}}
     for key in ("index", "view", "scores"):
         out[key] = torch.cat([p[key] for p in parts])
     for p in parts:
         out["videos"].update(p["videos"])
+        for k, ws in p.get("warnings", {}).items():
+            out["warnings"].setdefault(k, []).extend(w for w in ws if w not in out["warnings"][k])
         for k, v in p["failed"].items():
             out["failed"].setdefault(k, v)
     return out
@@ -274,6 +296,7 @@ def evaluate(
     amp: str = "off",
     progress: bool = False,
     views: str | None = None,
+    on_video: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalResult:
     """Multi-view testing of `model` on `dataset` (a `VideoDataset` in "val"/"test" mode).
 
@@ -284,7 +307,8 @@ def evaluate(
     decoded view is left out of the metrics (`num_evaluated` says how many were scored).
 
     Under an initialised torch.distributed process group each rank runs its shard of the views
-    and the scores are gathered, so every rank returns the same result.
+    and the scores are gathered, so every rank returns the same result. `on_video`: see
+    `run_views` (results as they go).
     """
     if aggregate not in AGGREGATIONS:
         raise ValueError(f"aggregate={aggregate!r} is not one of {', '.join(AGGREGATIONS)}")
@@ -301,6 +325,7 @@ def evaluate(
         num_workers=num_workers,
         amp=amp,
         progress=progress,
+        on_video=on_video,
     )
     allp = _gather(part)
     num_videos = int(getattr(dataset, "num_videos", 0) or 0)
@@ -336,6 +361,10 @@ def evaluate(
         views=views,
         failed=failed,
         evaluated_mask=evaluated,
+        warnings=[
+            {"path": paths[i] if i < len(paths) else "", "warnings": ws}
+            for i, ws in sorted(allp.get("warnings", {}).items())
+        ],
     )
 
 
@@ -356,20 +385,13 @@ def write_eval_outputs(
     if mask is None:
         mask = result.views_per_video > 0
     pred_path = out / "predictions.csv"
-    with pred_path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "target", "target_name", "pred", "pred_name", "score", "correct",
-                    "views", "top5"])  # fmt: skip
+    warned = {d["path"]: d["warnings"] for d in result.warnings}
+    with RowWriter(pred_path, PREDICTION_COLUMNS) as w:
         for i, path in enumerate(result.paths):
             t = int(result.targets[i])
-            if not bool(mask[i]):
-                w.writerow([path, t, names[t], "", "", "", "", 0, ""])
-                continue
-            row = result.video_scores[i]
-            top = row.topk(min(5, row.numel())).indices.tolist()
-            w.writerow([path, t, names[t], top[0], names[top[0]], f"{float(row[top[0]]):.6g}",
-                        int(top[0] == t), int(result.views_per_video[i]),
-                        "|".join(names[j] for j in top)])  # fmt: skip
+            row = result.video_scores[i] if bool(mask[i]) else None
+            w.write(prediction_row(path, t, names, row, int(result.views_per_video[i]),
+                                   warned.get(path, [])))  # fmt: skip
     files["predictions"] = str(pred_path)
 
     conf = result.metrics["confusion"]
@@ -400,6 +422,29 @@ def write_eval_outputs(
     summary_path.write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
     files["summary"] = str(summary_path)
     return files
+
+
+PREDICTION_COLUMNS = ("path", "target", "target_name", "pred", "pred_name", "score", "correct",
+                      "views", "top5", "warnings")  # fmt: skip
+
+
+def prediction_row(
+    path: str,
+    target: int,
+    names: Sequence[str],
+    scores: Tensor | None,
+    views: int,
+    warnings: Sequence[str] = (),
+) -> list[Any]:
+    """One predictions.csv row: `scores` (C,) the video's aggregated scores, None if no view
+    decoded."""
+    name = names[target] if 0 <= target < len(names) else ""
+    note = " | ".join(warnings)
+    if scores is None or views == 0:
+        return [path, target, name, "", "", "", "", 0, "", note]
+    top = scores.topk(min(5, scores.numel())).indices.tolist()
+    return [path, target, name, top[0], names[top[0]], f"{float(scores[top[0]]):.6g}",
+            int(top[0] == target), views, "|".join(names[j] for j in top), note]  # fmt: skip
 
 
 def plot_confusion(conf: Tensor, names: Sequence[str], path: str | Path, title: str = "") -> None:
@@ -467,6 +512,7 @@ def evaluate_checkpoint(
     returns (result, JSON-ready summary with the files written) on rank 0, None on the others.
     `allow_pickle=True` reads torch files only full unpickling reads (runs code from the file).
     """
+    from ..files import ensure_dir
     from ..models.weights import from_pretrained
     from . import distributed as D
     from .build import build_dataset
@@ -484,13 +530,22 @@ def evaluate_checkpoint(
             f"data.{split}_list=PATH" + hint
         )
     views = views or parse_views(d.test_views, "test_views")
+    out_dir = Path(output) if output else Path(cfg.output_dir) / "eval"
     info = D.init_distributed(device or cfg.train.device)
+    writer: RowWriter | None = None
     try:
-        model = from_pretrained(checkpoint, allow_pickle=allow_pickle).to(info.device).eval()
+        if info.is_main:  # before any work: a read-only output folder fails in one line
+            ensure_dir(out_dir, "eval output folder")
+        with recorded_warnings() as load_warnings:
+            model = from_pretrained(checkpoint, allow_pickle=allow_pickle).to(info.device).eval()
         labels = resolve_labels(model, d.labels)
         dataset = build_dataset(
             cfg, split, mode=split, model_config=model.config, views=views, names=labels
         )
+        on_video = None
+        if info.is_main and not info.distributed:  # one process: rows as videos finish
+            writer = RowWriter(out_dir / "predictions.csv", PREDICTION_COLUMNS)
+            on_video = _csv_sink(writer, labels, aggregate)
         result = evaluate(
             model,
             dataset,
@@ -502,13 +557,35 @@ def evaluate_checkpoint(
             amp=amp or cfg.train.amp,
             progress=progress and cfg.train.progress and info.is_main,
             views=f"{views[0]}x{views[1]}",
+            on_video=on_video,
         )
         if not info.is_main:
             return None
-        out_dir = Path(output) if output else Path(cfg.output_dir) / "eval"
+        if writer is not None:
+            writer.close()
+        if load_warnings:
+            result.warnings.insert(0, {"path": str(checkpoint), "warnings": load_warnings})
         context = {"checkpoint": str(checkpoint), "split": split, "list": str(list_file)}
         files = write_eval_outputs(result, out_dir, extra=context)
         summary = {**result.summary(), **context, "files": files}
         return result, _json_safe(summary)
     finally:
+        if writer is not None:
+            writer.close()
         D.cleanup()
+
+
+def _csv_sink(writer: RowWriter, names: Sequence[str], rule: str) -> Callable[[dict], None]:
+    """An `on_video` callback appending each finished video's predictions.csv row."""
+
+    def sink(v: dict[str, Any]) -> None:
+        scores = v["scores"]  # (n, C) logits of the decoded views
+        n = int(scores.shape[0])
+        row = None
+        if n:
+            agg, _ = aggregate_views(torch.zeros(n, dtype=torch.long), torch.arange(n), scores,
+                                     1, rule=rule)  # fmt: skip
+            row = agg[0]  # (C,)
+        writer.write(prediction_row(v["path"], int(v["label"]), names, row, n, v["warnings"]))
+
+    return sink

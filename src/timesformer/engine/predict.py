@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -167,22 +168,36 @@ def checkpoint_settings(
     so nothing is read twice. Ours: its `train_config` (a RunConfig dict or YAML text).
     Official .pyth: its `cfg` YAML (DATA.SAMPLING_RATE, MEAN, STD; TRAIN.DATASET ssv2 ->
     segments). Hugging Face directory: the preprocessor_config.json beside its config.json.
-    Missing pieces are simply absent.
+    Missing pieces are simply absent. Recorded settings that cannot be read are a warning
+    (RuntimeWarning naming the reason) and the defaults apply: visible, never silent.
     """
     from ..models.weights import read_checkpoint
 
-    if isinstance(checkpoint, Checkpoint):
-        ck = checkpoint
-    else:
-        ck = read_checkpoint(checkpoint, allow_pickle=allow_pickle)
-    if ck.format == "ours":
-        return _our_settings(ck.extra.get("train_config"))
-    if ck.format == "official" and "cfg" in ck.extra:
-        return _official_settings(ck.extra["cfg"])
-    folder = Path(ck.source)
-    if ck.format in ("hf", "hf_vit") and folder.is_dir():
-        return _hf_settings(folder)
+    ck = (
+        checkpoint
+        if isinstance(checkpoint, Checkpoint)
+        else read_checkpoint(checkpoint, allow_pickle=allow_pickle)
+    )
+    try:
+        if ck.format == "ours":
+            return _our_settings(ck.extra.get("train_config"))
+        if ck.format == "official" and "cfg" in ck.extra:
+            return _official_settings(ck.extra["cfg"])
+        folder = Path(ck.source)
+        if ck.format in ("hf", "hf_vit") and folder.is_dir():
+            return _hf_settings(folder)
+    except Exception as e:  # noqa: BLE001 - any unreadable record: warn, use the defaults
+        _settings_warning(ck.source, f"{type(e).__name__}: {e}")
     return {}
+
+
+def _settings_warning(source: Any, reason: str) -> None:
+    warnings.warn(
+        f"{source}: the recorded clip settings cannot be read ({reason.splitlines()[0]}); "
+        "using the defaults (override with --sampling-rate / --sampler)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _our_settings(train_config: Any) -> dict[str, Any]:
@@ -193,7 +208,8 @@ def _our_settings(train_config: Any) -> dict[str, Any]:
 
         try:
             train_config = yaml.safe_load(train_config)
-        except yaml.YAMLError:
+        except yaml.YAMLError as e:
+            _settings_warning("train_config", f"not valid YAML: {e}")
             return {}
     if hasattr(train_config, "to_dict"):
         train_config = train_config.to_dict()
@@ -218,12 +234,14 @@ def _official_settings(cfg: Any) -> dict[str, Any]:
     if isinstance(cfg, str):
         try:
             cfg = yaml.safe_load(cfg)
-        except yaml.YAMLError:
+        except yaml.YAMLError as e:
+            _settings_warning("official cfg", f"not valid YAML: {e}")
             return {}
     if not isinstance(cfg, dict):
         try:  # a yacs CfgNode is a dict subclass; anything else we cannot read
             cfg = dict(cfg)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as e:
+            _settings_warning("official cfg", f"not a mapping: {e}")
             return {}
     data = cfg.get("DATA") or {}
     out: dict[str, Any] = {"source": "official cfg"}
@@ -244,7 +262,8 @@ def _hf_settings(path: Path) -> dict[str, Any]:
     if pre.is_file():
         try:
             d = json.loads(pre.read_text())
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as e:
+            _settings_warning(pre, f"not valid JSON: {e}")
             return out
         for src, key in (("image_mean", "mean"), ("image_std", "std")):
             v = d.get(src)
@@ -351,6 +370,7 @@ def predict(
     device: str | torch.device | None = None,
     amp: str = "off",
     progress: bool = False,
+    on_clip: Callable[[ClipPrediction], None] | None = None,
 ) -> Prediction:
     """Classify one video file with `model` and return its top-k labels.
 
@@ -358,7 +378,9 @@ def predict(
     (1 centre, or 3), probabilities averaged over the views. `long=True`: consecutive clips
     cover the whole video (S crops each, S from `views`), decoded as a stream and classified
     `batch_size` inputs at a time; the label is the mean over clips and `Prediction.clips` is
-    the timeline (`progress`: a progress bar over the clips on stderr). Clip geometry comes
+    the timeline (`progress`: a progress bar over the clips on stderr; `on_clip` is called with
+    each ClipPrediction as soon as it is classified, in order, so a timeline can be written as
+    it goes). Clip geometry comes
     from `settings` (see `load_for_inference`), else from the model config; `num_frames`,
     `img_size`, `sampling_rate` override it. Inputs go to `device` (default: the device the
     model's parameters are on; the model itself is not moved).
@@ -387,7 +409,9 @@ def predict(
             total = int(reader.num_frames)
             job = _Job(model, reader, st, names, topk, batch_size, dev, amp, str(video_path),
                        fps, duration, total)  # fmt: skip
-            return _predict_long(job, S, progress) if long else _predict_views(job, K, S)
+            if long:
+                return _predict_long(job, S, progress, on_clip)
+            return _predict_views(job, K, S)
     finally:
         model.train(was_training)
 
@@ -469,7 +493,9 @@ def _predict_views(job: _Job, K: int, S: int) -> Prediction:
     return job.prediction(mean, f"{K}x{S}", n)
 
 
-def _predict_long(job: _Job, S: int, progress: bool = False) -> Prediction:
+def _predict_long(
+    job: _Job, S: int, progress: bool = False, on_clip: Callable[..., None] | None = None
+) -> Prediction:
     """Consecutive clips over the whole video (S crops each), decoded as a stream."""
     from ..data import clip_span, cover_clips
 
@@ -479,12 +505,21 @@ def _predict_long(job: _Job, S: int, progress: bool = False) -> Prediction:
     transform = _transform(st, S)
     clip_probs: list[Tensor | None] = [None] * len(clips)  # (C,) per clip, mean over crops
     pending: list[tuple[int, Tensor]] = []  # (clip position, crops (S, 3, T, s, s))
+    # clip j covers frames [j * span, (j + 1) * span); the last one ends with the video
+    bounds = [min(j * span / fps, duration) for j in range(len(clips))] + [duration]
+
+    def clip_at(j: int, row: Tensor) -> ClipPrediction:
+        top = _topk(row, job.names, job.topk)
+        return ClipPrediction(start=bounds[j], end=bounds[j + 1], label=top[0][0],
+                              prob=top[0][1], topk=top)  # fmt: skip
 
     def flush() -> None:
         x = torch.cat([c for _, c in pending])  # (n*S, 3, T, s, s)
         p = job.run(x).view(len(pending), S, -1).mean(1)  # (n, C)
         for (j, _), row in zip(pending, p):
             clip_probs[j] = row
+            if on_clip is not None:
+                on_clip(clip_at(j, row))
         pending.clear()
 
     stream: Iterator[tuple[int, Tensor]] = job.reader.iter_clips(clips)
@@ -518,14 +553,7 @@ def _predict_long(job: _Job, S: int, progress: bool = False) -> Prediction:
         )
     P = torch.stack(clip_probs)  # (J, C)
     mean = P.mean(0)  # (C,) the video label: mean over clips
-    # clip j covers frames [j * span, (j + 1) * span); the last one ends with the video
-    bounds = [min(j * span / fps, duration) for j in range(len(clips))] + [duration]
-    timeline: list[ClipPrediction] = []
-    for j, row in enumerate(P):
-        top = _topk(row, job.names, job.topk)
-        start, end = bounds[j], bounds[j + 1]
-        timeline.append(ClipPrediction(start=start, end=end, label=top[0][0], prob=top[0][1],
-                                       topk=top))  # fmt: skip
+    timeline = [clip_at(j, row) for j, row in enumerate(P)]
     return job.prediction(mean, f"long x{S}", len(clips) * S, clips=timeline, clip_probs=P)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,24 +39,23 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..files import ensure_dir
 from . import distributed as D
 from .build import build_dataset, build_model, fill_num_classes, label_names
-from .checkpoint import (
-    BEST,
-    LAST,
-    find_last,
-    read_training_checkpoint,
-    restore_training_state,
-    rng_state,
-    save_training_checkpoint,
-)
+from .checkpoint import BEST, LAST, find_last, rng_state, save_training_checkpoint
 from .config import RunConfig, TrainSection, resolve, save_config
 from .loaders import EpochSampler, seed_worker, timed_batches, unpack_batch
 from .optim import LRSchedule, build_optimizer
 from .progress import epoch_line, plot_curves, progress_bar
+from .resume import resume_state
 from .runtime import StopFlag, autocast
 
 Log = Callable[[str], None]
+
+
+def log_stderr(line: str) -> None:
+    """The default log: one line on stderr (stdout stays for results, e.g. `train --json`)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -246,12 +246,15 @@ def train(
     train_dataset: Dataset | None = None,
     val_dataset: Dataset | None = None,
     max_epochs: int | None = None,
-    log: Log = print,
+    allow_config_change: bool = False,
+    log: Log = log_stderr,
 ) -> TrainResult:
     """Run the training job `cfg`. Returns a TrainResult (on every rank).
 
-    resume: a checkpoint path; True or None: `output_dir/last.pt` when it exists; False: start
-    fresh even if it does. `train_dataset` / `val_dataset` replace the datasets of the config's
+    resume: a checkpoint path; True or None: `output_dir/last.pt` when it exists (unless
+    `train.resume` is false); False: start fresh even if it does. A checkpoint whose stored
+    config differs from `cfg` is refused (engine.resume.ConfigChangedError lists the keys)
+    unless `allow_config_change`, which resumes with the new hyperparameters. `train_dataset` / `val_dataset` replace the datasets of the config's
     lists (items: dicts with "video" (3, T, H, W) and "label", or (video, label) tuples).
     max_epochs: run at most this many epochs in this call, then return (a later call resumes
     from `last.pt`): for time-sliced jobs; the schedule still spans `train.epochs`.
@@ -262,7 +265,7 @@ def train(
     owns_group = owns_group and info.distributed
     try:
         run = _Run(cfg, info, train_dataset, val_dataset, log)
-        return run.fit(resume, max_epochs, t_start)
+        return run.fit(resume, max_epochs, t_start, allow_config_change)
     finally:
         if owns_group:
             D.cleanup()
@@ -285,6 +288,8 @@ class _Run:
         self.cfg = cfg = resolve(fill_num_classes(cfg))
         t = cfg.train
         self.out = Path(cfg.output_dir)
+        if info.is_main:  # before any work: a read-only or mistyped folder fails in one line
+            ensure_dir(self.out, "output_dir")
         # model: the same init on every rank, then per-rank RNG for dropout / drop path
         torch.manual_seed(t.seed)
         np.random.seed(t.seed)
@@ -321,9 +326,12 @@ class _Run:
             if t.global_batch_size % per_step:
                 raise ValueError(
                     f"train.global_batch_size={t.global_batch_size} is not a multiple of "
-                    f"batch_size x processes = {t.batch_size} x {world}"
+                    f"train.batch_size x processes = {t.batch_size} x {world}; set "
+                    f"train.global_batch_size to a multiple of {per_step} or change "
+                    "train.batch_size"
                 )
             self.accum = t.global_batch_size // per_step
+        self.global_batch = t.batch_size * world * self.accum  # clips per optimizer step
         self.sampler = EpochSampler(train_ds, world, info.rank, t.seed)
         self.gen = torch.Generator()
         pin = self.device.type == "cuda"
@@ -357,30 +365,32 @@ class _Run:
                 worker_init_fn=seed_worker,
             )
 
-    def _resume(self, resume: str | Path | bool | None) -> Path | None:
+    def _resume(self, resume: str | Path | bool | None, allow_change: bool) -> Path | None:
         """Restore the state of `resume` (or of output_dir/last.pt); the path read, or None."""
         ckpt_path: Path | None = None
         if resume not in (None, True, False):
             ckpt_path = Path(resume)  # type: ignore[arg-type]
-        elif resume is not False:
+        elif resume is not False and (resume is True or self.cfg.train.resume):
             ckpt_path = find_last(self.out)
         if ckpt_path is None:
             return None
-        ck = read_training_checkpoint(ckpt_path)
-        restore_training_state(
-            ck,
-            self.model,
+        st = resume_state(
+            ckpt_path,
+            model=self.model,
             optimizer=self.optimizer,
-            scheduler=self.sched,
+            sched=self.sched,
             scaler=self.scaler,
+            new_config=self.cfg.to_dict(),
+            global_batch=self.global_batch,
+            steps_per_epoch=self.steps_per_epoch,
+            world_size=self.info.world_size,
             rank=self.info.rank,
-            source=str(ckpt_path),
+            allow_config_change=allow_change,
         )
-        self.start_epoch = int(ck.get("epoch", 0))
-        self.step = int(ck.get("step", 0))
-        self.skip_steps = int(ck.get("batch_in_epoch", 0))
-        self.best = ck.get("best_metric")
-        self.history = list(ck.get("history", []))
+        self.start_epoch, self.step, self.skip_steps = st.start_epoch, st.step, st.skip_steps
+        self.best, self.history = st.best, st.history
+        for note in st.notes:
+            self.say(f"warning: {note}")
         skip = self.skip_steps
         where = f"epoch {self.start_epoch + 1}" + (f", step {skip} of it" if skip else "")
         self.say(f"resumed from {ckpt_path} (optimizer step {self.step}); continuing at {where}")
@@ -432,14 +442,21 @@ class _Run:
             train_config=self.cfg.to_dict(),
             best_metric=self.best,
             history=self.history,
+            world_size=self.info.world_size,
+            global_batch=self.global_batch,
+            samples_in_epoch=batch_in_epoch * self.global_batch,
         )
 
     def fit(
-        self, resume: str | Path | bool | None, max_epochs: int | None, t0: float
+        self,
+        resume: str | Path | bool | None,
+        max_epochs: int | None,
+        t0: float,
+        allow_change: bool = False,
     ) -> TrainResult:
         """Resume if asked, then run the epochs; checkpoints, metrics and curves on rank 0."""
         cfg, t, info, out, device = self.cfg, self.cfg.train, self.info, self.out, self.device
-        ckpt_path = self._resume(resume)
+        ckpt_path = self._resume(resume, allow_change)
         net: nn.Module = self.model
         if info.distributed:
             net = nn.parallel.DistributedDataParallel(
@@ -543,13 +560,20 @@ class _Run:
         )
         if improved:
             self.best = row["val_clip_top1"]
-            p = self.save(BEST, epoch + 1, 0)
-            if p is not None:
-                result.best_checkpoint = p
-        if (epoch + 1) % t.save_every == 0 or epoch + 1 == end_epoch or st.stopped:
+        # last.pt first: a failing best.pt write then loses nothing (the epoch is in last.pt)
+        if improved or (epoch + 1) % t.save_every == 0 or epoch + 1 == end_epoch or st.stopped:
             p = self.save(LAST, epoch + 1, 0)
             if p is not None:
                 result.last_checkpoint = p
+        if improved:
+            try:
+                p = self.save(BEST, epoch + 1, 0)
+            except OSError as e:
+                self.say(f"warning: could not write {out / BEST} ({e}); {out / LAST} holds "
+                         f"epoch {epoch + 1}")  # fmt: skip
+                p = None
+            if p is not None:
+                result.best_checkpoint = p
         self.write_metrics(row)
         self.say(epoch_line(row, t.epochs))
         result.epochs_done = epoch + 1

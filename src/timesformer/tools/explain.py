@@ -31,6 +31,7 @@ clip, so that each frame's map sums to its share of the total (`frame_relevance`
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,7 +300,15 @@ def class_relevance(
     r = propagate(blocks, seq_len, n_cls, method)
     patches = r[:, n_cls:].clamp(min=0)  # (B, T*N)
     total = patches.sum(1, keepdim=True)
-    # a map with no mass at all (e.g. zero gradients) is reported as uniform, not as NaN
+    # a map with no mass at all (e.g. zero gradients) is reported as uniform, not as NaN, and
+    # said so: a uniform map would otherwise read as "everything matters equally"
+    if bool((total <= 0).any()):
+        warnings.warn(
+            f"{method}: the relevance has no mass (zero attention or gradients to the class "
+            "token); the map is uniform and says nothing",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     patches = torch.where(total > 0, patches / total.clamp(min=1e-30), 1.0 / patches.shape[1])
     return patches.view(-1, T, gh, gw)
 
