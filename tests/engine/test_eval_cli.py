@@ -70,7 +70,8 @@ def test_eval_writes_outputs_and_lists_the_broken_video(run, capsys) -> None:
     assert s["num_videos"] == 7 and s["num_failed"] == 1 and s["num_evaluated"] == 6
     assert s["views"] == "2x3" and s["aggregate"] == "mean_softmax" and s["split"] == "test"
     assert s["failed"][0]["path"].endswith("broken.mp4") and s["failed"][0]["error"]
-    assert "broken.mp4" in err
+    # reported on one line, once, not once per view or worker
+    assert sum("broken.mp4" in line for line in err.splitlines()) == 1, err
     eval_dir = run["root"] / "out" / "eval"
     for name in ("summary.json", "predictions.csv", "confusion.csv", "confusion.png", "failed.txt"):
         assert (eval_dir / name).is_file(), name
@@ -122,3 +123,28 @@ def test_eval_config_errors_are_one_line(run, capsys) -> None:
                str(Path(run["root"]) / "nothing.pt")])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 1 and "nothing.pt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_late_failure_keeps_the_predictions_written_so_far(run, tmp_path, monkeypatch) -> None:
+    import timesformer.engine.evaluate as E
+
+    def boom(*a, **kw):
+        raise RuntimeError("disk full while drawing")
+
+    monkeypatch.setattr(E, "plot_confusion", boom)
+    out = tmp_path / "late"
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "--output", str(out), "--no-progress"])  # fmt: skip
+    assert rc == 1
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert rows and all(r["path"] for r in rows)  # written video by video, before the failure
+    assert "warnings" in rows[0]
+
+
+def test_eval_output_that_is_a_file_fails_before_work(run, tmp_path, capsys) -> None:
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "--output", str(blocker / "eval")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "is a file, not a folder" in err[0]

@@ -123,3 +123,23 @@ def test_corrupt_last_says_how_to_go_on(videos: dict, tmp_path: Path) -> None:
     with pytest.raises(ResumeReadError) as e:
         train(_cfg(videos, out), **QUIET)
     assert "train.resume=false" in str(e.value) and "--fresh" in str(e.value)
+
+
+def test_failing_best_write_keeps_last(videos: dict, tmp_path: Path, monkeypatch) -> None:
+    import timesformer.engine.train as T
+
+    real = T.save_training_checkpoint
+
+    def flaky(path, *a, **kw):
+        if Path(path).name == "best.pt":
+            raise OSError(28, "No space left on device")
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(T, "save_training_checkpoint", flaky)
+    logs: list[str] = []
+    cfg = _cfg(videos, tmp_path / "run", "train.eval_every=1", "train.epochs=1",
+               f"data.val_list={videos['splits']['val']}")  # fmt: skip
+    r = train(cfg, log=logs.append)
+    assert r.epochs_done == 1 and r.best_checkpoint is None
+    assert read_training_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    assert any("could not write" in line and "best.pt" in line for line in logs), logs
