@@ -74,6 +74,19 @@ def add_clip_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
     )
+    add_protocol_argument(p)
+
+
+def add_protocol_argument(p: argparse.ArgumentParser) -> None:
+    """--protocol official|centred: how test clips are placed, cropped and combined."""
+    p.add_argument(
+        "--protocol",
+        choices=("official", "centred"),
+        default=None,
+        help="test protocol (docs/inference.md): official (clip placement, 256 short side for "
+        "one crop, summed logits) or centred; default: the checkpoint's (predict) / "
+        "data.test_protocol (eval)",
+    )
 
 
 def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -94,7 +107,10 @@ def device_of(args: argparse.Namespace) -> Any:
 
 
 def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(model, InferenceSettings, device) of --checkpoint with the clip-geometry options."""
+    """(model, Preprocess, device) of --checkpoint with the clip options applied (recorded as
+    "command line" in its sources); one line on stderr says what each setting is and whence."""
+    import sys
+
     from ..engine.predict import load_for_inference
 
     device = device_of(args)
@@ -103,8 +119,9 @@ def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         num_frames=args.frames,
         img_size=args.size,
         sampling_rate=args.sampling_rate,
+        sampler=args.sampler,
+        protocol=getattr(args, "protocol", None),
         device=device,
     )
-    if args.sampler is not None:
-        settings = settings.with_overrides(sampler=args.sampler)
+    print(settings.log_line(), file=sys.stderr)
     return model, settings, device

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         "frame_indices": indices,
         "frame_times": [round(t, 4) for t in times],
         "settings": settings_dict(settings),
+        "preprocess": settings.report(),
     }
     paths = save_explanation(result, shown, args.out, extra=extra, times=times)
     if args.json:

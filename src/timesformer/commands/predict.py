@@ -25,9 +25,12 @@ examples:
   timesformer predict lecture.mp4 --checkpoint hf_dir/ --long --json > timeline.json
   timesformer predict match.mp4 -c P --segments --out-dir out/   actions with start/end
 
-Geometry (frames, size) comes from the checkpoint config; the sampling rate from the
-checkpoint's training config when it has one (ours, official), else the official default for
-its frame count (8 -> 32, 16 -> 16, 96 -> 4). Class names: --labels FILE, else the checkpoint's,
+Clips are cut as the checkpoint's preprocessing contract says (frames, sampling rate, fps,
+sampler, size, short side, mean/std, channel order, test views and protocol: what training
+stored, or the official cfg, or preprocessor_config.json), else the official defaults for its
+frame count (8 -> 32, 16 -> 16, 96 -> 4); the flags override it. One stderr line says each
+setting and where it came from; --json has it under "preprocess". -c takes Hugging Face Hub
+ids too (facebook/timesformer-base-finetuned-k400). Class names: --labels FILE, else the checkpoint's,
 else Kinetics-400 for a 400-way head, else class_<i>. A video that cannot be read is reported on
 stderr and the others are still predicted; the exit code is then 1.
 """
@@ -41,7 +44,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5, help="labels to show per video (default 5)")
     add_views_argument(
         p,
-        "K temporal clips x S spatial crops (default 1x3; with --long, S crops per clip, "
+        "K temporal clips x S spatial crops (default: the checkpoint's, 1x3; with --long, S crops per clip, "
         "default 1x1)",
     )
     p.add_argument(
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         _check_segment_args(args)
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
-    views = args.views or ("1x1" if args.long else "1x3")
+    views = args.views or ("1x1" if args.long else None)  # None: the checkpoint's test views
     stems: set[str] = set()
     progress = args.long and not args.no_progress and sys.stderr.isatty()
     results: list[dict[str, Any]] = []
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         out = {
             "checkpoint": str(args.checkpoint),
             "settings": settings_dict(settings),
+            "preprocess": settings.report(),
             "predictions": results,
             "errors": errors,
         }

@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import distributed as D
-from .build import build_dataset, build_model, fill_num_classes, label_names
+from .build import build_dataset, build_model, fill_num_classes, label_names, run_preprocess
 from .checkpoint import (
     BEST,
     LAST,
@@ -289,6 +289,9 @@ class _Run:
             names = getattr(train_ds, "label_names", None)
         if names is not None and len(names) == model.config.num_classes:
             model.config = model.config.replace(labels=list(names))
+        else:
+            names = None
+        model.preprocess = run_preprocess(cfg, model, names)  # stored in every checkpoint
         model.to(self.device)
         torch.manual_seed(t.seed + 1000 * info.rank + 1)
         if train_ds is None:
