@@ -108,9 +108,7 @@ def device_of(args: argparse.Namespace) -> Any:
 
 def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """(model, Preprocess, device) of --checkpoint with the clip options applied (recorded as
-    "command line" in its sources); one line on stderr says what each setting is and whence."""
-    import sys
-
+    "command line" in its sources); `log_settings` prints where each setting came from."""
     from ..engine.predict import load_for_inference
 
     device = device_of(args)
@@ -123,5 +121,11 @@ def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         protocol=getattr(args, "protocol", None),
         device=device,
     )
-    print(settings.log_line(), file=sys.stderr)
     return model, settings, device
+
+
+def log_settings(settings: Any) -> None:
+    """The one stderr line: each clip setting and where it came from."""
+    import sys
+
+    print(settings.log_line(), file=sys.stderr)

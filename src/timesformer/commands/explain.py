@@ -13,6 +13,7 @@ from .common import (
     add_labels_argument,
     add_model_arguments,
     load_model_for_clips,
+    log_settings,
 )
 
 EPILOG = """\
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"video {video_path} not found")
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)
+    log_settings(settings)
     video, shown, indices, times = read_clip(video_path, settings)
     with autocast(device, args.amp):
         result = explain(

@@ -16,6 +16,7 @@ from .common import (
     add_model_arguments,
     add_views_argument,
     load_model_for_clips,
+    log_settings,
 )
 
 EPILOG = """\
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         _check_segment_args(args)
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
+    log_settings(settings)
     views = args.views or ("1x1" if args.long else None)  # None: the checkpoint's test views
     stems: set[str] = set()
     progress = args.long and not args.no_progress and sys.stderr.isatty()

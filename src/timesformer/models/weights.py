@@ -200,7 +200,15 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra: Any) -> Path:
     dict under "preprocess" (unless `extra` gives one). Written to a temporary name, renamed.
     """
     m = _unwrap(model)
-    extra.setdefault("preprocess", preprocess_of(m).to_dict())
+    if "preprocess" not in extra:
+        pre = getattr(m, "preprocess", None)
+        if not isinstance(pre, Preprocess) and extra.get("train_config") is not None:
+            c = m.config  # a model without a contract, saved with its run config: read that
+            pre = Preprocess.from_train_config(
+                extra["train_config"], c.num_frames, min(_pair(c.img_size)), c.labels
+            )
+            pre = fit_model(pre, c.num_frames, min(_pair(c.img_size)), c.labels)
+        extra["preprocess"] = (pre if isinstance(pre, Preprocess) else preprocess_of(m)).to_dict()
     obj = native.to_checkpoint(m.config, _cpu_state(m), extra)
     return io.torch_save(obj, Path(path))
 
@@ -306,8 +314,11 @@ def _stored_preprocess(ck: Checkpoint, frames: int, size: int) -> Preprocess | N
         stored = ck.extra.get("preprocess")
         if isinstance(stored, str):
             stored = json.loads(stored)
-        if isinstance(stored, Mapping):
-            return Preprocess.from_dict(stored, source="checkpoint")
+        if isinstance(stored, Mapping):  # keeps the recorded sources (e.g. "run config")
+            pre = Preprocess.from_dict(stored)
+            srcs = {k: "checkpoint" for k in stored if k != "sources"}
+            srcs.update({k: v for k, v in pre.sources.items() if v not in ("default", "given")})
+            return dataclasses.replace(pre, sources=srcs)
         if ck.extra.get("train_config") is not None:
             names = ck.config.get("labels")
             return Preprocess.from_train_config(ck.extra["train_config"], frames, size, names)
