@@ -86,14 +86,15 @@ def test_checkpoint_settings_warning_is_recorded(tmp_path, clips, capsys) -> Non
                             num_heads=1, num_classes=3)  # fmt: skip
     path = tmp_path / "bad_cfg.pt"
     save_checkpoint(TimeSformer(cfg).eval(), path, train_config="data: [unclosed")
-    from timesformer.engine.predict import checkpoint_settings
+    from timesformer.models.weights import from_pretrained
 
     with pytest.warns(RuntimeWarning, match="cannot be read"):
-        assert checkpoint_settings(path) == {}
+        model = from_pretrained(path)
+    assert model.preprocess.sources["sampling_rate"] == "default"
     assert main(["predict", str(clips / "one.mp4"), "-c", str(path), "--json"]) == 0
     captured = capsys.readouterr()
     d = json.loads(captured.out)
-    assert any("recorded clip settings cannot be read" in w for w in d["warnings"])
+    assert any("recorded preprocessing cannot be read" in w for w in d["warnings"])
     assert "warning" in captured.err
 
 

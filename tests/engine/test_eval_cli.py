@@ -63,10 +63,11 @@ def run(tmp_path_factory) -> dict:
 
 def test_eval_writes_outputs_and_lists_the_broken_video(run, capsys) -> None:
     rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
-               "--json"])  # fmt: skip
+               "--json", "--protocol", "centred"])  # fmt: skip
     out, err = capsys.readouterr()
     assert rc == 0, err
     s = json.loads(out)
+    assert s["protocol"] == "centred"
     assert s["num_videos"] == 7 and s["num_failed"] == 1 and s["num_evaluated"] == 6
     assert s["views"] == "2x3" and s["aggregate"] == "mean_softmax" and s["split"] == "test"
     assert s["failed"][0]["path"].endswith("broken.mp4") and s["failed"][0]["error"]
@@ -81,7 +82,7 @@ def test_eval_writes_outputs_and_lists_the_broken_video(run, capsys) -> None:
     good = [r for r in rows if r["pred"] != ""]
     assert all(r["views"] == "6" for r in good)
     # the same answers as `predict` on each video with the same clip settings
-    st = InferenceSettings(num_frames=4, img_size=32, sampling_rate=2)
+    st = InferenceSettings.for_geometry(4, 32, sampling_rate=2, test_protocol="centred")
     for r in good:
         p = predict(run["model"], r["path"], settings=st, views="2x3")
         assert r["pred_name"] == p.label
@@ -148,3 +149,32 @@ def test_eval_output_that_is_a_file_fails_before_work(run, tmp_path, capsys) -> 
                "--output", str(blocker / "eval")])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "is a file, not a folder" in err[0]
+
+
+def test_eval_official_protocol_sums_logits_and_matches_predict(run, tmp_path, capsys) -> None:
+    """data.test_protocol official (the default): summed logits, the same top-1 as predict."""
+    out_dir = tmp_path / "official"
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "--output", str(out_dir), "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    s = json.loads(out)
+    assert s["protocol"] == "official" and s["aggregate"] == "sum_logits"
+    st = InferenceSettings.for_geometry(4, 32, sampling_rate=2, test_protocol="official")
+    rows = [r for r in csv.DictReader(open(out_dir / "predictions.csv")) if r["pred"]]
+    for r in rows:
+        p = predict(run["model"], r["path"], settings=st, views="2x3")
+        assert r["pred_name"] == p.label
+
+
+def test_eval_refuses_a_recipe_geometry_that_differs_from_the_checkpoint(run, tmp_path, capsys):
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "data.num_frames=8"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "data.num_frames=8" in err[0] and "checkpoint's 4" in err[0]
+    assert "--force-geometry" in err[0]
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "data.num_frames=8", "--force-geometry", "--output", str(tmp_path / "f")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0 and "WARNING: --force-geometry" in err and "resampled" in err

@@ -63,14 +63,18 @@ def ours(tmp_path_factory) -> tuple[Path, TimeSformer]:
 
 
 def _expected(forward, path: Path, st: InferenceSettings, K: int, S: int) -> torch.Tensor:
-    """Mean probability over the K x S views, built directly from the data functions."""
+    """The video's probabilities over the K x S views, built directly from the data functions:
+    "official" = softmax of the mean (summed) logit, "centred" = mean of the softmaxes."""
+    proto = st.test_protocol
     with VideoReader(path) as r:
         views = tdata.test_views(r.num_frames, st.num_frames, st.sampling_rate, r.fps,
-                           num_clips=K, num_crops=S)  # fmt: skip
-        tf = tdata.TestTransform(st.img_size, num_crops=S, mean=st.mean, std=st.std)
+                           num_clips=K, num_crops=S, protocol=proto)  # fmt: skip
+        tf = tdata.TestTransform(st.img_size, num_crops=S, mean=st.mean, std=st.std,
+                                 protocol=proto, train_short_side=st.short_side)  # fmt: skip
         x = torch.stack([tf(r.get_frames(list(v.indices)), v.crop) for v in views])
     with torch.no_grad():
-        return forward(x).softmax(-1).mean(0)  # (C,)
+        z = forward(x)  # (K*S, C)
+    return z.mean(0).softmax(-1) if proto == "official" else z.softmax(-1).mean(0)  # (C,)
 
 
 def test_default_sampling_rate_follows_the_official_models() -> None:
@@ -115,7 +119,8 @@ def test_predict_long_covers_the_whole_video_in_batches(video, ours) -> None:
     # each clip's scores equal the model's on that clip; the video label is their mean
     with VideoReader(video) as r:
         idx = cover_clips(r.num_frames, 4, 3, r.fps)
-        tf = tdata.TestTransform(32, num_crops=1, mean=st.mean, std=st.std)
+        tf = tdata.TestTransform(32, num_crops=1, mean=st.mean, std=st.std,
+                                 protocol=st.test_protocol, train_short_side=st.short_side)  # fmt: skip
         x = torch.stack([tf(r.get_frames(c), 0) for c in idx])
     with torch.no_grad():
         p = ref(x).softmax(-1)  # (J, C)
@@ -148,6 +153,7 @@ def test_official_pyth_checkpoint(video, tmp_path) -> None:
     obj = to_official_state_dict(ref)
     obj.pop("timesformer_config")
     cfg = yaml.safe_load(obj["cfg"])
+    cfg.pop("TIMESFORMER_PREPROCESS")  # only our exporter writes the full contract
     cfg["DATA"]["SAMPLING_RATE"] = 5
     cfg["DATA"]["MEAN"] = [0.45, 0.45, 0.45]
     obj["cfg"] = yaml.safe_dump(cfg)
@@ -162,7 +168,7 @@ def test_official_pyth_checkpoint(video, tmp_path) -> None:
     # our own official exporter round-trips too
     save_official(ref, tmp_path / "exported.pyth")
     model2, st2 = load_for_inference(tmp_path / "exported.pyth")
-    assert st2.sampling_rate == default_sampling_rate(4) and st2.source == "default"
+    assert st2.sampling_rate == default_sampling_rate(4) and st2.source == "official cfg"
     pred2 = predict(model2, video, settings=st)
     assert torch.allclose(pred2.probs, pred.probs, atol=1e-5)
 
@@ -216,7 +222,7 @@ def test_cli_reports_bad_videos_and_still_predicts_the_others(video, ours, tmp_p
                "--topk", "2"])  # fmt: skip
     out, err = capsys.readouterr()
     assert rc != 0
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("preprocess: ")]
     assert len(lines) == 2
     assert "missing.mp4" in lines[0] and "broken.mp4" in lines[1]
     assert all(ln.startswith("timesformer predict: error:") for ln in lines)
@@ -233,7 +239,9 @@ def test_cli_json_structure(video, ours, tmp_path, capsys) -> None:
     out, err = capsys.readouterr()
     assert rc == 1 and "nope.mp4" in err
     d = json.loads(out)
-    assert set(d) == {"checkpoint", "settings", "warnings", "predictions", "errors"}
+    assert set(d) == {"checkpoint", "settings", "preprocess", "warnings", "predictions", "errors"}
+    assert d["preprocess"]["values"]["sampling_rate"] == 3
+    assert d["preprocess"]["sources"]["sampling_rate"] == "checkpoint train_config"
     assert d["settings"]["sampling_rate"] == 3 and d["warnings"] == []
     assert d["errors"] == [
         {"path": str(tmp_path / "nope.mp4"), "error": d["errors"][0]["error"], "warnings": []}

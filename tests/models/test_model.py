@@ -306,12 +306,41 @@ def test_model_api_and_housekeeping() -> None:
     torch.testing.assert_close(m(x), m(x))
 
 
-def test_official_init_zeroes_temporal_fc_after_the_first_block() -> None:
+def test_official_init_zeroes_temporal_fc_in_every_block() -> None:
     model = _small("timesformer_tiny", depth=3)
-    assert model.blocks[0].temporal_fc.weight.abs().sum() > 0
-    for blk in model.blocks[1:]:
+    for blk in model.blocks:  # the first block too, as the official loop does
         assert blk.temporal_fc.weight.abs().sum() == 0 and blk.temporal_fc.bias.abs().sum() == 0
+    assert blk.attn.qkv.weight.abs().sum() > 0  # the other linears are not zeroed
     assert model.time_embed.abs().sum() == 0
+
+
+def test_drop_path_draws_per_row_of_the_temporal_step_and_per_frame_of_the_spatial_step() -> None:
+    """With drop path on, the kept/dropped pattern varies within one sample across the spatial
+    positions of the temporal step and across the frames of the spatial step."""
+    torch.manual_seed(0)
+    blk = _small("timesformer_tiny", depth=1, drop_path_rate=0.0).blocks[0]
+    blk.drop_path.p = 0.5
+    blk.train()
+    seen: list[torch.Tensor] = []
+    blk.drop_path.register_forward_hook(lambda m, i, o: seen.append((o == 0).all(-1)))
+    T, gh, gw = 4, 2, 2
+    x = torch.randn(1, 1 + T * gh * gw, blk.norm1.normalized_shape[0])
+    blk(x, (T, gh, gw))
+    temporal, spatial, mlp = seen  # (B*N, T), (B*T, 1+N), (B, L)
+    assert temporal.shape[0] == gh * gw and spatial.shape[0] == T
+    # one draw per row: a row is dropped as a whole, rows differ within the sample
+    assert all(bool(r.all()) or not bool(r.any()) for r in temporal)
+    assert all(bool(r.all()) or not bool(r.any()) for r in spatial)
+    rows = [bool(r.all()) for r in temporal] + [bool(r.all()) for r in spatial]
+    found_mixed = len(set(rows[: gh * gw])) == 2 or len(set(rows[gh * gw :])) == 2
+    for _ in range(20):  # P(no mixed pattern in 20 tries) is negligible
+        if found_mixed:
+            break
+        seen.clear()
+        blk(x, (T, gh, gw))
+        t, s, _ = seen
+        found_mixed = len({bool(r.all()) for r in t}) == 2 and len({bool(r.all()) for r in s}) == 2
+    assert found_mixed
 
 
 def test_bad_configuration_and_input_errors() -> None:

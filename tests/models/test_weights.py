@@ -102,10 +102,13 @@ def test_create_model_and_load_into(hf_dirs, tmp_path) -> None:
 # ---------------------------------------------------------------------------- errors
 
 
-def test_missing_paths_name_the_path(tmp_path) -> None:
+def test_missing_paths_name_the_path(tmp_path, monkeypatch) -> None:
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pyth$"):
         from_pretrained(tmp_path / "nope.pyth")
-    with pytest.raises(FileNotFoundError, match="Hugging Face Hub id.*hf download"):
+    # a Hub id, offline and not cached: one line saying so and how to fix it (no network)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache.*HF_HUB_OFFLINE"):
         from_pretrained("facebook/timesformer-base-finetuned-k400")
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         from_pretrained(tmp_path)

@@ -86,6 +86,19 @@ def add_clip_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="clip sampling: rate (Kinetics) or segments (SSv2); default: checkpoint's, or rate",
     )
+    add_protocol_argument(p)
+
+
+def add_protocol_argument(p: argparse.ArgumentParser) -> None:
+    """--protocol official|centred: how test clips are placed, cropped and combined."""
+    p.add_argument(
+        "--protocol",
+        choices=("official", "centred"),
+        default=None,
+        help="test protocol (docs/inference.md): official (clip placement, 256 short side for "
+        "one crop, summed logits) or centred; default: the checkpoint's (predict) / "
+        "data.test_protocol (eval)",
+    )
 
 
 def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -106,7 +119,8 @@ def device_of(args: argparse.Namespace) -> Any:
 
 
 def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(model, InferenceSettings, device) of --checkpoint with the clip-geometry options."""
+    """(model, Preprocess, device) of --checkpoint with the clip options applied (recorded as
+    "command line" in its sources); `log_settings` prints where each setting came from."""
     from ..engine.predict import load_for_inference
 
     device = device_of(args)
@@ -115,9 +129,16 @@ def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         num_frames=args.frames,
         img_size=args.size,
         sampling_rate=args.sampling_rate,
+        sampler=args.sampler,
+        protocol=getattr(args, "protocol", None),
         device=device,
         allow_pickle=getattr(args, "allow_pickle", False),
     )
-    if args.sampler is not None:
-        settings = settings.with_overrides(sampler=args.sampler)
     return model, settings, device
+
+
+def log_settings(settings: Any) -> None:
+    """The one stderr line: each clip setting and where it came from."""
+    import sys
+
+    print(settings.log_line(), file=sys.stderr)

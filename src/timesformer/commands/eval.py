@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_model_arguments, add_views_argument
+from .common import add_model_arguments, add_protocol_argument, add_views_argument
 
 EPILOG = """\
 examples:
@@ -24,7 +24,10 @@ examples:
 
 Videos come from data.test_list (or data.val_list with --split val); each is cut into
 data.test_views = K temporal clips x S spatial crops, and the view scores are aggregated per
-video (--aggregate). Written to OUTPUT_DIR/eval/: summary.json, predictions.csv,
+video (--aggregate; default: the protocol's). data.test_protocol / --protocol: official
+(the official clip placement and crops, summed logits) or centred (docs/inference.md). A
+recipe whose data.num_frames / data.crop_size differ from the checkpoint's is refused unless
+--force-geometry. Written to OUTPUT_DIR/eval/: summary.json, predictions.csv,
 confusion.csv, confusion.png, failed.txt (videos that could not be decoded: counted and listed,
 never dropped silently).
 """
@@ -47,8 +50,16 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--aggregate",
         choices=("mean_softmax", "sum_logits"),
-        default="mean_softmax",
-        help="combine views by mean probability (default) or summed logits (official)",
+        default=None,
+        help="combine views by mean probability or summed logits; default: the protocol's "
+        "(official: sum_logits, centred: mean_softmax)",
+    )
+    add_protocol_argument(p)
+    p.add_argument(
+        "--force-geometry",
+        action="store_true",
+        help="evaluate although data.num_frames / data.crop_size differ from the checkpoint's "
+        "(the embeddings are resampled; accuracy may drop)",
     )
     add_views_argument(p, "overrides data.test_views")
     p.add_argument("--batch-size", type=int, default=None, help="default: train.batch_size")
@@ -78,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         source=str(args.config),
         allow_pickle=args.allow_pickle,
+        protocol=args.protocol,
+        force_geometry=args.force_geometry,
+        log=lambda s: print(f"timesformer eval: {s}", file=sys.stderr),
     )
     if done is None:  # not the main rank of a torchrun job
         return 0

@@ -14,6 +14,7 @@ from .common import (
     add_labels_argument,
     add_model_arguments,
     load_model_for_clips,
+    log_settings,
 )
 
 EPILOG = """\
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_dir(args.out, "--out folder")  # before the model runs
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)
+    log_settings(settings)
     video, shown, indices, times = read_clip(video_path, settings)
     from ..engine.records import recorded_warnings
 
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         "frame_times": [round(t, 4) for t in times],
         "settings": settings_dict(settings),
         "warnings": caught,  # e.g. a uniform map on zero relevance: recorded, not hidden
+        "preprocess": settings.report(),
     }
     for w in caught:
         print(f"timesformer explain: warning: {w}", file=sys.stderr)

@@ -99,11 +99,11 @@ def run(args: argparse.Namespace) -> int:
         num_frames=args.frames,
         img_size=args.size,
         sampling_rate=args.sampling_rate,
+        sampler=args.sampler,
+        protocol=getattr(args, "protocol", None),
         device=device,
         allow_pickle=args.allow_pickle,
     )
-    if args.sampler is not None:
-        settings = settings.with_overrides(sampler=args.sampler)
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     summary = run_extract(
         model, inputs, args.out, mode=args.mode, views=args.views, stride=args.stride,

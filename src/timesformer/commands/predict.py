@@ -16,6 +16,7 @@ from .common import (
     add_model_arguments,
     add_views_argument,
     load_model_for_clips,
+    log_settings,
 )
 
 EPILOG = """\
@@ -25,12 +26,15 @@ examples:
   timesformer predict lecture.mp4 --checkpoint hf_dir/ --long --json > timeline.json
   timesformer predict match.mp4 -c P --segments --out-dir out/   actions with start/end
 
-Geometry (frames, size) comes from the checkpoint config; the sampling rate from the
-checkpoint's training config when it has one (ours, official), else the official default for
-its frame count (8 -> 32, 16 -> 16, 96 -> 4). Class names: --labels FILE, else the checkpoint's,
-else Kinetics-400 for a 400-way head, else class_<i>. A video that cannot be read (or an image)
-is reported on stderr and the others are still predicted; the exit code is then 1. Warnings
-(e.g. a truncated file) are printed and recorded per video in --json and --out.
+Clips are cut as the checkpoint's preprocessing contract says (frames, sampling rate, fps,
+sampler, size, short side, mean/std, channel order, test views and protocol: what training
+stored, or the official cfg, or preprocessor_config.json), else the official defaults for its
+frame count (8 -> 32, 16 -> 16, 96 -> 4); the flags override it. One stderr line says each
+setting and where it came from; --json has it under "preprocess". -c takes Hugging Face Hub
+ids too (facebook/timesformer-base-finetuned-k400). Class names: --labels FILE, else the checkpoint's,
+else Kinetics-400 for a 400-way head, else class_<i>. A video that cannot be read (or an image) is reported on
+stderr and the others are still predicted; the exit code is then 1. Warnings (e.g. a truncated
+file) are printed and recorded per video in --json and --out.
 """
 
 
@@ -47,7 +51,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5, help="labels to show per video (default 5)")
     add_views_argument(
         p,
-        "K temporal clips x S spatial crops (default 1x3; with --long, S crops per clip, "
+        "K temporal clips x S spatial crops (default: the checkpoint's, 1x3; with --long, S crops per clip, "
         "default 1x1)",
     )
     p.add_argument(
@@ -134,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     for w in load_warnings:
         print(f"timesformer predict: warning: {args.checkpoint}: {w}", file=sys.stderr)
     names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
-    views = args.views or ("1x1" if args.long else "1x3")
+    log_settings(settings)
+    views = args.views or ("1x1" if args.long else None)  # None: the checkpoint's test views
     stems: set[str] = set()
     tty = sys.stderr.isatty() and not args.no_progress
     progress = args.long and tty
@@ -199,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint),
             "settings": settings_dict(settings),
             "warnings": load_warnings,
+            "preprocess": settings.report(),
             "predictions": results,
             "errors": errors,
         }

@@ -1,5 +1,6 @@
 """Video data: decoding, clip sampling, transforms, datasets, synthetic videos."""
 
+from .contract import contract_transform, contract_views
 from .datasets import VideoDataset, load_label_names, read_list_file, scan_folder
 from .sampling import (
     TEST_PROTOCOLS,
@@ -34,6 +35,8 @@ from .transforms import (
 from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, read_frames
 
 __all__ = [
+    "contract_transform",
+    "contract_views",
     "APPEARANCE_CLASSES",
     "KINETICS_MEAN",
     "KINETICS_STD",

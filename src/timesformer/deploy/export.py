@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..files import atomic_write, check_output_file
-from ..models.preprocess import Preprocess
+from ..models.preprocess import Preprocess, preprocess_of
 
 FORMATS = ("onnx", "exported-program")
 CONTRACT_KEYS = ("timesformer.preprocess", "timesformer.config", "timesformer.class_names")
@@ -57,13 +57,7 @@ class ExportReport:
 
 def contract_of(model: nn.Module) -> Preprocess:
     """The model's preprocessing contract (`model.preprocess`), else defaults for its geometry."""
-    pre = getattr(model, "preprocess", None)
-    if isinstance(pre, Preprocess):
-        return pre
-    cfg = model.config
-    size = cfg.img_size if isinstance(cfg.img_size, int) else min(cfg.img_size)
-    names = tuple(cfg.labels) if getattr(cfg, "labels", None) else None
-    return Preprocess.for_geometry(cfg.num_frames, size, class_names=names)
+    return preprocess_of(model)
 
 
 def load_checkpoint(
@@ -73,21 +67,7 @@ def load_checkpoint(
     `allow_pickle=True`: see `engine.predict.load_for_inference` (runs code from the file)."""
     from ..engine.predict import load_for_inference
 
-    model, st = load_for_inference(checkpoint, device=device, allow_pickle=allow_pickle)
-    pre = getattr(model, "preprocess", None)
-    if not isinstance(pre, Preprocess):  # older engines: the contract from the clip settings
-        names = tuple(model.config.labels) if getattr(model.config, "labels", None) else None
-        pre = Preprocess.for_geometry(model.config.num_frames, st.img_size).replace(
-            source=st.source,
-            sampling_rate=st.sampling_rate,
-            sampler=st.sampler,
-            mean=st.mean,
-            std=st.std,
-            channel_order=st.channel_order,
-            class_names=names,
-        )
-        pre = pre.replace(source="checkpoint", target_fps=st.target_fps) if st.target_fps else pre
-    return model, pre
+    return load_for_inference(checkpoint, device=device, allow_pickle=allow_pickle)
 
 
 def _example(model: nn.Module, batch: int, seed: int = 0) -> torch.Tensor:

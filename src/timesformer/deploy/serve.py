@@ -53,7 +53,7 @@ class ServeOptions:
 def create_app(
     model: nn.Module, settings: Any, preprocess: Preprocess, opts: ServeOptions
 ) -> FastAPI:
-    """The FastAPI application serving `model` (eval mode) cut by `settings` (InferenceSettings)."""
+    """The FastAPI application serving `model` (eval mode) cut by `settings` (its Preprocess)."""
     from ..data import VideoDecodeError
     from ..engine.predict import predict
 
@@ -185,16 +185,13 @@ def create_app(
 
 def _embed(model: nn.Module, path: Path, settings: Any, views: str) -> tuple[list[float], int]:
     """Class-token features averaged over the test views (K x S clips, batched with others)."""
-    from ..data import TestTransform, VideoReader, test_views
+    from ..data import VideoReader, contract_transform, contract_views
     from ..engine.predict import _parse_views
 
     K, S = _parse_views(views)
     with VideoReader(path) as reader:
-        picked = test_views(reader.num_frames, settings.num_frames, settings.sampling_rate,
-                            float(reader.fps), num_clips=K, num_crops=S, sampler=settings.sampler,
-                            target_fps=settings.target_fps)  # fmt: skip
-        transform = TestTransform(crop_size=settings.img_size, num_crops=S, mean=settings.mean,
-                                  std=settings.std, channel_order=settings.channel_order)  # fmt: skip
+        picked = contract_views(settings, reader.num_frames, reader.fps, num_clips=K, num_crops=S)
+        transform = contract_transform(settings, S)
         clips = {v.clip: v.indices for v in picked}
         crops = [transform(reader.get_frames(list(clips[k]))) for k in sorted(clips)]
     x = torch.cat(crops)  # (K*S, 3, T, s, s)
@@ -268,11 +265,6 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def _settings_from(model: nn.Module, pre: Preprocess) -> Any:
-    from ..engine.predict import InferenceSettings
-
-    return InferenceSettings(
-        num_frames=pre.num_frames, img_size=pre.crop_size, sampling_rate=pre.sampling_rate,
-        target_fps=pre.target_fps, sampler=pre.sampler, mean=pre.mean, std=pre.std,
-        channel_order=pre.channel_order, source=pre.sources.get("sampling_rate", "checkpoint"),
-    )  # fmt: skip
+def _settings_from(model: nn.Module, pre: Preprocess) -> Preprocess:
+    """The clip settings of the service: the contract itself (one conversion, in data)."""
+    return pre

@@ -56,23 +56,41 @@ def build_model(cfg: RunConfig, log: Log = print) -> nn.Module:
 
 
 def label_names(cfg: RunConfig) -> list[str] | None:
-    """The class names of `data.labels` (checked against model.num_classes), or None."""
-    if not cfg.data.labels:
-        return None
-    from ..data import load_label_names
+    """The class names of `data.labels` (checked against model.num_classes), else the sorted
+    sub-folder names when `data.train_list` is a folder-per-class tree, else None."""
+    from pathlib import Path
 
-    return load_label_names(cfg.data.labels, cfg.model.num_classes)
+    from ..data import load_label_names, scan_folder
+
+    if cfg.data.labels:
+        return load_label_names(cfg.data.labels, cfg.model.num_classes)
+    for split in ("train", "val", "test"):
+        src = getattr(cfg.data, f"{split}_list")
+        if src and Path(src).is_dir():
+            return scan_folder(Path(src))[1]
+    return None
 
 
 def fill_num_classes(cfg: RunConfig) -> RunConfig:
-    """Set model.num_classes from the labels file when the config leaves it open."""
-    if cfg.model.num_classes is None and cfg.data.labels:
-        from ..data import load_label_names
-
-        names = load_label_names(cfg.data.labels)
+    """Set model.num_classes from the data when the config leaves it open: the labels file,
+    else the class folders of a folder-per-class tree."""
+    if cfg.model.num_classes is None:
+        names = label_names(cfg)
         if names:
             cfg.model.num_classes = len(names)
     return cfg
+
+
+def run_preprocess(cfg: RunConfig, model: nn.Module, names: Sequence[str] | None) -> Any:
+    """The preprocessing contract a run trains `model` with: its `data` section, the model's
+    geometry and the class names (sources "run config")."""
+    from ..models.preprocess import Preprocess
+
+    mc = model.config
+    size = mc.img_size if isinstance(mc.img_size, int) else min(mc.img_size)
+    return Preprocess.from_train_config(
+        cfg.to_dict(), mc.num_frames, size, list(names) if names else None, source="run config"
+    )
 
 
 def build_dataset(
@@ -83,13 +101,15 @@ def build_dataset(
     model_config: Any = None,
     views: tuple[int, int] | None = None,
     names: Sequence[str] | None = None,
+    protocol: str | None = None,
 ) -> Dataset:
     """The VideoDataset of `data.{split}_list` ("train", "val" or "test").
 
     mode: "train", "val" or "test" (default: "train" for the train split, else "val").
     Clip geometry (frames, crop size) and the class count come from `cfg.model`, or from
     `model_config` (a loaded checkpoint's TimeSformerConfig) when given, as `eval` does;
-    `views` replaces the split's `data.*_views`; `names` the class names of `data.labels`.
+    `views` replaces the split's `data.*_views`; `names` the class names of `data.labels`;
+    `protocol` replaces `data.test_protocol` (how eval views are placed and cropped).
     """
     from ..data import VideoDataset
 
@@ -126,4 +146,5 @@ def build_dataset(
         seed=cfg.train.seed,
         separator=d.list_separator,
         upright=d.upright,
+        test_protocol=protocol or d.test_protocol,
     )

@@ -495,7 +495,7 @@ def evaluate_checkpoint(
     *,
     split: str = "test",
     views: tuple[int, int] | None = None,
-    aggregate: str = "mean_softmax",
+    aggregate: str | None = None,
     batch_size: int | None = None,
     output: str | Path | None = None,
     device: str | None = None,
@@ -503,6 +503,9 @@ def evaluate_checkpoint(
     progress: bool = True,
     source: str = "config",
     allow_pickle: bool = False,
+    protocol: str | None = None,
+    force_geometry: bool = False,
+    log: Any = None,
 ) -> tuple[EvalResult, dict[str, Any]] | None:
     """`timesformer eval`: multi-view testing of `checkpoint` on the config's split, written out.
 
@@ -511,13 +514,18 @@ def evaluate_checkpoint(
     Runs under torchrun too (each rank its shard). Writes OUTPUT_DIR/eval (or `output`) and
     returns (result, JSON-ready summary with the files written) on rank 0, None on the others.
     `allow_pickle=True` reads torch files only full unpickling reads (runs code from the file).
+
+    `protocol` (default `data.test_protocol`) places and crops the views; `aggregate` (default:
+    the protocol's, summed logits for "official", mean softmax for "centred") combines them.
+    A recipe whose data.num_frames / data.crop_size differ from the checkpoint's is refused
+    (ValueError naming both) unless `force_geometry`, which resamples the embeddings and says
+    so through `log`. Class names: data.labels, else the checkpoint's, else the data's folders.
     """
     from ..files import ensure_dir
     from ..models.weights import from_pretrained
     from . import distributed as D
     from .build import build_dataset
     from .config import parse_views
-    from .predict import resolve_labels
 
     d = cfg.data
     list_file = d.test_list if split == "test" else d.val_list
@@ -536,12 +544,19 @@ def evaluate_checkpoint(
     try:
         if info.is_main:  # before any work: a read-only output folder fails in one line
             ensure_dir(out_dir, "eval output folder")
+        say = log or (lambda s: None)
         with recorded_warnings() as load_warnings:
-            model = from_pretrained(checkpoint, allow_pickle=allow_pickle).to(info.device).eval()
-        labels = resolve_labels(model, d.labels)
+            model = from_pretrained(checkpoint, allow_pickle=allow_pickle)
+            model = _check_geometry(cfg, model, checkpoint, force_geometry, say, allow_pickle)
+        model = model.to(info.device).eval()
+        labels = _eval_labels(cfg, model)
+        protocol = protocol or d.test_protocol
+        aggregate = aggregate or ("sum_logits" if protocol == "official" else "mean_softmax")
+        _warn_recipe_differs(cfg, model, say)
         dataset = build_dataset(
-            cfg, split, mode=split, model_config=model.config, views=views, names=labels
-        )
+            cfg, split, mode=split, model_config=model.config, views=views, names=labels,
+            protocol=protocol,
+        )  # fmt: skip
         on_video = None
         if info.is_main and not info.distributed:  # one process: rows as videos finish
             writer = RowWriter(out_dir / "predictions.csv", PREDICTION_COLUMNS)
@@ -565,7 +580,8 @@ def evaluate_checkpoint(
             writer.close()
         if load_warnings:
             result.warnings.insert(0, {"path": str(checkpoint), "warnings": load_warnings})
-        context = {"checkpoint": str(checkpoint), "split": split, "list": str(list_file)}
+        context = {"checkpoint": str(checkpoint), "split": split, "list": str(list_file),
+                   "protocol": protocol}  # fmt: skip
         files = write_eval_outputs(result, out_dir, extra=context)
         summary = {**result.summary(), **context, "files": files}
         return result, _json_safe(summary)
@@ -589,3 +605,69 @@ def _csv_sink(writer: RowWriter, names: Sequence[str], rule: str) -> Callable[[d
         writer.write(prediction_row(v["path"], int(v["label"]), names, row, n, v["warnings"]))
 
     return sink
+
+
+def _check_geometry(
+    cfg: Any, model: nn.Module, checkpoint: Any, force: bool, say: Any, allow_pickle: bool = False
+) -> nn.Module:
+    """Refuse a recipe whose frames / crop differ from the checkpoint's (or, forced, rebuild
+    the model for the recipe's geometry with resampled embeddings, saying so)."""
+    from ..models.weights import from_pretrained
+
+    mc = model.config
+    size = mc.img_size if isinstance(mc.img_size, int) else min(mc.img_size)
+    d = cfg.data
+    diff = []
+    if d.num_frames is not None and d.num_frames != mc.num_frames:
+        diff.append(f"data.num_frames={d.num_frames} vs the checkpoint's {mc.num_frames}")
+    if d.crop_size is not None and d.crop_size != size:
+        diff.append(f"data.crop_size={d.crop_size} vs the checkpoint's {size}")
+    if not diff:
+        return model
+    what = "; ".join(diff)
+    if not force:
+        raise ValueError(
+            f"{checkpoint}: the recipe's clip geometry differs from the checkpoint's ({what}); "
+            "leave data.num_frames / data.crop_size unset to use the checkpoint's, or pass "
+            "--force-geometry to resample the embeddings to the recipe's"
+        )
+    say(f"WARNING: --force-geometry: {what}; the embeddings are resampled, the accuracy may drop")
+    over = {}
+    if d.num_frames is not None:
+        over["num_frames"] = d.num_frames
+    if d.crop_size is not None:
+        over["img_size"] = d.crop_size
+    return from_pretrained(checkpoint, allow_pickle=allow_pickle, **over)
+
+
+def _eval_labels(cfg: Any, model: nn.Module) -> list[str]:
+    """data.labels, else the checkpoint's names, else the folder names of the data."""
+    from .build import label_names
+    from .predict import resolve_labels
+
+    if cfg.data.labels:
+        return resolve_labels(model, cfg.data.labels)
+    stored = getattr(model.config, "labels", None)
+    if not stored:
+        names = label_names(cfg)
+        if names and len(names) == model.config.num_classes:
+            return list(names)
+    return resolve_labels(model)
+
+
+def _warn_recipe_differs(cfg: Any, model: nn.Module, say: Any) -> None:
+    """One line when the recipe cuts clips differently from what the checkpoint recorded."""
+    pre = getattr(model, "preprocess", None)
+    if pre is None:
+        return
+    d = cfg.data
+    recorded = {k: v for k, v in pre.sources.items() if v != "default"}
+    diff = []
+    for key, mine in (("sampling_rate", d.sampling_rate), ("sampler", d.sampler),
+                      ("mean", tuple(d.mean)), ("std", tuple(d.std)),
+                      ("channel_order", d.channel_order)):  # fmt: skip
+        theirs = getattr(pre, key)
+        if key in recorded and mine != theirs:
+            diff.append(f"data.{key}={mine} vs the checkpoint's {theirs}")
+    if diff:
+        say("WARNING: the recipe differs from the checkpoint's preprocessing: " + "; ".join(diff))

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..data.inputs import VideoInput
-from .predict import InferenceSettings, default_sampling_rate
+from ..models.preprocess import Preprocess, preprocess_of
 from .runtime import autocast
 
 MODES = ("video", "windows")
@@ -106,37 +106,21 @@ def _number(x: float | None) -> float | int | None:
 # ---------------------------------------------------------------------------- settings
 def clip_settings(
     model: nn.Module,
-    settings: InferenceSettings | None = None,
+    settings: Preprocess | None = None,
     *,
     num_frames: int | None = None,
     img_size: int | None = None,
     sampling_rate: int | None = None,
-) -> InferenceSettings:
+) -> Preprocess:
     """How clips are cut for `model`: `settings` (from `load_for_inference`), else the model's
     preprocessing contract (`model.preprocess`) when it carries one, else the model config
     with the official sampling rate; the non-None overrides win.
 
     The one place that reads the contract, so that moving to `model.preprocess` is one edit.
     """
-    if settings is None:
-        pre = getattr(model, "preprocess", None)
-        if pre is not None:
-            settings = InferenceSettings(
-                num_frames=pre.num_frames, img_size=pre.crop_size,
-                sampling_rate=pre.sampling_rate, target_fps=pre.target_fps, sampler=pre.sampler,
-                mean=tuple(pre.mean), std=tuple(pre.std), channel_order=pre.channel_order,
-                source="model.preprocess",
-            )  # fmt: skip
-        else:
-            cfg = model.config
-            size = cfg.img_size if isinstance(cfg.img_size, int) else min(cfg.img_size)
-            settings = InferenceSettings(
-                num_frames=cfg.num_frames,
-                img_size=size,
-                sampling_rate=default_sampling_rate(cfg.num_frames),
-            )
-    return settings.with_overrides(
-        num_frames=num_frames, img_size=img_size, sampling_rate=sampling_rate
+    st = settings if settings is not None else preprocess_of(model)
+    return st.with_overrides(
+        source="argument", num_frames=num_frames, img_size=img_size, sampling_rate=sampling_rate
     )
 
 
@@ -172,7 +156,7 @@ def parse_views(
 class _Plan:
     """What the decoding workers need to know (picklable)."""
 
-    st: InferenceSettings
+    st: Preprocess
     mode: str
     K: int
     S: int
@@ -181,7 +165,7 @@ class _Plan:
 
 def video_clips(plan: _Plan, total: int, fps: float, duration: float) -> tuple[list, dict]:
     """Frame indices of every clip of a video and the metadata of its rows."""
-    from ..data import clip_span, cover_clips, test_views
+    from ..data import clip_span, contract_views, cover_clips
 
     st = plan.st
     meta: dict[str, Any] = {}
@@ -196,8 +180,7 @@ def video_clips(plan: _Plan, total: int, fps: float, duration: float) -> tuple[l
         ]
         meta["feat_stride"], meta["window_frames"] = step, span
     else:
-        views = test_views(total, st.num_frames, st.sampling_rate, fps, num_clips=plan.K,
-                           num_crops=1, sampler=st.sampler, target_fps=st.target_fps)  # fmt: skip
+        views = contract_views(st, total, fps, num_clips=plan.K, num_crops=1)
         clips = [list(v.indices) for v in views]
     return clips, meta
 
@@ -216,7 +199,7 @@ class _ClipStream(IterableDataset):
             yield from self._video(pos)
 
     def _video(self, pos: int) -> Iterator[tuple]:
-        from ..data import TestTransform, VideoReader
+        from ..data import VideoReader, contract_transform
 
         st, path = self.plan.st, self.paths[pos]
         try:
@@ -225,8 +208,7 @@ class _ClipStream(IterableDataset):
                 clips, meta = video_clips(self.plan, total, fps, duration)
                 meta.update(fps=fps, duration=duration, video_frames=int(total))
                 yield ("start", pos, meta, len(clips))
-                tf = TestTransform(crop_size=st.img_size, num_crops=self.plan.S, mean=st.mean,
-                                   std=st.std, channel_order=st.channel_order)  # fmt: skip
+                tf = contract_transform(st, self.plan.S)
                 seen = 0
                 for j, frames in reader.iter_clips(clips):  # (T, H, W, 3) uint8, decoded once
                     yield ("clip", pos, j, tf(frames))  # (S, 3, T, s, s)
@@ -265,7 +247,7 @@ def iter_extract(
     batch_size: int = 8,
     device: str | torch.device | None = None,
     amp: str = "off",
-    settings: InferenceSettings | None = None,
+    settings: Preprocess | None = None,
     num_frames: int | None = None,
     sampling_rate: int | None = None,
     workers: int = 0,
@@ -425,7 +407,7 @@ def extract(
     batch_size: int = 8,
     device: str | torch.device | None = None,
     amp: str = "off",
-    settings: InferenceSettings | None = None,
+    settings: Preprocess | None = None,
     num_frames: int | None = None,
     sampling_rate: int | None = None,
     workers: int = 0,

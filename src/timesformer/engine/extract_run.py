@@ -35,9 +35,9 @@ from torch import nn
 
 from ..data.inputs import VIDEO_EXTENSIONS, VideoInput
 from ..files import atomic_write, atomic_write_text, ensure_dir
+from ..models.preprocess import Preprocess
 from . import distributed as D
 from .extract import clip_settings, iter_extract, parse_views
-from .predict import InferenceSettings
 from .runtime import autocast
 
 INDEX = "index.jsonl"
@@ -257,7 +257,7 @@ def run_extract(
     batch_size: int = 8,
     device: Any = None,
     amp: str = "off",
-    settings: InferenceSettings | None = None,
+    settings: Preprocess | None = None,
     workers: int = 0,
     progress: bool = False,
     info: dict[str, Any] | None = None,
@@ -276,7 +276,8 @@ def run_extract(
            "stride": stride, "num_frames": st.num_frames, "img_size": st.img_size,
            "sampling_rate": st.sampling_rate, "target_fps": st.target_fps,
            "sampler": st.sampler, "mean": list(st.mean), "std": list(st.std),
-           "channel_order": st.channel_order}  # fmt: skip
+           "channel_order": st.channel_order, "short_side": st.short_side,
+           "test_protocol": st.test_protocol}  # fmt: skip
     _check_run(out, run)
     dev = device if device is not None else next(model.parameters()).device
     autocast(dev, amp)  # a bad amp for the device: one error before any rank starts work

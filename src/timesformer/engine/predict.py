@@ -1,60 +1,38 @@
 """Inference on video files: top-k labels from a few test views, or over a whole long video.
 
-- `predict(model, path, ...)` -> `Prediction`: K temporal x S spatial views (default 1x3, the
-  official test protocol), per-view probabilities averaged into the video's top-k.
+- `predict(model, path, ...)` -> `Prediction`: K temporal x S spatial views (default: the
+  model's contract, `model.preprocess.test_views`), cut by its test protocol; "official"
+  combines the views by summed logits (softmax of the mean logit), "centred" by mean softmax.
 - `predict(..., long=True)`: consecutive non-overlapping clips cover the whole video (the
   paper's long-video protocol); clips are decoded as a stream (`VideoReader.iter_clips`) and
   classified in batches as they arrive, so memory stays bounded on an hour-long file. The video
   label is the mean of the clip probabilities; `Prediction.clips` is the per-clip timeline.
-- `load_for_inference(checkpoint)` -> (model, `InferenceSettings`): any checkpoint format that
-  `from_pretrained` reads, plus the clip geometry it was trained with (frames, size, sampling
-  rate, normalisation) when the checkpoint records it.
+- `load_for_inference(checkpoint)` -> (model, `Preprocess`): any checkpoint format that
+  `from_pretrained` reads (or a Hugging Face Hub id), plus the preprocessing contract it
+  stores (`model.preprocess`), with command-line overrides recorded in its `sources`.
+  `InferenceSettings` is the former name of that contract (now `Preprocess` itself).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..models.weights import Checkpoint
+from ..models.preprocess import (  # noqa: F401
+    OFFICIAL_SAMPLING_RATES,
+    Preprocess,
+    default_sampling_rate,
+    preprocess_of,
+)
 from .runtime import autocast
 
-# Official sampling rates of the released models (frames -> rate, PAPER.md); other frame
-# counts keep the same span of about 256 frames at 30 fps.
-OFFICIAL_SAMPLING_RATES = {8: 32, 16: 16, 96: 4}
-
-
-def default_sampling_rate(num_frames: int) -> int:
-    """Sampling rate for a model trained with unknown settings: the official one for 8, 16 and
-    96 frames (32, 16, 4), else one that spans about 256 frames (8.5 s at 30 fps)."""
-    return OFFICIAL_SAMPLING_RATES.get(num_frames, max(1, round(256 / max(num_frames, 1))))
-
-
-@dataclass
-class InferenceSettings:
-    """How clips are cut and normalised for a model (what it was trained with)."""
-
-    num_frames: int = 8
-    img_size: int = 224
-    sampling_rate: int = 32
-    target_fps: float | None = 30.0  # None: count frames at the video's own rate
-    sampler: str = "rate"  # "rate" or "segments" (SSv2)
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
-    channel_order: str = "rgb"
-    source: str = "default"  # where the sampling settings came from
-
-    def with_overrides(self, **kw: Any) -> InferenceSettings:
-        """A copy with the non-None `kw` applied."""
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+InferenceSettings = Preprocess  # the former name: clip settings are the contract itself
 
 
 @dataclass
@@ -158,183 +136,48 @@ def resolve_labels(model: nn.Module, labels: str | Path | Sequence[str] | None =
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def checkpoint_settings(
-    checkpoint: str | Path | Checkpoint, allow_pickle: bool = False
-) -> dict[str, Any]:
-    """Clip settings recorded in a checkpoint, if any: {"sampling_rate", "target_fps",
-    "sampler", "mean", "std", "channel_order", "source"}.
-
-    `checkpoint` is a path or a `Checkpoint` already read (`models.weights.read_checkpoint`),
-    so nothing is read twice. Ours: its `train_config` (a RunConfig dict or YAML text).
-    Official .pyth: its `cfg` YAML (DATA.SAMPLING_RATE, MEAN, STD; TRAIN.DATASET ssv2 ->
-    segments). Hugging Face directory: the preprocessor_config.json beside its config.json.
-    Missing pieces are simply absent. Recorded settings that cannot be read are a warning
-    (RuntimeWarning naming the reason) and the defaults apply: visible, never silent.
-    """
-    from ..models.weights import read_checkpoint
-
-    ck = (
-        checkpoint
-        if isinstance(checkpoint, Checkpoint)
-        else read_checkpoint(checkpoint, allow_pickle=allow_pickle)
-    )
-    try:
-        if ck.format == "ours":
-            return _our_settings(ck.extra.get("train_config"))
-        if ck.format == "official" and "cfg" in ck.extra:
-            return _official_settings(ck.extra["cfg"])
-        folder = Path(ck.source)
-        if ck.format in ("hf", "hf_vit") and folder.is_dir():
-            return _hf_settings(folder)
-    except Exception as e:  # noqa: BLE001 - any unreadable record: warn, use the defaults
-        _settings_warning(ck.source, f"{type(e).__name__}: {e}")
-    return {}
-
-
-def _settings_warning(source: Any, reason: str) -> None:
-    warnings.warn(
-        f"{source}: the recorded clip settings cannot be read ({reason.splitlines()[0]}); "
-        "using the defaults (override with --sampling-rate / --sampler)",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-
-
-def _our_settings(train_config: Any) -> dict[str, Any]:
-    if train_config is None:
-        return {}
-    if isinstance(train_config, str):
-        import yaml
-
-        try:
-            train_config = yaml.safe_load(train_config)
-        except yaml.YAMLError as e:
-            _settings_warning("train_config", f"not valid YAML: {e}")
-            return {}
-    if hasattr(train_config, "to_dict"):
-        train_config = train_config.to_dict()
-    if not isinstance(train_config, dict):
-        return {}
-    data = train_config.get("data") or {}
-    out: dict[str, Any] = {"source": "checkpoint train_config"}
-    for key in ("sampling_rate", "sampler", "channel_order", "num_frames", "crop_size"):
-        if data.get(key) is not None:
-            out[key] = data[key]
-    if "target_fps" in data:
-        out["target_fps"] = data["target_fps"]
-    for key in ("mean", "std"):
-        if data.get(key) is not None:
-            out[key] = tuple(float(v) for v in data[key])
-    return out
-
-
-def _official_settings(cfg: Any) -> dict[str, Any]:
-    import yaml
-
-    if isinstance(cfg, str):
-        try:
-            cfg = yaml.safe_load(cfg)
-        except yaml.YAMLError as e:
-            _settings_warning("official cfg", f"not valid YAML: {e}")
-            return {}
-    if not isinstance(cfg, dict):
-        try:  # a yacs CfgNode is a dict subclass; anything else we cannot read
-            cfg = dict(cfg)
-        except (TypeError, ValueError) as e:
-            _settings_warning("official cfg", f"not a mapping: {e}")
-            return {}
-    data = cfg.get("DATA") or {}
-    out: dict[str, Any] = {"source": "official cfg"}
-    if data.get("SAMPLING_RATE"):
-        out["sampling_rate"] = int(data["SAMPLING_RATE"])
-    for key in ("MEAN", "STD"):
-        if data.get(key):
-            out[key.lower()] = tuple(float(v) for v in data[key])
-    dataset = str((cfg.get("TEST") or {}).get("DATASET") or (cfg.get("TRAIN") or {}).get("DATASET"))
-    if dataset.lower() == "ssv2":
-        out["sampler"] = "segments"
-    return out
-
-
-def _hf_settings(path: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    pre = path / "preprocessor_config.json"
-    if pre.is_file():
-        try:
-            d = json.loads(pre.read_text())
-        except json.JSONDecodeError as e:
-            _settings_warning(pre, f"not valid JSON: {e}")
-            return out
-        for src, key in (("image_mean", "mean"), ("image_std", "std")):
-            v = d.get(src)
-            if isinstance(v, (list, tuple)) and len(v) == 3:
-                out[key] = tuple(float(x) for x in v)
-        if out:
-            out["source"] = "preprocessor_config.json"
-    return out
-
-
 def load_for_inference(
     checkpoint: str | Path,
     *,
     num_frames: int | None = None,
     img_size: int | None = None,
     sampling_rate: int | None = None,
+    sampler: str | None = None,
+    protocol: str | None = None,
+    views: str | tuple[int, int] | None = None,
     device: str | torch.device = "cpu",
     allow_pickle: bool = False,
-) -> tuple[nn.Module, InferenceSettings]:
+    source: str = "command line",
+) -> tuple[nn.Module, Preprocess]:
     """Load any checkpoint `from_pretrained` accepts (ours, official .pyth, Hugging Face
-    directory, safetensors) in eval mode, with the settings to cut clips for it.
+    directory or Hub id, safetensors) in eval mode, with its preprocessing contract.
 
-    Geometry comes from the checkpoint config; `num_frames` / `img_size` override it (the
-    embeddings are resampled). The sampling rate is `sampling_rate`, else the one recorded in
-    the checkpoint (our train_config, the official cfg), else `default_sampling_rate`.
+    The contract is what the checkpoint stores (`model.preprocess`, see
+    `models.weights.read_preprocess`); the non-None arguments override it and are recorded
+    as coming from `source`. `num_frames` / `img_size` also rebuild the model for that
+    geometry (the embeddings are resampled).
     `allow_pickle=True` reads torch files that only full unpickling reads (runs code from the
     file: only for files you trust).
     """
-    from ..models.weights import from_pretrained, read_checkpoint
+    from ..models.weights import from_pretrained
 
-    path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found")
     overrides: dict[str, Any] = {}
     if num_frames is not None:
         overrides["num_frames"] = int(num_frames)
     if img_size is not None:
         overrides["img_size"] = int(img_size)
-    # read once: the weights and the recorded settings
-    ck = read_checkpoint(path, allow_pickle=allow_pickle)
-    hints = checkpoint_settings(ck)
-    model = from_pretrained(ck, **overrides)
+    model = from_pretrained(checkpoint, allow_pickle=allow_pickle, **overrides)
     model.to(device).eval()
-    cfg = model.config
-    h, w = (cfg.img_size, cfg.img_size) if isinstance(cfg.img_size, int) else cfg.img_size
-    settings = InferenceSettings(num_frames=cfg.num_frames, img_size=min(h, w))
-    for key in ("sampler", "mean", "std", "channel_order", "target_fps", "source"):
-        if key in hints:
-            settings = replace(settings, **{key: hints[key]})
-    if sampling_rate is not None:
-        settings = replace(settings, sampling_rate=int(sampling_rate), source="command line")
-    elif "sampling_rate" in hints:
-        settings = replace(settings, sampling_rate=int(hints["sampling_rate"]))
-    else:
-        settings = replace(
-            settings, sampling_rate=default_sampling_rate(settings.num_frames), source="default"
-        )
-    return model, settings
+    pre = preprocess_of(model).with_overrides(
+        source=source, num_frames=num_frames, img_size=img_size, sampling_rate=sampling_rate,
+        sampler=sampler, test_protocol=protocol, views=views,
+    )  # fmt: skip
+    return model, pre
 
 
 # ---------------------------------------------------------------------------- prediction
-def _settings_for(model: nn.Module, settings: InferenceSettings | None) -> InferenceSettings:
-    if settings is not None:
-        return settings
-    cfg = model.config
-    size = cfg.img_size if isinstance(cfg.img_size, int) else min(cfg.img_size)
-    return InferenceSettings(
-        num_frames=cfg.num_frames,
-        img_size=size,
-        sampling_rate=default_sampling_rate(cfg.num_frames),
-    )
+def _settings_for(model: nn.Module, settings: Preprocess | None) -> Preprocess:
+    return settings if settings is not None else preprocess_of(model)
 
 
 def _topk(probs: Tensor, names: Sequence[str], k: int) -> list[tuple[str, float]]:
@@ -359,9 +202,10 @@ def predict(
     video_path: str | Path,
     *,
     topk: int = 5,
-    views: str | tuple[int, int] = "1x3",
+    views: str | tuple[int, int] | None = None,
     long: bool = False,
-    settings: InferenceSettings | None = None,
+    settings: Preprocess | None = None,
+    protocol: str | None = None,
     num_frames: int | None = None,
     img_size: int | None = None,
     sampling_rate: int | None = None,
@@ -374,15 +218,18 @@ def predict(
 ) -> Prediction:
     """Classify one video file with `model` and return its top-k labels.
 
-    Standard mode: `views` "KxS" = K temporal clips evenly over the video x S spatial crops
-    (1 centre, or 3), probabilities averaged over the views. `long=True`: consecutive clips
+    Standard mode: `views` "KxS" = K temporal clips over the video x S spatial crops (1 centre,
+    or 3; default: the contract's test_views), placed and cropped by `protocol` (default: the
+    contract's test_protocol); "official" ranks by the summed logits of the views (probs: the
+    softmax of their mean logit), "centred" averages the view probabilities. `long=True`: consecutive clips
     cover the whole video (S crops each, S from `views`), decoded as a stream and classified
     `batch_size` inputs at a time; the label is the mean over clips and `Prediction.clips` is
     the timeline (`progress`: a progress bar over the clips on stderr; `on_clip` is called with
     each ClipPrediction as soon as it is classified, in order, so a timeline can be written as
-    it goes). Clip geometry comes
-    from `settings` (see `load_for_inference`), else from the model config; `num_frames`,
-    `img_size`, `sampling_rate` override it. Inputs go to `device` (default: the device the
+    it goes). Clips are cut as
+    `settings` say (a `Preprocess`, see `load_for_inference`), else as `model.preprocess`
+    says (what `from_pretrained` read from the checkpoint); `num_frames`, `img_size`,
+    `sampling_rate`, `protocol` override it. Inputs go to `device` (default: the device the
     model's parameters are on; the model itself is not moved).
 
     Raises `VideoDecodeError` (a RuntimeError naming the file) for a missing or unreadable video.
@@ -390,8 +237,11 @@ def predict(
     from ..data import VideoDecodeError, VideoReader
 
     st = _settings_for(model, settings).with_overrides(
-        num_frames=num_frames, img_size=img_size, sampling_rate=sampling_rate
-    )
+        source="argument", num_frames=num_frames, img_size=img_size,
+        sampling_rate=sampling_rate, test_protocol=protocol,
+    )  # fmt: skip
+    if views is None:
+        views = "1x1" if long else st.test_views
     K, S = _parse_views(views)
     names = resolve_labels(model, labels)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
@@ -416,23 +266,17 @@ def predict(
         model.train(was_training)
 
 
-def _transform(st: InferenceSettings, num_crops: int) -> Any:
-    from ..data import TestTransform
+def _transform(st: Preprocess, num_crops: int) -> Any:
+    from ..data import contract_transform
 
-    return TestTransform(
-        crop_size=st.img_size,
-        num_crops=num_crops,
-        mean=st.mean,
-        std=st.std,
-        channel_order=st.channel_order,
-    )
+    return contract_transform(st, num_crops)
 
 
 def _run(model: nn.Module, x: Tensor, dev: torch.device, amp: str) -> Tensor:
-    """Probabilities (N, C) float32 on the CPU for inputs (N, 3, T, S, S)."""
+    """Logits (N, C) float32 on the CPU for inputs (N, 3, T, S, S)."""
     with autocast(dev, amp):
         logits = model(x.to(dev))  # (N, C)
-    return logits.float().softmax(dim=1).cpu()
+    return logits.float().cpu()
 
 
 @dataclass
@@ -441,7 +285,7 @@ class _Job:
 
     model: nn.Module
     reader: Any
-    st: InferenceSettings
+    st: Preprocess
     names: list[str]
     topk: int
     batch_size: int
@@ -454,6 +298,10 @@ class _Job:
 
     def run(self, x: Tensor) -> Tensor:
         """Probabilities (N, C) on the CPU for inputs (N, 3, T, S, S)."""
+        return _run(self.model, x, self.dev, self.amp).softmax(dim=1)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Logits (N, C) on the CPU for inputs (N, 3, T, S, S)."""
         return _run(self.model, x, self.dev, self.amp)
 
     def prediction(self, probs: Tensor, views: str, num_clips: int, **kw: Any) -> Prediction:
@@ -464,33 +312,32 @@ class _Job:
 
 
 def _predict_views(job: _Job, K: int, S: int) -> Prediction:
-    """K temporal clips x S crops, probabilities averaged over the views."""
-    from ..data import test_views
+    """K temporal clips x S crops, combined as the contract's protocol says."""
+    from ..data import contract_views
 
     st = job.st
-    views = test_views(  # target_fps None: the sampler counts the video's own frames
-        job.total, st.num_frames, st.sampling_rate, job.fps,
-        num_clips=K, num_crops=S, sampler=st.sampler, target_fps=st.target_fps,
-    )  # fmt: skip
+    views = contract_views(st, job.total, job.fps, num_clips=K, num_crops=S)
     transform = _transform(st, S)
     by_clip: dict[int, tuple[int, ...]] = {}
     for v in views:
         by_clip.setdefault(v.clip, v.indices)
-    probs: list[Tensor] = []
+    logits: list[Tensor] = []
     pending: list[Tensor] = []
     for clip in sorted(by_clip):
         frames = job.reader.get_frames(list(by_clip[clip]))  # (T, H, W, 3) uint8
         crops = transform(frames)  # (S, 3, T, s, s)
         pending.extend(crops.unbind(0))
         while len(pending) >= job.batch_size:
-            probs.append(job.run(torch.stack(pending[: job.batch_size])))
+            logits.append(job.logits(torch.stack(pending[: job.batch_size])))
             pending = pending[job.batch_size :]
     if pending:
-        probs.append(job.run(torch.stack(pending)))
-    p = torch.cat(probs)  # (K*S, C), views in clip-major order
-    n = p.shape[0]
-    mean = p.mean(0)  # (C,) mean of the view probabilities
-    return job.prediction(mean, f"{K}x{S}", n)
+        logits.append(job.logits(torch.stack(pending)))
+    z = torch.cat(logits)  # (K*S, C), views in clip-major order
+    if st.aggregation == "sum_logits":  # official: summed logits rank; probs of their mean
+        probs = z.mean(0).softmax(0)  # (C,)
+    else:
+        probs = z.softmax(1).mean(0)  # (C,) mean of the view probabilities
+    return job.prediction(probs, f"{K}x{S}", z.shape[0])
 
 
 def _predict_long(
@@ -566,8 +413,8 @@ def format_time(seconds: float) -> str:
     return f"{int(h)}:{int(m):02d}:{s:04.1f}" if h else f"{int(m)}:{s:04.1f}"
 
 
-def settings_dict(st: InferenceSettings) -> dict[str, Any]:
-    """JSON-ready view of the settings."""
-    d = asdict(st)
-    d["mean"], d["std"] = list(st.mean), list(st.std)
+def settings_dict(st: Preprocess) -> dict[str, Any]:
+    """JSON-ready view of the settings (the contract's values, `img_size`, `source`)."""
+    d = {k: v for k, v in st.to_dict().items() if k != "sources"}
+    d["img_size"], d["source"] = st.crop_size, st.source
     return d

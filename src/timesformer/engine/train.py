@@ -41,8 +41,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..files import ensure_dir
 from . import distributed as D
-from .build import build_dataset, build_model, fill_num_classes, label_names
-from .checkpoint import BEST, LAST, find_last, rng_state, save_training_checkpoint
+from .build import build_dataset, build_model, fill_num_classes, label_names, run_preprocess
+from .checkpoint import (
+    BEST,
+    LAST,
+    find_last,
+    rng_state,
+    save_training_checkpoint,
+)
 from .config import RunConfig, TrainSection, resolve, save_config
 from .loaders import EpochSampler, seed_worker, timed_batches, unpack_batch
 from .optim import LRSchedule, build_optimizer
@@ -300,6 +306,9 @@ class _Run:
             names = getattr(train_ds, "label_names", None)
         if names is not None and len(names) == model.config.num_classes:
             model.config = model.config.replace(labels=list(names))
+        else:
+            names = None
+        model.preprocess = run_preprocess(cfg, model, names)  # stored in every checkpoint
         model.to(self.device)
         torch.manual_seed(t.seed + 1000 * info.rank + 1)
         if train_ds is None:

@@ -130,6 +130,84 @@ class Preprocess:
         srcs.update({k: source for k in kw})
         return dataclasses.replace(self, **_normalise(kw), sources=srcs)
 
+    @classmethod
+    def from_train_config(
+        cls,
+        train_config: Any,
+        num_frames: int,
+        img_size: int,
+        class_names: Sequence[str] | None = None,
+        source: str = "checkpoint train_config",
+    ) -> Preprocess:
+        """The contract of a training run from its RunConfig (a dict, YAML text or object with
+        `to_dict`): the `data` section's rate, fps, sampler, jitter, crop, stats, views and
+        protocol. Geometry the section leaves open follows the model (`num_frames`, `img_size`).
+        """
+        tc = train_config
+        if isinstance(tc, str):
+            import yaml
+
+            try:
+                tc = yaml.safe_load(tc)
+            except yaml.YAMLError:
+                tc = None
+        if hasattr(tc, "to_dict"):
+            tc = tc.to_dict()
+        data = tc.get("data") if isinstance(tc, Mapping) else None
+        base = cls.for_geometry(num_frames, img_size, class_names=class_names)
+        if not isinstance(data, Mapping):
+            return base
+        kw: dict[str, Any] = {}
+        for key in ("sampling_rate", "sampler", "mean", "std", "channel_order", "test_protocol"):
+            if data.get(key) is not None:
+                kw[key] = data[key]
+        if "target_fps" in data:
+            kw["target_fps"] = data["target_fps"]
+        kw["num_frames"] = data.get("num_frames") or num_frames
+        kw["crop_size"] = data.get("crop_size") or img_size
+        jitter = data.get("train_jitter")
+        if isinstance(jitter, Sequence) and jitter:
+            kw["short_side"] = max(int(jitter[0]), int(kw["crop_size"]))
+        if data.get("test_views"):
+            kw["test_views"] = data["test_views"]
+        out = base.replace(source=source, **kw)
+        if "target_fps" in kw and kw["target_fps"] is None:  # replace() skips None values
+            out = dataclasses.replace(
+                out, target_fps=None, sources={**out.sources, "target_fps": source}
+            )
+        return out
+
+    # ------------------------------------------------------------------ views used by engines
+    @property
+    def img_size(self) -> int:
+        """The crop size (the model's input side), under the name the engine uses."""
+        return self.crop_size
+
+    @property
+    def source(self) -> str:
+        """Where the sampling rate came from (the field most often lost on the way)."""
+        return self.sources.get("sampling_rate", "default")
+
+    @property
+    def aggregation(self) -> str:
+        """How test views combine: summed logits (official) or mean softmax (centred)."""
+        return "sum_logits" if self.test_protocol == "official" else "mean_softmax"
+
+    def with_overrides(self, source: str = "override", **kw: Any) -> Preprocess:
+        """`replace` that also takes `img_size` (the crop size) and `views` ("KxS")."""
+        if kw.get("img_size") is not None:
+            size = int(kw.pop("img_size"))
+            kw["crop_size"] = size
+            if size > self.short_side or self.short_side == round(self.crop_size * 256 / 224):
+                kw.setdefault("short_side", max(size, round(size * 256 / 224)))
+        else:
+            kw.pop("img_size", None)
+        if kw.get("views") is not None:
+            kw["test_views"] = kw.pop("views")
+        else:
+            kw.pop("views", None)
+        return self.replace(source=source, **kw)
+
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists); `sources` included."""
@@ -267,6 +345,20 @@ class Preprocess:
         return base.replace(source="official cfg", **kw)
 
     # ------------------------------------------------------------------ display
+    def report(self) -> dict[str, Any]:
+        """{"values": to_dict() without sources, "sources": field -> where it came from}."""
+        values = {k: v for k, v in self.to_dict().items() if k != "sources"}
+        return {"values": values, "sources": {k: self.sources.get(k, "default") for k in values}}
+
+    def log_line(self) -> str:
+        """One line for stderr: the clip settings and, in brackets, where each came from."""
+        keys = ("num_frames", "sampling_rate", "target_fps", "sampler", "crop_size",
+                "short_side", "mean", "std", "channel_order", "test_views", "test_protocol")  # fmt: skip
+        d = self.to_dict()
+        return "preprocess: " + ", ".join(
+            f"{k}={_short(d[k])} ({self.sources.get(k, 'default')})" for k in keys
+        )
+
     def describe(self) -> list[str]:
         """One line per field: value and where it came from (for `--json` and logs)."""
         out = []
@@ -275,6 +367,39 @@ class Preprocess:
                 continue
             out.append(f"{k}={v} ({self.sources.get(k, 'default')})")
         return out
+
+
+def preprocess_of(model: Any) -> Preprocess:
+    """The contract a model carries (`model.preprocess`), else defaults for its geometry with
+    its config's class names; always matching the model's frames and crop size."""
+    cfg = model.config
+    size = cfg.img_size if isinstance(cfg.img_size, int) else min(cfg.img_size)
+    labels = tuple(cfg.labels) if getattr(cfg, "labels", None) else None
+    pre = getattr(model, "preprocess", None)
+    if not isinstance(pre, Preprocess):
+        pre = Preprocess.for_geometry(cfg.num_frames, size)
+    return fit_model(pre, cfg.num_frames, size, labels)
+
+
+def fit_model(
+    pre: Preprocess, num_frames: int, img_size: int, labels: Sequence[str] | None = None
+) -> Preprocess:
+    """`pre` with the model's frames and crop (source "model config" where they differ) and
+    the model's class names when the contract has none."""
+    kw: dict[str, Any] = {}
+    if pre.num_frames != num_frames:
+        kw["num_frames"] = num_frames
+    if pre.crop_size != img_size:
+        kw["img_size"] = img_size
+    if pre.class_names is None and labels:
+        kw["class_names"] = labels
+    return pre.with_overrides(source="model config", **kw) if kw else pre
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list):
+        return "x".join(str(x) for x in v) if len(v) == 2 else "/".join(f"{x:g}" for x in v)
+    return str(v)
 
 
 def _normalise(kw: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,12 @@ from .inference import DEFAULT_CHUNK_TOKENS
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch per sample."""
+    """Stochastic depth: drop the whole residual branch per row of the leading axis.
+
+    The leading axis is the sample for the MLP and whole-sequence steps; the divided block
+    applies it, as the official block does, to the reshaped step inputs: per (sample, spatial
+    position) row of the temporal step and per (sample, frame) of the spatial step.
+    """
 
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
@@ -164,8 +169,9 @@ class Block(nn.Module):
         if need:
             idx = partition("time", T, gh, gw, x.device)[0] + 1  # (N, T)
             steps.append(AttentionStep("temporal", w.view(B, N, *w.shape[1:]), idx))
+        y = self.drop_path(y)  # (B*N, T, D): one draw per (sample, position) row, as official
         y = y.view(B, N, T, D).transpose(1, 2).reshape(B, T * N, D)
-        xp = xp + self.temporal_fc(self.drop_path(y))
+        xp = xp + self.temporal_fc(y)
 
         # spatial: each frame attends over its N patches plus a copy of the class token
         xs = self.norm1(xp).view(B * T, N, D)
@@ -175,9 +181,9 @@ class Block(nn.Module):
             sp = partition("space", T, gh, gw, x.device)[0] + 1  # (T, N)
             idx = torch.cat([torch.zeros_like(sp[:, :1]), sp], dim=1)
             steps.append(AttentionStep("spatial", w.view(B, T, *w.shape[1:]), idx, True))
-        y = y.view(B, T, 1 + N, D)
+        y = self.drop_path(y).view(B, T, 1 + N, D)  # one draw per (sample, frame), as official
         res = torch.cat([y[:, :, 0].mean(1, keepdim=True), y[:, :, 1:].reshape(B, T * N, D)], 1)
-        return torch.cat([cls, xp], dim=1) + self.drop_path(res)  # (B, 1+T*N, D)
+        return torch.cat([cls, xp], dim=1) + res  # (B, 1+T*N, D)
 
     def _partitioned(
         self, x: Tensor, geom: tuple[int, int, int], steps: list[AttentionStep] | None
@@ -287,7 +293,8 @@ class TimeSformer(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """The official init: trunc-normal(0.02) linears and embeddings, zero time embedding,
-        zero `temporal_fc` (and the other extra-step outputs) in every block but the first."""
+        zero `temporal_fc` (and the other extra-step outputs) in every block, the first too (the
+        official loop's counter is consumed by the ModuleList itself, so no block is skipped)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -302,9 +309,7 @@ class TimeSformer(nn.Module):
         if self.time_embed is not None:
             nn.init.zeros_(self.time_embed)
         if self.config.zero_init_temporal_fc:
-            for i, blk in enumerate(self.blocks):
-                if i == 0:
-                    continue
+            for blk in self.blocks:
                 for _, _, fc in blk.extra_steps():
                     nn.init.zeros_(fc.weight)
                     nn.init.zeros_(fc.bias)

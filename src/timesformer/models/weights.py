@@ -29,6 +29,7 @@ strictly; the key maps are in `formats/`, the file reading and writing in `check
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoint_io as io
+from . import hub
 from .config import TimeSformerConfig, _pair
 from .factory import unwrap_model
 from .formats import hf, native, official, vit
@@ -46,6 +48,7 @@ from .formats.hf import hf_config_dict
 from .formats.native import FORMAT_VERSION
 from .formats.vit import image_state_to_video
 from .integrity import CheckpointError, check_finite
+from .preprocess import Preprocess, fit_model, preprocess_of
 from .timesformer import TimeSformer, resample_pos_embed, resample_time_embed
 
 __all__ = [
@@ -63,6 +66,7 @@ __all__ = [
     "image_state_to_video",
     "load_into",
     "read_checkpoint",
+    "read_preprocess",
     "save_checkpoint",
     "save_hf",
     "save_official",
@@ -125,9 +129,12 @@ def from_pretrained(
     A `num_classes` different from the checkpoint's head raises unless `reset_head=True`, which
     keeps every other weight and starts a freshly initialised head (`num_classes=0` simply drops
     the head). Image ViT weights take `attention_type`, `num_frames`, `num_classes` (default
-    400) freely: the ImageNet recipe builds the video parts. Returns the model in eval mode.
-    `allow_pickle=True` unpickles torch files fully: that runs code from the file, so use it
-    only for files you trust (see `read_checkpoint`).
+    400) freely: the ImageNet recipe builds the video parts. `path` may also be a Hugging Face
+    Hub id ("facebook/timesformer-base-finetuned-k400"), fetched into the Hub cache (see
+    `models.hub`; an existing local path of that name wins). The model carries the
+    checkpoint's preprocessing contract as `model.preprocess` (`read_preprocess`). Returns the
+    model in eval mode. `allow_pickle=True` unpickles torch files fully: that runs code from
+    the file, so use it only for files you trust (see `read_checkpoint`).
     """
     ck = read_checkpoint(path, allow_pickle=allow_pickle)
     try:
@@ -141,6 +148,13 @@ def from_pretrained(
             raise
         # nothing asked of it but its own architecture: the checkpoint contradicts itself
         raise CheckpointError(_named(str(e), ck.source)) from e
+    pre = read_preprocess(ck, model.config)
+    names = pre.class_names
+    if model.config.labels is None and names and len(names) == model.config.num_classes:
+        model.config = model.config.replace(labels=list(names))
+    elif names and len(names) != model.config.num_classes:  # a new head: the names do not fit
+        pre = dataclasses.replace(pre, class_names=None)
+    model.preprocess = pre
     return model.eval()
 
 
@@ -181,7 +195,10 @@ def read_checkpoint(
         return ck
     path = Path(path_or_state).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}{io.hub_hint(path)}")
+        if hub.is_hub_id(path_or_state):
+            path = hub.resolve(str(path_or_state))
+        else:
+            raise FileNotFoundError(f"checkpoint not found: {path}{io.hub_hint(path)}")
     try:
         ck = _read_path(path, allow_pickle)
         check_finite(ck.state, ck.source)
@@ -218,17 +235,29 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra: Any) -> Path:
     """Write our checkpoint: {"format", "version", "config", "model", **extra}, atomically.
 
     `extra` holds optional training state (optimizer, scheduler, scaler, epoch, step, rng,
-    train_config, best_metric, ...). The file is written to a temporary name, then renamed.
+    train_config, best_metric, ...). The model's preprocessing contract is stored as a plain
+    dict under "preprocess" (unless `extra` gives one). Written to a temporary name, renamed.
     """
     m = _unwrap(model)
+    if "preprocess" not in extra:
+        pre = getattr(m, "preprocess", None)
+        if not isinstance(pre, Preprocess) and extra.get("train_config") is not None:
+            c = m.config  # a model without a contract, saved with its run config: read that
+            pre = Preprocess.from_train_config(
+                extra["train_config"], c.num_frames, min(_pair(c.img_size)), c.labels
+            )
+            pre = fit_model(pre, c.num_frames, min(_pair(c.img_size)), c.labels)
+        extra["preprocess"] = (pre if isinstance(pre, Preprocess) else preprocess_of(m)).to_dict()
     obj = native.to_checkpoint(m.config, _cpu_state(m), extra)
     return io.torch_save(obj, Path(path))
 
 
 def save_safetensors(model: nn.Module, path: str | Path) -> Path:
-    """Write the weights only as .safetensors, with our config in the metadata."""
+    """Write the weights as .safetensors, with our config and preprocessing (JSON) in the
+    metadata."""
     m = _unwrap(model)
-    return io.write_safetensors(_cpu_state(m), Path(path), native.safetensors_metadata(m.config))
+    meta = dict(native.safetensors_metadata(m.config), preprocess=preprocess_of(m).to_json())
+    return io.write_safetensors(_cpu_state(m), Path(path), meta)
 
 
 def to_official_state_dict(model: nn.Module, epoch: int = 0) -> dict[str, Any]:
@@ -241,7 +270,18 @@ def to_official_state_dict(model: nn.Module, epoch: int = 0) -> dict[str, Any]:
     same function.
     """
     m = _unwrap(model)
-    return official.from_native(_cpu_state(m), m.config, epoch)
+    out = official.from_native(_cpu_state(m), m.config, epoch)
+    import yaml
+
+    cfg = yaml.safe_load(out["cfg"])
+    contract = preprocess_of(m).to_official_cfg()
+    for section, values in contract.items():  # DATA.*, TEST.*, our full contract
+        cfg[section] = (
+            {**(cfg.get(section) or {}), **values} if isinstance(values, dict) else values
+        )
+    cfg.setdefault("TRAIN", {})["DATASET"] = cfg["TEST"]["DATASET"]
+    out["cfg"] = yaml.safe_dump(cfg)
+    return out
 
 
 def save_official(model: nn.Module, path: str | Path, epoch: int = 0) -> Path:
@@ -258,10 +298,87 @@ def to_hf_state_dict(model: nn.Module) -> dict[str, Tensor]:
 def save_hf(model: nn.Module, directory: str | Path) -> Path:
     """Write a directory that `transformers.TimesformerForVideoClassification.from_pretrained`
     loads with identical logits (divided and joint; space_only too, though Hugging Face returns
-    its per-frame logits there). Files: config.json, model.safetensors."""
+    its per-frame logits there). Files: config.json (id2label from the class names),
+    model.safetensors, preprocessor_config.json (the preprocessing contract)."""
+    import json
+
+    from ..files import atomic_write_text
+
     m = _unwrap(model)
+    pre = preprocess_of(m)
+    conf = m.config
+    if conf.labels is None and pre.class_names and len(pre.class_names) == conf.num_classes:
+        conf = conf.replace(labels=list(pre.class_names))
     state = {k: v.contiguous() for k, v in to_hf_state_dict(m).items()}
-    return io.write_hf_dir(state, hf_config_dict(m.config), Path(directory))
+    out = io.write_hf_dir(state, hf_config_dict(conf), Path(directory))
+    text = json.dumps(pre.to_hf_preprocessor(), indent=2, sort_keys=True) + "\n"
+    atomic_write_text(out / "preprocessor_config.json", text)
+    return out
+
+
+# ============================================================================ the contract
+
+
+def read_preprocess(ck: Checkpoint, cfg: TimeSformerConfig) -> Preprocess:
+    """The preprocessing contract a checkpoint stores, fitted to the model `cfg` builds.
+
+    Ours: "preprocess" (a dict in .pt, JSON in .safetensors metadata), else the training
+    checkpoint's `train_config` (older files). Official: the `cfg` YAML (DATA.*, TEST.*,
+    TRAIN.DATASET ssv2 -> segments and BGR). Hugging Face: preprocessor_config.json. Anything
+    else, or an unreadable record (warned): `Preprocess.for_geometry`, sources "default".
+    """
+    import warnings
+
+    import yaml
+
+    size = min(_pair(cfg.img_size))
+    stored_frames = int(ck.config.get("num_frames", cfg.num_frames) or cfg.num_frames)
+    stored_size = min(_pair(ck.config.get("img_size", size)))
+    pre: Preprocess | None = None
+    try:
+        pre = _stored_preprocess(ck, stored_frames, stored_size)
+    except (ValueError, TypeError, KeyError, yaml.YAMLError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"{ck.source}: the recorded preprocessing cannot be read ({why}); using "
+                      "the defaults (override with --sampling-rate / --sampler)",
+                      RuntimeWarning, stacklevel=3)  # fmt: skip
+    if pre is None:
+        pre = Preprocess.for_geometry(cfg.num_frames, size)
+    labels = cfg.labels if cfg.labels and len(cfg.labels) == cfg.num_classes else None
+    return fit_model(pre, cfg.num_frames, size, labels)
+
+
+def _stored_preprocess(ck: Checkpoint, frames: int, size: int) -> Preprocess | None:
+    import json
+
+    import yaml
+
+    if ck.format == "ours":
+        stored = ck.extra.get("preprocess")
+        if isinstance(stored, str):
+            stored = json.loads(stored)
+        if isinstance(stored, Mapping):  # keeps the recorded sources (e.g. "run config")
+            pre = Preprocess.from_dict(stored)
+            srcs = {k: "checkpoint" for k in stored if k != "sources"}
+            srcs.update({k: v for k, v in pre.sources.items() if v not in ("default", "given")})
+            return dataclasses.replace(pre, sources=srcs)
+        if ck.extra.get("train_config") is not None:
+            names = ck.config.get("labels")
+            return Preprocess.from_train_config(ck.extra["train_config"], frames, size, names)
+        return None
+    if ck.format == "official" and ck.extra.get("cfg") is not None:
+        cfg = ck.extra["cfg"]
+        if isinstance(cfg, str):
+            cfg = yaml.safe_load(cfg)
+        if isinstance(cfg, Mapping):
+            return Preprocess.from_official_cfg(cfg, frames, size)
+        return None
+    folder = Path(ck.source)
+    if ck.format == "hf" and folder.is_dir() and (folder / "preprocessor_config.json").is_file():
+        d = json.loads((folder / "preprocessor_config.json").read_text())
+        if isinstance(d, Mapping):
+            return Preprocess.from_hf_preprocessor(d, frames, size)
+    return None
 
 
 # ============================================================================ recognising

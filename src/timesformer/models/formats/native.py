@@ -68,12 +68,16 @@ def from_checkpoint(
 def from_safetensors(
     state: dict[str, Tensor], meta: Mapping[str, str], source: str
 ) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
-    """Tensors and metadata of our .safetensors file -> (state, config dict, {})."""
+    """Tensors and metadata of our .safetensors file -> (state, config dict, extra: the
+    "preprocess" JSON when the metadata has one)."""
     try:
         conf_dict = json.loads(meta["config"])
     except (KeyError, json.JSONDecodeError) as e:
         raise ValueError(f"{source}: timesformer safetensors metadata has no valid 'config'") from e
-    return from_checkpoint({"format": "timesformer", "config": conf_dict, "model": state}, source)
+    obj = {"format": "timesformer", "config": conf_dict, "model": state}
+    if meta.get("preprocess"):  # the preprocessing contract, JSON (read by models.preprocess)
+        obj["preprocess"] = meta["preprocess"]
+    return from_checkpoint(obj, source)
 
 
 # ------------------------------------------------------------------ config from tensor shapes
