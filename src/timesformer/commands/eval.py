@@ -69,7 +69,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config, parse_views
-    from ..engine.evaluate import evaluate_checkpoint
+    from ..engine.eval_run import evaluate_checkpoint
 
     # the data layer logs an unreadable video once per process (workers too); eval reports
     # each bad video itself, once, below and in failed.txt

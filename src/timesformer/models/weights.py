@@ -49,6 +49,7 @@ from .formats.native import FORMAT_VERSION
 from .formats.vit import image_state_to_video
 from .integrity import CheckpointError, check_finite
 from .preprocess import Preprocess, fit_model, preprocess_of
+from .preprocess_io import read_preprocess
 from .timesformer import TimeSformer, resample_pos_embed, resample_time_embed
 
 __all__ = [
@@ -317,71 +318,6 @@ def save_hf(model: nn.Module, directory: str | Path) -> Path:
 
 
 # ============================================================================ the contract
-
-
-def read_preprocess(ck: Checkpoint, cfg: TimeSformerConfig) -> Preprocess:
-    """The preprocessing contract a checkpoint stores, fitted to the model `cfg` builds.
-
-    Ours: "preprocess" (a dict in .pt, JSON in .safetensors metadata), else the training
-    checkpoint's `train_config` (older files). Official: the `cfg` YAML (DATA.*, TEST.*,
-    TRAIN.DATASET ssv2 -> segments and BGR). Hugging Face: preprocessor_config.json. Anything
-    else, or an unreadable record (warned): `Preprocess.for_geometry`, sources "default".
-    """
-    import warnings
-
-    import yaml
-
-    size = min(_pair(cfg.img_size))
-    stored_frames = int(ck.config.get("num_frames", cfg.num_frames) or cfg.num_frames)
-    stored_size = min(_pair(ck.config.get("img_size", size)))
-    pre: Preprocess | None = None
-    try:
-        pre = _stored_preprocess(ck, stored_frames, stored_size)
-    except (ValueError, TypeError, KeyError, yaml.YAMLError) as e:
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        warnings.warn(f"{ck.source}: the recorded preprocessing cannot be read ({why}); using "
-                      "the defaults (override with --sampling-rate / --sampler)",
-                      RuntimeWarning, stacklevel=3)  # fmt: skip
-    if pre is None:
-        pre = Preprocess.for_geometry(cfg.num_frames, size)
-    labels = cfg.labels if cfg.labels and len(cfg.labels) == cfg.num_classes else None
-    return fit_model(pre, cfg.num_frames, size, labels)
-
-
-def _stored_preprocess(ck: Checkpoint, frames: int, size: int) -> Preprocess | None:
-    import json
-
-    import yaml
-
-    if ck.format == "ours":
-        stored = ck.extra.get("preprocess")
-        if isinstance(stored, str):
-            stored = json.loads(stored)
-        if isinstance(stored, Mapping):  # keeps the recorded sources (e.g. "run config")
-            pre = Preprocess.from_dict(stored)
-            srcs = {k: "checkpoint" for k in stored if k != "sources"}
-            srcs.update({k: v for k, v in pre.sources.items() if v not in ("default", "given")})
-            return dataclasses.replace(pre, sources=srcs)
-        if ck.extra.get("train_config") is not None:
-            names = ck.config.get("labels")
-            return Preprocess.from_train_config(ck.extra["train_config"], frames, size, names)
-        return None
-    if ck.format == "official" and ck.extra.get("cfg") is not None:
-        cfg = ck.extra["cfg"]
-        if isinstance(cfg, str):
-            cfg = yaml.safe_load(cfg)
-        if isinstance(cfg, Mapping):
-            return Preprocess.from_official_cfg(cfg, frames, size)
-        return None
-    folder = Path(ck.source)
-    if ck.format == "hf" and folder.is_dir() and (folder / "preprocessor_config.json").is_file():
-        d = json.loads((folder / "preprocessor_config.json").read_text())
-        if isinstance(d, Mapping):
-            return Preprocess.from_hf_preprocessor(d, frames, size)
-    return None
-
-
-# ============================================================================ recognising
 
 
 def _from_object(obj: Any, source: str, folder: Path | None) -> Checkpoint:
