@@ -118,12 +118,13 @@ def device_of(args: argparse.Namespace) -> Any:
     return pick_device(args.device or "auto", what="--device")
 
 
-def load_model_for_clips(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def load_model_for_clips(args: argparse.Namespace, device: Any = None) -> tuple[Any, Any, Any]:
     """(model, Preprocess, device) of --checkpoint with the clip options applied (recorded as
-    "command line" in its sources); `log_settings` prints where each setting came from."""
+    "command line" in its sources); `log_settings` prints where each setting came from.
+    `device`: already picked (e.g. this rank's under torchrun), else `--device`'s."""
     from ..engine.predict import load_for_inference
 
-    device = device_of(args)
+    device = device if device is not None else device_of(args)
     model, settings = load_for_inference(
         args.checkpoint,
         num_frames=args.frames,

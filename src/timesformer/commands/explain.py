@@ -83,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
     ensure_dir(args.out, "--out folder")  # before the model runs
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)
-    log_settings(settings)
     video, shown, indices, times = read_clip(video_path, settings)
     from ..engine.records import recorded_warnings
 
@@ -96,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             upsample="bilinear" if args.smooth else "nearest",
             labels=names,
         )
+    log_settings(settings)  # after the checks: a bad --target stays one error line
     extra = {
         "video": str(video_path),
         "checkpoint": str(args.checkpoint),

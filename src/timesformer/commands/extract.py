@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.inputs import expand_inputs
     from ..engine.distributed import env_world, pick_device
     from ..engine.extract_run import run_extract
-    from ..engine.predict import load_for_inference
     from ..files import OutputError, ensure_dir
+    from .common import load_model_for_clips
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
@@ -94,16 +94,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(str(e)) from None
     rank, _, local_rank = env_world()
     device = pick_device(args.device or "auto", local_rank, what="--device")
-    model, settings = load_for_inference(
-        args.checkpoint,
-        num_frames=args.frames,
-        img_size=args.size,
-        sampling_rate=args.sampling_rate,
-        sampler=args.sampler,
-        protocol=getattr(args, "protocol", None),
-        device=device,
-        allow_pickle=args.allow_pickle,
-    )
+    model, settings, device = load_model_for_clips(args, device)
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     summary = run_extract(
         model, inputs, args.out, mode=args.mode, views=args.views, stride=args.stride,
