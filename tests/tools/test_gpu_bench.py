@@ -42,16 +42,16 @@ def test_known_peaks_by_device_name() -> None:
 
 def test_gpu_bench_runs_every_step_on_cpu_with_a_tiny_model(tmp_path: Path) -> None:
     out, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
-    argv = ["--device", "cpu", "--model", "timesformer_tiny", "--depth", "1", "--batches", "1",
+    argv = ["--device", "cpu", "--model", "timesformer_tiny", "--depth", "1", "--img-size", "32", "--batches", "1",
             "2", "--compile-batches", "--train-batch", "2", "--batch-cap", "2", "--workers", "0",
             "--videos", "1", "--repeats", "1", "--cache", str(tmp_path / "v"),
             "--out", str(out), "--json", str(js)]  # fmt: skip
-    # the frame size stays 224 for the loader; the model runs its depth-1 tiny geometry
+    # the loader reads 224 crops; the model runs a depth-1 tiny geometry at 32 px
     assert gpu.main(argv) == 0
     rep = json.loads(js.read_text())
     assert [r["label"] for r in rep["inference"]] == [
-        "tiny divided 8x224 b1 bf16-weights",
-        "tiny divided 8x224 b2 bf16-weights",
+        "tiny divided 8x32 b1 bf16-weights",
+        "tiny divided 8x32 b2 bf16-weights",
     ]
     for r in rep["inference"] + [rep["train"]]:
         assert set(r["impls"]) == {"ours", "hf"} and r["speedup_vs_hf"] > 0

@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--model", default="timesformer_base")
     ap.add_argument("--depth", type=int, default=None, help="fewer blocks (quick checks)")
+    ap.add_argument("--img-size", type=int, default=None, help="model frame size (quick checks)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32, 64])
     ap.add_argument("--compile-batches", type=int, nargs="*", default=[1, 32, 64])
     ap.add_argument("--train-batch", type=int, default=16)
@@ -272,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the Markdown table here")
     ap.add_argument("--json", default=None, help="write the numbers as JSON here")
     args = ap.parse_args(argv)
+    over = {k: v for k, v in (("depth", args.depth), ("img_size", args.img_size)) if v}
     rep = run_gpu_bench(
-        args.device, args.model, {"depth": args.depth} if args.depth else None,
+        args.device, args.model, over,
         tuple(args.batches), tuple(args.compile_batches), args.train_batch, args.batch_cap,
         args.workers, args.videos, args.repeats, args.budget_s,
         Path(args.cache) if args.cache else None,
