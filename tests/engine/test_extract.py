@@ -64,8 +64,10 @@ def test_video_mode_is_the_mean_of_the_view_features(videos, ckpt) -> None:
     for pool in ("cls", "mean"):
         (got,) = extract(model, [path], views="2x3", pool=pool, settings=st, batch_size=4)
         with VideoReader(path) as r:
-            views = tdata.test_views(r.num_frames, 4, 3, r.fps, num_clips=2, num_crops=3)
-            tf = tdata.TestTransform(32, num_crops=3, mean=st.mean, std=st.std)
+            views = tdata.test_views(r.num_frames, 4, 3, r.fps, num_clips=2, num_crops=3,
+                                     protocol=st.test_protocol)  # fmt: skip
+            tf = tdata.TestTransform(32, num_crops=3, mean=st.mean, std=st.std,
+                                     protocol=st.test_protocol, train_short_side=st.short_side)  # fmt: skip
             x = torch.stack([tf(r.get_frames(list(v.indices)), v.crop) for v in views])
         with torch.no_grad():
             want = model.forward_features(x, pool=pool).mean(0)  # (D,)
@@ -82,7 +84,8 @@ def test_windows_cover_the_video_with_their_times_and_strides(videos, ckpt) -> N
     (w,) = extract(model, path, mode="windows", settings=st, batch_size=3)
     with VideoReader(path) as r:
         clips = tdata.cover_clips(r.num_frames, 4, 3, r.fps)
-        tf = tdata.TestTransform(32, num_crops=1, mean=st.mean, std=st.std)
+        tf = tdata.TestTransform(32, num_crops=1, mean=st.mean, std=st.std,
+                                 protocol=st.test_protocol, train_short_side=st.short_side)  # fmt: skip
         x = torch.stack([tf(r.get_frames(c), 0) for c in clips])
     with torch.no_grad():
         want = model.forward_features(x)  # (8, D)

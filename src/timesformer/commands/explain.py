@@ -79,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"video {video_path} not found")
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)
-    log_settings(settings)
     video, shown, indices, times = read_clip(video_path, settings)
     with autocast(device, args.amp):
         result = explain(
@@ -90,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             upsample="bilinear" if args.smooth else "nearest",
             labels=names,
         )
+    log_settings(settings)  # after the checks, so that bad input stays one line
     extra = {
         "video": str(video_path),
         "checkpoint": str(args.checkpoint),
