@@ -4,11 +4,11 @@ Public API::
 
     timesformer.list_models()
     timesformer.create_model(name, pretrained=None, **overrides)
-    timesformer.from_pretrained(path, **overrides)        # official, Hugging Face, ViT, ours
+    timesformer.from_pretrained(path, **overrides)        # official, HF (folder or Hub id), ViT, ours
     timesformer.save_checkpoint(model, path)
     timesformer.count_flops(model, num_frames=..., img_size=...)
     timesformer.predict(model, video_path, views="1x3", long=False)
-    timesformer.load_for_inference(checkpoint) -> (model, settings)
+    timesformer.load_for_inference(checkpoint) -> (model, model.preprocess with overrides)
     timesformer.extract(model, videos, mode="video"|"windows") -> [VideoFeatures]
     timesformer.explain(model, clip, method="rollout")
 """

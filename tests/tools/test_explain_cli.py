@@ -50,7 +50,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 def test_outputs_match_the_python_api(files, capsys) -> None:
     out = files["root"] / "out"
-    rc = main(["explain", str(files["video"]), "-c", str(files["ckpt"]), "--out", str(out)])
+    rc = main(["explain", str(files["video"]), "-c", str(files["ckpt"]), "--out", str(out),
+               "--protocol", "centred"])  # fmt: skip
     assert rc == 0
     printed = capsys.readouterr().out
     assert "relevance per frame" in printed and "maps.npy" in printed
@@ -128,3 +129,26 @@ def test_missing_video(files, capsys) -> None:
     args = ["explain", "nope.mp4", "-c", str(files["ckpt"]), "--out", str(files["root"] / "x")]
     assert main(args) == 1
     assert "nope.mp4" in capsys.readouterr().err
+
+
+def test_explain_follows_the_checkpoint_protocol(files, capsys) -> None:
+    """Without --protocol the checkpoint's (official): the clip starts at frame 0, the short
+    side goes to the contract's short side before the centre crop."""
+    out = files["root"] / "out_official"
+    rc = main(["explain", str(files["video"]), "-c", str(files["ckpt"]), "--out", str(out)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "test_protocol=official" in err and "sampling_rate=4 (" in err
+    summary = json.loads((out / "summary.json").read_text())
+    with VideoReader(files["video"]) as r:
+        view = tdata.test_views(r.num_frames, 4, 4, r.fps, num_clips=1, num_crops=1,
+                                protocol="official")[0]  # fmt: skip
+        frames = r.get_frames(list(view.indices))
+    assert summary["frame_indices"] == list(view.indices) and view.indices[0] == 0
+    assert summary["preprocess"]["values"]["test_protocol"] == "official"
+    model = TimeSformer(TimeSformerConfig.from_dict(torch.load(files["ckpt"])["config"]))
+    model.load_state_dict(torch.load(files["ckpt"])["model"])
+    short = summary["preprocess"]["values"]["short_side"]
+    tf = TestTransform(32, num_crops=1, protocol="official", train_short_side=short)
+    e = explain(model, tf(frames, crop_index=0))
+    np.testing.assert_allclose(np.load(out / "maps.npy"), e.maps, atol=1e-6)

@@ -129,6 +129,9 @@ def resolve_labels(model: nn.Module, labels: str | Path | Sequence[str] | None =
     stored = getattr(model.config, "labels", None)
     if stored and len(stored) == num_classes:
         return list(stored)
+    contract = getattr(getattr(model, "preprocess", None), "class_names", None)
+    if contract and len(contract) == num_classes:  # a model given its contract in memory
+        return list(contract)
     bundled = load_label_names(None, num_classes) if num_classes == 400 else None
     if bundled:
         return list(bundled)
