@@ -255,7 +255,13 @@ def iter_extract(
 ) -> Iterator[VideoFeatures]:
     """Features of each video, yielded as each is finished (not necessarily in input order).
 
-    See `extract` for the arguments.
+    mode "video": (D,) per video, the mean over `views` "KxS" (default: the model's contract,
+    else 1x3). mode "windows": (windows, D), consecutive windows covering the video (`views`
+    1xS crops per window), `stride` frames apart (default: one window span, no overlap).
+    pool: "cls" (class token) or "mean" (patch tokens). dtype: "fp32" or "fp16" arrays.
+    Clips are cut as `settings` say (`load_for_inference`), else as `clip_settings` finds;
+    `num_frames` / `sampling_rate` override. `batch_size` model inputs per forward pass, on
+    `device` (default: the model's), under `amp` autocast; `workers` decoding processes.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
@@ -398,39 +404,16 @@ def _tick(bar: Any, clips: int, t0: float) -> None:
 def extract(
     model: nn.Module,
     videos: str | Path | VideoInput | Sequence[str | Path | VideoInput],
-    *,
-    mode: str = "video",
-    views: str | tuple[int, int] | None = None,
-    stride: float | None = None,
-    pool: str = "cls",
-    dtype: str = "fp32",
-    batch_size: int = 8,
-    device: str | torch.device | None = None,
-    amp: str = "off",
-    settings: Preprocess | None = None,
-    num_frames: int | None = None,
-    sampling_rate: int | None = None,
-    workers: int = 0,
-    progress: bool = False,
+    **options: Any,
 ) -> list[VideoFeatures]:
     """Features of `videos` (paths or `VideoInput`s) in input order, one `VideoFeatures` each.
 
-    mode "video": (D,) per video, the mean over `views` "KxS" (default: the model's contract,
-    else 1x3). mode "windows": (windows, D), consecutive windows covering the video (`views`
-    1xS crops per window), `stride` frames apart (default: one window span, no overlap).
-    pool: "cls" (class token) or "mean" (patch tokens). dtype: "fp32" or "fp16" arrays.
-    Clips are cut as `settings` say (`load_for_inference`), else as `clip_settings` finds;
-    `num_frames` / `sampling_rate` override. `batch_size` model inputs per forward pass, on
-    `device` (default: the model's), under `amp` autocast; `workers` decoding processes.
+    `options` are `iter_extract`'s (mode, views, stride, pool, dtype, batch_size, device, amp,
+    settings, num_frames, sampling_rate, workers, progress): mode "video" gives (D,) per video,
+    the mean over the test views; mode "windows" (windows, D) over consecutive windows.
     """
     inputs = _as_inputs(videos)
-    got: dict[int, VideoFeatures] = {}
-    for vf in iter_extract(
-        model, inputs, mode=mode, views=views, stride=stride, pool=pool, dtype=dtype,
-        batch_size=batch_size, device=device, amp=amp, settings=settings,
-        num_frames=num_frames, sampling_rate=sampling_rate, workers=workers, progress=progress,
-    ):  # fmt: skip
-        got[vf.position] = vf
+    got = {vf.position: vf for vf in iter_extract(model, inputs, **options)}
     return [got[i] for i in range(len(inputs))]
 
 
