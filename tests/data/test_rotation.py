@@ -59,3 +59,21 @@ def test_dataset_and_config_pass_upright(tmp_path):
                              "model.num_classes=1"])  # fmt: skip
     ds = build_dataset(resolve(cfg), "train")
     assert ds.upright is False and ds.samples == [(str(path), 0)]
+
+
+def test_predict_turns_upright_unless_told_to_keep_the_stored_frames(tmp_path):
+    import torch
+
+    from timesformer.engine.predict import predict
+    from timesformer.models import TimeSformer, TimeSformerConfig
+
+    path = write_rotated(tmp_path / "phone.mp4", index_frames(24), 90)
+    torch.manual_seed(0)
+    cfg = TimeSformerConfig(img_size=32, patch_size=16, num_frames=2, embed_dim=16, depth=1,
+                            num_heads=1, num_classes=3)  # fmt: skip
+    model = TimeSformer(cfg).eval()
+    turned = predict(model, path, views="1x1")
+    stored = predict(model, path, views="1x1", upright=False)
+    same = predict(model, path, views="1x1")
+    assert torch.allclose(turned.probs, same.probs)
+    assert not torch.allclose(turned.probs, stored.probs), "the rotation reaches the model"

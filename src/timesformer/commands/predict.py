@@ -60,6 +60,11 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="cover the whole video with consecutive clips; print a timeline of clip labels",
     )
     p.add_argument(
+        "--keep-rotation",
+        action="store_true",
+        help="frames as stored, ignoring a phone video's display rotation (default: upright)",
+    )
+    p.add_argument(
         "--every-clip",
         action="store_true",
         help="with --long, print every clip instead of merging runs of the same label",
@@ -174,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
                         model, item.path, topk=args.topk, views=views, long=args.long,
                         settings=settings, labels=names, batch_size=args.batch_size,
                         device=device, amp=args.amp, progress=progress, on_clip=on_clip,
+                        upright=not args.keep_rotation,
                     )  # fmt: skip
                 except (VideoDecodeError, FileNotFoundError, ValueError) as e:
                     pred, err = None, e

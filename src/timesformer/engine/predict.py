@@ -218,6 +218,7 @@ def predict(
     amp: str = "off",
     progress: bool = False,
     on_clip: Callable[[ClipPrediction], None] | None = None,
+    upright: bool = True,
 ) -> Prediction:
     """Classify one video file with `model` and return its top-k labels.
 
@@ -256,7 +257,7 @@ def predict(
     was_training = model.training
     model.eval()
     try:
-        with VideoReader(path) as reader:
+        with VideoReader(path, upright=upright) as reader:  # upright: display rotation applied
             fps = float(reader.fps)
             duration = float(reader.duration)
             total = int(reader.num_frames)
