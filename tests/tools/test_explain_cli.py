@@ -63,19 +63,16 @@ def test_outputs_match_the_python_api(files, capsys) -> None:
     assert summary["predicted"]["label"] in NAMES
     assert 0 < summary["predicted"]["probability"] <= 1
 
-    # the same clip cut by hand: the checkpoint's contract (rate 4, official protocol)
-    from timesformer.models.weights import from_pretrained
-
-    pre = from_pretrained(files["ckpt"]).preprocess
+    # the same clip cut by hand: the checkpoint's sampling rate, the centred protocol
     with VideoReader(files["video"]) as r:
         view = tdata.test_views(r.num_frames, 4, 4, r.fps, num_clips=1, num_crops=1,
-                                protocol=pre.test_protocol)[0]  # fmt: skip
+                                protocol="centred")[0]  # fmt: skip
         frames = r.get_frames(list(view.indices))
     assert summary["frame_indices"] == list(view.indices)
     assert len(set(view.indices)) == 4
     model = TimeSformer(TimeSformerConfig.from_dict(torch.load(files["ckpt"])["config"]))
     model.load_state_dict(torch.load(files["ckpt"])["model"])
-    tf = TestTransform(32, num_crops=1, protocol=pre.test_protocol, train_short_side=pre.short_side)
+    tf = TestTransform(32, num_crops=1, protocol="centred")
     e = explain(model, tf(frames, crop_index=0))
     np.testing.assert_allclose(maps, e.maps, atol=1e-6)
     assert summary["predicted"]["index"] == e.predicted
