@@ -5,13 +5,10 @@ never another exception type, a hang (bounded time per file) or a crashed proces
 
 from __future__ import annotations
 
-import os
 import random
-import selectors
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+import _fuzz_runner
 
 from timesformer.models import TimeSformer, TimeSformerConfig
 from timesformer.models.weights import save_checkpoint, save_safetensors
@@ -47,45 +44,10 @@ def corrupt(data: bytes, rng: random.Random) -> tuple[str, bytes]:
 
 
 def run_children(paths: list[Path]) -> dict[int, str]:
-    """Load every path in child processes; returns case -> outcome line. A child that hangs
-    past the limit is killed ("KILLED"), one that dies records "CRASH rc"; the remaining cases
-    go to a fresh child."""
-    child = Path(__file__).with_name("_ckpt_fuzz_child.py")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    outcome: dict[int, str] = {}
-    todo = list(range(len(paths)))
-    while todo:
-        proc = subprocess.Popen(
-            [sys.executable, str(child), str(PER_FILE_S)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-        )  # fmt: skip
-        assert proc.stdin and proc.stdout
-        proc.stdin.write("".join(f"{i}\t{paths[i]}\n" for i in todo))
-        proc.stdin.close()
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        current, deadline = None, time.monotonic() + 60  # the child's start-up
-        while True:
-            if not sel.select(timeout=max(deadline - time.monotonic(), 0)):
-                proc.kill()
-                if current is not None:
-                    outcome[current] = "KILLED"
-                break
-            line = proc.stdout.readline()
-            if not line:  # the child ended
-                if current is not None:
-                    outcome[current] = f"CRASH {proc.wait()}"
-                break
-            word, i, *rest = line.rstrip("\n").split(" ", 2)
-            if word == "START":
-                current, deadline = int(i), time.monotonic() + PER_FILE_S + 10
-            else:
-                outcome[int(i)] = " ".join([word, *rest])
-                current = None
-        proc.wait()
-        sel.close()
-        todo = [i for i in todo if i not in outcome]
-    return outcome
+    """Read every path in child processes (see tests/_fuzz_runner.py): case -> outcome line."""
+    return _fuzz_runner.run_children(
+        Path(__file__).with_name("_ckpt_fuzz_child.py"), paths, PER_FILE_S
+    )
 
 
 def test_corrupted_checkpoints_load_or_fail_with_one_checkpoint_error(tmp_path) -> None:
