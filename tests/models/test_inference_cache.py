@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from _checkpoint_helpers import _ours, _video  # conftest puts this folder on sys.path
 
@@ -75,3 +76,51 @@ def test_a_cast_round_trip_without_a_call_between_drops_the_cache() -> None:
     assert all(b._fused_cache is None for b in model.blocks)
     fast, ref = _both(model, x)
     assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
+
+
+def _step(model, optimizer, x) -> None:
+    """One training step on `x` (loss: the logits' squared norm)."""
+    optimizer.zero_grad()
+    model(x).pow(2).mean().backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("kind", ["adamw_fused", "sgd_fused", "adamw_foreach"])
+def test_an_optimizer_step_in_eval_mode_refreshes_the_fused_weight(kind: str) -> None:
+    # fused optimizers write weights without bumping their version counters
+    model = _ours(attention_type="divided_space_time").eval()
+    x = _video()
+    _both(model, x)  # fills the cache
+    params = list(model.parameters())
+    optimizer = {
+        "adamw_fused": lambda: torch.optim.AdamW(params, lr=0.05, fused=True),
+        "sgd_fused": lambda: torch.optim.SGD(params, lr=0.5, fused=True),
+        "adamw_foreach": lambda: torch.optim.AdamW(params, lr=0.05, foreach=True),
+    }[kind]()
+    before = model.blocks[0].temporal_fc.weight.detach().clone()
+    _step(model, optimizer, x)
+    assert not torch.equal(before, model.blocks[0].temporal_fc.weight)  # the step moved it
+    fast, ref = _both(model, x)
+    assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
+
+
+def test_validation_between_fused_training_epochs_sees_the_new_weights() -> None:
+    # the training loop's pattern: train() -> steps -> eval() -> no_grad forward, repeated
+    model = _ours(attention_type="divided_space_time")
+    x = _video()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    for _ in range(3):
+        model.train()
+        _step(model, optimizer, x)
+        model.eval()
+        fast, ref = _both(model, x)
+        assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
+
+
+def test_mode_switch_drops_the_cache() -> None:
+    model = _ours(attention_type="divided_space_time").eval()
+    with torch.no_grad():
+        model(_video())
+    assert all(b._fused_cache is not None for b in model.blocks)
+    model.train()
+    assert all(b._fused_cache is None for b in model.blocks)

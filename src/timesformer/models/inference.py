@@ -7,7 +7,9 @@ with the reference path to float rounding. What makes it faster and leaner:
 - residuals added in place into buffers the block owns (`_add_into`, `_mlp_inplace`);
 - `temporal_fc` folded into `temporal_attn.proj` (nothing lies between them in eval), one
   linear instead of two, formed in fp32 and cached per (weights, device, dtype, autocast)
-  until a weight changes or the module is moved / cast;
+  until a weight changes, an optimizer steps, the module switches train/eval mode or is
+  moved / cast (fused optimizers update weights without bumping their version counters, so
+  versions alone are not enough: see `_optimizer_steps`);
 - every step run over chunks of at most `inference_chunk_tokens` tokens, so that temporaries
   stay small for long clips.
 
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .kernels import check_kernel
 
@@ -32,6 +35,20 @@ if TYPE_CHECKING:  # the Block dispatches here; this module never builds one
 # Inference runs each step over chunks of at most this many tokens.
 DEFAULT_CHUNK_TOKENS = 4096
 
+# Optimizer steps taken in this process (any torch.optim optimizer, fused ones included): part
+# of the fused cache's key. `torch.optim.AdamW(fused=True)` writes new weights without bumping
+# their `_version`, so a key of versions alone would keep serving the weights of before the step
+# (it did: validation during training scored the first epoch's weights).
+_optimizer_steps = 0
+
+
+def _count_optimizer_step(optimizer: object, args: object, kwargs: object) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
+
 
 def set_options(
     blocks: Iterable[Block],
@@ -40,13 +57,15 @@ def set_options(
     attention_kernel: str = "sdpa",
 ) -> None:
     """Switch the fast path on or off, set its chunk size (None: no chunking) and the inference
-    attention kernel ("sdpa", "explicit", "auto": see kernels.py) on `blocks`."""
+    attention kernel ("sdpa", "explicit", "auto": see kernels.py) on `blocks`. Also drops the
+    fused weight cache: call it after changing weights behind autograd's back (`p.data[...]`)."""
     if chunk_tokens is not None and chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1 or None; got {chunk_tokens}")
     check_kernel(attention_kernel)
     for blk in blocks:
         blk.fast_inference = fast
         blk.inference_chunk_tokens = chunk_tokens
+        blk._fused_cache = None
         for m in blk.modules():
             if hasattr(m, "kernel") and hasattr(m, "attend"):  # every Attention of the block
                 m.kernel = attention_kernel
@@ -96,13 +115,15 @@ def _temporal_out(block: Block) -> tuple[Tensor, Tensor]:
     """temporal_fc(temporal_attn.proj(a)) as one linear (nothing lies between them in eval):
     W = W_fc W_proj, b = W_fc b_proj + b_fc, formed in fp32 then cast to the dtype the linear
     runs in (autocast's, else the weights'). Cached per weights (address and version), device,
-    dtype and autocast state, so a bf16-autocast call never leaks into an fp32 one."""
+    dtype and autocast state, so a bf16-autocast call never leaks into an fp32 one; and per
+    optimizer step (see `_optimizer_steps`)."""
     proj, fc = block.temporal_attn.proj, block.temporal_fc
     params = (proj.weight, proj.bias, fc.weight, fc.bias)
     device = proj.weight.device
     amp = torch.is_autocast_enabled(device.type)
     dtype = torch.get_autocast_dtype(device.type) if amp else proj.weight.dtype
-    key = (tuple((t.data_ptr(), t._version) for t in params), device, proj.weight.dtype, amp, dtype)
+    versions = tuple((t.data_ptr(), t._version) for t in params)
+    key = (versions, _optimizer_steps, device, proj.weight.dtype, amp, dtype)
     cache = block._fused_cache
     if cache is None or cache[0] != key:
         with torch.autocast(device.type, enabled=False):

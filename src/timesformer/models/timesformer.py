@@ -120,6 +120,11 @@ class Block(nn.Module):
         self._fused_cache = None
         return super()._apply(fn, *args, **kwargs)
 
+    def train(self, mode: bool = True) -> Block:
+        """Module.train / .eval: also drop the fused weight cache (weights change in training)."""
+        self._fused_cache = None
+        return super().train(mode)
+
     def extra_steps(self) -> list[tuple[nn.LayerNorm, Attention, nn.Linear]]:
         """(norm, attention, output linear) of each step before the final attention step."""
         return [
