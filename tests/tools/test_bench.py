@@ -58,11 +58,20 @@ def test_peak_memory_of_a_known_allocation() -> None:
     assert out["method"] == "rss high-water mark"
     assert size <= out["peak_bytes"] <= size + 8 * B.MiB, out
     # in this process: a tensor that stays alive counts too, a freed one is not left over
-    keep: list[torch.Tensor] = []
-    got = B.peak_memory(lambda: keep.append(torch.ones(size // 4)))
-    # looser than the fresh process: after a long test session the allocator may reuse pages
-    # that are already resident, or other threads may still be releasing memory
-    assert size // 2 <= got["peak_bytes"] <= size + 32 * B.MiB, got
+    # Looser than the fresh process, and up to three tries: in a long test session the
+    # allocator may reuse pages that are already resident, and threads left by earlier tests
+    # (servers shutting down, loader workers) may allocate or release memory meanwhile, which
+    # the process-wide resident set cannot tell apart from `fn`'s own.
+    tries = []
+    for _ in range(3):
+        keep: list[torch.Tensor] = []
+        got = B.peak_memory(lambda: keep.append(torch.ones(size // 4)))  # noqa: B023
+        tries.append(got["peak_bytes"])
+        if size // 2 <= got["peak_bytes"] <= size + 32 * B.MiB:
+            break
+        keep.clear()
+    else:
+        raise AssertionError(f"in-process peak of a {size} B allocation, 3 tries: {tries}")
 
 
 def test_bench_end_to_end_against_hf(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
