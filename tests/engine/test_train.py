@@ -131,6 +131,32 @@ def test_tiny_run_learns_and_writes_outputs(videos: dict, tmp_path: Path) -> Non
     assert load_config(out / "config.yaml").model.num_classes == 3
 
 
+def test_validation_during_training_scores_the_current_weights(
+    videos: dict, tmp_path: Path
+) -> None:
+    # Regression: fused AdamW writes weights without bumping their version counters, and the
+    # eval fast path's fused weight cache kept serving the first epoch's weights to every later
+    # validation (the demo's divided model trained to 97% while validation said 47%).
+    from torch.utils.data import DataLoader
+
+    from timesformer.engine.build import build_dataset
+    from timesformer.engine.train import validate
+
+    out = tmp_path / "run"
+    cfg = load_config(None, _overrides(videos, out, "train.epochs=3", "optim.lr=0.01"))
+    result = train(cfg, log=lambda s: None)
+    loader = DataLoader(build_dataset(cfg, "val"), batch_size=8)
+    fresh = validate(from_pretrained(out / "last.pt"), loader, torch.device("cpu"))
+    last = result.history[-1]
+    assert last["val_clip_loss"] == pytest.approx(fresh["val_clip_loss"], rel=1e-4, abs=1e-5), (
+        last,
+        fresh,
+    )
+    # and the weights did move between the validations (else the check above proves nothing)
+    losses = [r["val_clip_loss"] for r in result.history]
+    assert len(set(losses)) == len(losses), losses
+
+
 def test_two_epochs_equal_one_plus_resume_plus_one(videos: dict, tmp_path: Path) -> None:
     """Same weights bit for bit: RNG, sampler order, augmentation and schedule all resume."""
     extra = ("train.epochs=2", "train.eval_every=1")

@@ -173,7 +173,7 @@ def run_config(cell: Cell, seed: int, scale: Scale, work: Path, num_classes: int
                 "attention_type": cell.attention_type,
                 "pos_embed": cell.pos_embed,
                 "drop_path_rate": 0.0,
-                "zero_init_temporal_fc": False,
+                "zero_init_temporal_fc": True,
                 "time_embed_init_std": 1.0,
             },
             "data": {"num_frames": cell.num_frames, "crop_size": cell.img_size, "num_workers": 0},
