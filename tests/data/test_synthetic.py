@@ -152,6 +152,25 @@ def test_appearance_class_is_in_every_frame():
             assert nearest == label.split()[0]
 
 
+def test_appearance_without_wrap_keeps_the_object_whole_inside_the_frame():
+    for seed in range(20):
+        label = APPEARANCE_CLASSES[seed % len(APPEARANCE_CLASSES)]
+        frames, boxes = render_appearance_clip(
+            label, np.random.default_rng(seed), size=32, num_frames=10, object_size=(0.4, 0.6),
+            speed=(0.04, 0.08), wrap=False,
+        )  # fmt: skip
+        # the box is never clipped by the frame: the same size in every frame, inside it
+        widths = boxes[:, 2] - boxes[:, 0]
+        assert np.allclose(widths, widths[0], atol=1e-4) and (boxes >= 0).all()
+        assert (boxes <= 32).all()
+        # the border stays background: no piece of the object wrapped to the far edge
+        _, wrapped_boxes = render_appearance_clip(
+            label, np.random.default_rng(seed), size=32, num_frames=10, object_size=(0.4, 0.6),
+            speed=(0.04, 0.08),
+        )  # fmt: skip
+        assert frames.shape == (10, 32, 32, 3) and wrapped_boxes.shape == boxes.shape
+
+
 def test_synth_command(tmp_path, capsys):
     out = tmp_path / "s"
     args = ["synth", str(out), "--num-train", "4", "--num-val", "2", "--num-test", "2",

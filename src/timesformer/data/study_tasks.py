@@ -1,7 +1,8 @@
 """The two rendered datasets of `timesformer study`, kept in memory as uint8 arrays.
 
-``appearance`` (Kinetics-like): the class is the object's colour x shape (9 classes), visible
-in every frame, so any single frame decides it; the object drifts in a random direction.
+``appearance`` (Kinetics-like): the class is the object's colour x shape (9 classes), whole
+in every frame (it drifts in a random direction and never crosses the frame's edge), so any
+single frame decides it.
 
 ``motion`` (Something-Something-like): approach vs recede. One object of random shape, colour,
 size and position on a random background grows or shrinks by a fixed total amount over the
@@ -99,6 +100,7 @@ def render_videos(
                 size=size,
                 num_frames=length,
                 object_size=APPEARANCE_OBJECT_SIZE,
+                wrap=False,  # whole in every frame: one frame shows the shape
             )
     return videos, order.astype(np.int64)
 

@@ -316,6 +316,20 @@ def render_motion_clip(
     return frames, boxes.astype(np.float32)
 
 
+def _inside_path(
+    u: float, step: float, travel: int, half: float, size: int
+) -> tuple[float, float]:
+    """(start, step) of a path of `travel` steps that keeps an object of half-extent `half`
+    inside [0, size]: the step shortened when the whole path would not fit, the start (u in
+    [0, 1)) scaled into the range that remains."""
+    room = max(size - 2 * half, 0.0)
+    if travel and abs(step) * travel > room:
+        step = math.copysign(room / travel, step)
+    lo = half + max(0.0, -step * travel)
+    hi = size - half - max(0.0, step * travel)
+    return lo + u * max(hi - lo, 0.0), step
+
+
 def render_appearance_clip(
     label: str,
     rng: np.random.Generator,
@@ -327,10 +341,14 @@ def render_appearance_clip(
     distractors: int = 0,
     clutter: int = 0,
     noise: float = 0.0,
+    wrap: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One appearance clip (class = "colour shape"), random direction of motion, wrapping.
+    """One appearance clip (class = "colour shape"), random direction of motion.
 
-    Returns (frames uint8 (T, size, size, 3), boxes float32 (T, 4)).
+    `wrap`: the object wraps around the frame's edges (split in pieces when it crosses one);
+    `wrap=False` places its path so that it stays whole inside the frame (the random draws are
+    the same, so the two differ only in where the path lies). Returns (frames uint8
+    (T, size, size, 3), boxes float32 (T, 4)).
     """
     if label not in APPEARANCE_CLASSES:
         raise ValueError(
@@ -347,11 +365,22 @@ def render_appearance_clip(
         _distractor(rng, canvas, size, num_frames, object_size, speed)
     direction = rng.uniform(0, 2 * math.pi)
     v = rng.uniform(*speed) * size
-    cx = (rng.uniform(0, size) + v * math.cos(direction) * t) % size
-    cy = (rng.uniform(0, size) + v * math.sin(direction) * t) % size
-    r = np.full(num_frames, rng.uniform(*object_size) * size / 2)
+    x0, y0 = rng.uniform(0, size), rng.uniform(0, size)
+    radius = rng.uniform(*object_size) * size / 2
+    r = np.full(num_frames, radius)
     angle = np.full(num_frames, rng.uniform(0, 2 * math.pi))
-    _composite(canvas, _coverage(shape, size, cx, cy, r, angle, True), colour)
+    steps = (v * math.cos(direction), v * math.sin(direction))
+    if wrap:
+        cx, cy = ((c0 + d * t) % size for c0, d in ((x0, steps[0]), (y0, steps[1])))
+    else:  # the start, scaled into the range that keeps the whole path inside the frame
+        travel = max(num_frames - 1, 0)
+        ex, ey = (float(e[0]) * radius for e in _shape_extent(shape, angle[:1]))
+        (sx, dx), (sy, dy) = (
+            _inside_path(c0 / size, d, travel, half, size)
+            for c0, d, half in ((x0, steps[0], ex), (y0, steps[1], ey))
+        )
+        cx, cy = sx + dx * t, sy + dy * t
+    _composite(canvas, _coverage(shape, size, cx, cy, r, angle, wrap), colour)
     hx, hy = _shape_extent(shape, angle)
     boxes = np.stack([cx - hx * r, cy - hy * r, cx + hx * r, cy + hy * r], 1).clip(0, size)
     if noise > 0:
