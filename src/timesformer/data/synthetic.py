@@ -316,9 +316,7 @@ def render_motion_clip(
     return frames, boxes.astype(np.float32)
 
 
-def _inside_path(
-    u: float, step: float, travel: int, half: float, size: int
-) -> tuple[float, float]:
+def _inside_path(u: float, step: float, travel: int, half: float, size: int) -> tuple[float, float]:
     """(start, step) of a path of `travel` steps that keeps an object of half-extent `half`
     inside [0, size]: the step shortened when the whole path would not fit, the start (u in
     [0, 1)) scaled into the range that remains."""
