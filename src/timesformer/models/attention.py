@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import kernels
+from . import kernels, packed
 
 
 @dataclass
@@ -71,14 +71,16 @@ class Attention(nn.Module):
         out = (p @ v).transpose(1, 2).reshape(G, L, D)  # (G, L, D)
         return self.proj_drop(self.proj(out)), weights
 
-    def attend(self, x: Tensor) -> Tensor:
+    def attend(self, x: Tensor, packed_qkv: bool = False) -> Tensor:
         """The heads' attention output before the output projection, by SDPA: (G, L, D) -> same.
 
         SDPA never builds the (L, L) weights (flash / memory-efficient kernels where available);
-        in inference `self.kernel` may pick an explicit batched matmul per shape instead.
+        in inference `self.kernel` may pick an explicit batched matmul per shape instead, and
+        `packed_qkv` (the eval fast path) runs qkv on a oneDNN-packed weight (packed.py).
         """
         G, L, D = x.shape
-        qkv = self.qkv(x).view(G, L, 3, self.num_heads, self.head_dim)
+        qkv = packed.module_linear(self.qkv, x) if packed_qkv else self.qkv(x)
+        qkv = qkv.view(G, L, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (G, h, L, d), views
         drop = self.attn_drop if self.training else 0.0
         out = kernels.attend(q, k, v, self.kernel, drop)  # (G, h, L, d)

@@ -9,7 +9,7 @@ with the reference path to float rounding. What makes it faster and leaner:
   linear instead of two, formed in fp32 and cached per (weights, device, dtype, autocast)
   until a weight changes, an optimizer steps, the module switches train/eval mode or is
   moved / cast (fused optimizers update weights without bumping their version counters, so
-  versions alone are not enough: see `_optimizer_steps`);
+  versions alone are not enough: see `packed._optimizer_steps`);
 - every step run over chunks of at most `inference_chunk_tokens` tokens, so that temporaries
   stay small for long clips.
 
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from . import packed
 from .kernels import check_kernel
 
 if TYPE_CHECKING:  # the Block dispatches here; this module never builds one
@@ -35,29 +35,17 @@ if TYPE_CHECKING:  # the Block dispatches here; this module never builds one
 # Inference runs each step over chunks of at most this many tokens.
 DEFAULT_CHUNK_TOKENS = 4096
 
-# Optimizer steps taken in this process (any torch.optim optimizer, fused ones included): part
-# of the fused cache's key. `torch.optim.AdamW(fused=True)` writes new weights without bumping
-# their `_version`, so a key of versions alone would keep serving the weights of before the step
-# (it did: validation during training scored the first epoch's weights).
-_optimizer_steps = 0
-
-
-def _count_optimizer_step(optimizer: object, args: object, kwargs: object) -> None:
-    global _optimizer_steps
-    _optimizer_steps += 1
-
-
-register_optimizer_step_post_hook(_count_optimizer_step)
-
 
 def set_options(
     blocks: Iterable[Block],
     fast: bool = True,
     chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS,
     attention_kernel: str = "sdpa",
+    packed_linears: bool = True,
 ) -> None:
     """Switch the fast path on or off, set its chunk size (None: no chunking) and the inference
-    attention kernel ("sdpa", "explicit", "auto": see kernels.py) on `blocks`. Also drops the
+    attention kernel ("sdpa", "explicit", "auto": see kernels.py) and whether linears run on
+    oneDNN-packed weights (`packed_linears`, CPU: see packed.py) on `blocks`. Also drops the
     fused weight cache: call it after changing weights behind autograd's back (`p.data[...]`)."""
     if chunk_tokens is not None and chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1 or None; got {chunk_tokens}")
@@ -65,7 +53,9 @@ def set_options(
     for blk in blocks:
         blk.fast_inference = fast
         blk.inference_chunk_tokens = chunk_tokens
+        blk.packed_linears = packed_linears
         blk._fused_cache = None
+        packed.drop_caches(blk)
         for m in blk.modules():
             if hasattr(m, "kernel") and hasattr(m, "attend"):  # every Attention of the block
                 m.kernel = attention_kernel
@@ -81,7 +71,7 @@ def block_forward(block: Block, x: Tensor, geom: tuple[int, int, int]) -> Tensor
         rows = max(1, chunk // x.shape[1])  # joint: whole clips; space_only: frames
         for r0 in range(0, x.shape[0], rows):
             xr = x[r0 : r0 + rows]  # (r, L, D)
-            y = block.attn.proj(block.attn.attend(block.norm1(xr)))  # (r, L, D)
+            y = _proj(block.attn, block.attn.attend(block.norm1(xr), block.packed_linears), block)
             _add_into(out[r0 : r0 + rows], xr, y)
     else:  # partitioned schemes: the reference attention, then the MLP in place
         out = block._partitioned(x, geom, None)
@@ -101,14 +91,33 @@ def _mlp_inplace(block: Block, x: Tensor, chunk: int) -> None:
     """x += mlp(norm2(x)), chunk by chunk of tokens; x: a contiguous (.., D) this block made."""
     flat = x.view(-1, x.shape[-1])  # (tokens, D)
     act = block.mlp.act
+    fc1, fc2 = block.mlp.fc1, block.mlp.fc2
     for c in flat.split(chunk):  # each (c, D), a view of x
-        h = block.mlp.fc1(block.norm2(c))  # (c, hidden)
-        # in place: no second hidden-sized buffer (its fresh pages cost more than the GELU)
-        if type(act) is nn.GELU:
-            h = torch.ops.aten.gelu_(h, approximate=act.approximate)
+        n = block.norm2(c)
+        if block.packed_linears and type(act) is nn.GELU and packed.run_dtype(n, fc1.weight):
+            h = packed.module_linear(fc1, n, gelu=act.approximate)  # GELU fused: (c, hidden)
         else:
-            h = act(h)
-        c.add_(block.mlp.fc2(h))  # (c, D)
+            h = fc1(n)  # (c, hidden)
+            # in place: no second hidden-sized buffer (its fresh pages cost more than the GELU)
+            if type(act) is nn.GELU:
+                h = torch.ops.aten.gelu_(h, approximate=act.approximate)
+            else:
+                h = act(h)
+        c.add_(packed.module_linear(fc2, h) if block.packed_linears else fc2(h))  # (c, D)
+
+
+def _proj(attn: nn.Module, a: Tensor, block: Block) -> Tensor:
+    """attn.proj(a), on a packed weight where the block allows it."""
+    return packed.module_linear(attn.proj, a) if block.packed_linears else attn.proj(a)
+
+
+def _fused_linear(block: Block, a: Tensor, fused: tuple[Tensor, Tensor]) -> Tensor:
+    """The folded temporal output linear on a (.., D): packed where the block allows it (the
+    packed copy is keyed on the fused weight's own cache key, so it follows every rebuild)."""
+    if not block.packed_linears:
+        return F.linear(a, *fused)
+    version = block._fused_cache[0] if block._fused_cache is not None else None
+    return packed.linear(block.temporal_fc, a, fused[0], fused[1], version)
 
 
 def _temporal_out(block: Block) -> tuple[Tensor, Tensor]:
@@ -116,14 +125,14 @@ def _temporal_out(block: Block) -> tuple[Tensor, Tensor]:
     W = W_fc W_proj, b = W_fc b_proj + b_fc, formed in fp32 then cast to the dtype the linear
     runs in (autocast's, else the weights'). Cached per weights (address and version), device,
     dtype and autocast state, so a bf16-autocast call never leaks into an fp32 one; and per
-    optimizer step (see `_optimizer_steps`)."""
+    optimizer step (see `packed._optimizer_steps`)."""
     proj, fc = block.temporal_attn.proj, block.temporal_fc
     params = (proj.weight, proj.bias, fc.weight, fc.bias)
     device = proj.weight.device
     amp = torch.is_autocast_enabled(device.type)
     dtype = torch.get_autocast_dtype(device.type) if amp else proj.weight.dtype
     versions = tuple((t.data_ptr(), t._version) for t in params)
-    key = (versions, _optimizer_steps, device, proj.weight.dtype, amp, dtype)
+    key = (versions, packed.optimizer_steps(), device, proj.weight.dtype, amp, dtype)
     cache = block._fused_cache
     if cache is None or cache[0] != key:
         with torch.autocast(device.type, enabled=False):
@@ -151,9 +160,9 @@ def _divided(block: Block, x: Tensor, geom: tuple[int, int, int], chunk: int) ->
     for n0 in range(0, N, step):
         n = min(step, N - n0)
         xt = xp[:, :, n0 : n0 + n].transpose(1, 2).reshape(B * n, T, D)  # (B*n, T, D)
-        a = block.temporal_attn.attend(block.temporal_norm1(xt))  # (B*n, T, D)
-        if fused is not None:
-            y = F.linear(a, *fused)  # temporal_fc(temporal_attn.proj(a))
+        a = block.temporal_attn.attend(block.temporal_norm1(xt), block.packed_linears)
+        if fused is not None:  # temporal_fc(temporal_attn.proj(a)), a: (B*n, T, D)
+            y = _fused_linear(block, a, fused)
         else:
             y = block.temporal_fc(block.temporal_attn.proj(a))
         y = y.view(B, n, T, D).transpose(1, 2)  # (B, T, n, D) view
@@ -168,7 +177,8 @@ def _divided(block: Block, x: Tensor, geom: tuple[int, int, int], chunk: int) ->
         t = min(step, T - t0)
         s = frames[:, t0 : t0 + t]  # (B, t, 1+N, D)
         h = block.norm1(s).reshape(B * t, 1 + N, D)
-        y = block.attn.proj(block.attn.attend(h)).view(B, t, 1 + N, D)
+        a = block.attn.attend(h, block.packed_linears)  # (B*t, 1+N, D)
+        y = _proj(block.attn, a, block).view(B, t, 1 + N, D)
         _add_into(out_p[:, t0 : t0 + t], s[:, :, 1:], y[:, :, 1:])
         cls_sum += y[:, :, 0].sum(1)  # (B, D)
     _add_into(out[:, 0], x[:, 0], cls_sum, alpha=1.0 / T)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from . import inference
+from . import inference, packed
 from .attention import Attention, AttentionStep, attend_partition, partition
 from .config import EXTRA_STEPS, TimeSformerConfig
 from .inference import DEFAULT_CHUNK_TOKENS
@@ -114,15 +114,19 @@ class Block(nn.Module):
         self.fast_inference = True
         self.inference_chunk_tokens: int | None = inference.DEFAULT_CHUNK_TOKENS
         self._fused_cache: tuple | None = None  # temporal_fc folded into temporal_attn.proj
+        self.packed_linears = True  # fast path linears on oneDNN-packed weights (packed.py)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Module.to / .float / .cuda: also drop the fast path's fused weight cache."""
+        """Module.to / .float / .cuda: also drop the fast path's weight caches."""
         self._fused_cache = None
+        packed.drop_caches(self)
         return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True) -> Block:
-        """Module.train / .eval: also drop the fused weight cache (weights change in training)."""
+        """Module.train / .eval: also drop the fast path's weight caches (weights change in
+        training)."""
         self._fused_cache = None
+        packed.drop_caches(self)
         return super().train(mode)
 
     def extra_steps(self) -> list[tuple[nn.LayerNorm, Attention, nn.Linear]]:
@@ -332,14 +336,16 @@ class TimeSformer(nn.Module):
         fast: bool = True,
         chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS,
         attention_kernel: str = "sdpa",
+        packed_linears: bool = True,
     ) -> None:
         """Inference fast path (eval mode without autograd; on by default): same outputs to float
         rounding, fewer copies, and steps run over chunks of at most `chunk_tokens` tokens (None:
         no chunking), so that long clips need far less memory. `fast=False` runs the training
         path (used by the benchmark as the baseline). `attention_kernel`: "sdpa", "explicit"
         (batched matmul + softmax) or "auto" (the faster of the two per shape, measured once);
-        see `inference.py` and `kernels.py`."""
-        inference.set_options(self.blocks, fast, chunk_tokens, attention_kernel)
+        see `inference.py` and `kernels.py`. `packed_linears`: on the CPU, the fast path's linears
+        run on weights packed once for oneDNN (faster; `packed.py`)."""
+        inference.set_options(self.blocks, fast, chunk_tokens, attention_kernel, packed_linears)
 
     def get_classifier(self) -> nn.Module:
         return self.head
