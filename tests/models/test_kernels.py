@@ -77,3 +77,23 @@ def test_bf16_weights_match_autocast(att: str) -> None:
     scale = ref.abs().max().item()
     assert (cast.float() - amp).abs().max().item() < 0.05 * scale
     assert (cast.float() - ref).abs().max().item() < 0.05 * scale
+
+
+def test_auto_is_the_default_and_the_environment_can_fix_it(monkeypatch) -> None:
+    model = _model("divided_space_time")
+    assert {m.kernel for m in model.modules() if hasattr(m, "attend")} == {"auto"}
+    monkeypatch.setattr(kernels, "_CHOICE", {})
+    monkeypatch.setenv(kernels.ENV_KERNEL, "explicit")
+    with torch.no_grad():
+        model(torch.randn(1, 3, 4, 32, 32))
+    assert set(kernels.choices().values()) == {"explicit"}
+    monkeypatch.setattr(kernels, "_CHOICE", {})
+    monkeypatch.setenv(kernels.ENV_KERNEL, "flash")
+    with pytest.raises(ValueError, match="TIMESFORMER_ATTENTION_KERNEL"):
+        with torch.no_grad():
+            model(torch.randn(1, 3, 4, 32, 32))
+
+
+def test_auto_does_not_time_kernels_off_the_cpu() -> None:
+    q = torch.empty(4, 2, 8, 16, device="meta")
+    assert kernels.choose(q, q, q) == "sdpa"

@@ -78,10 +78,10 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--attention-kernel",
-        default="sdpa",
+        default="auto",
         choices=["sdpa", "explicit", "auto"],
         help="ours, inference: SDPA, explicit batched matmul + softmax, or the faster per "
-        "shape measured once (default sdpa)",
+        "shape measured once (default auto, as the model's default)",
     )
     g.add_argument(
         "--train",

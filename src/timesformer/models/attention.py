@@ -56,7 +56,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
-        self.kernel = "sdpa"  # inference kernel: "sdpa", "explicit" or "auto" (kernels.py)
+        self.kernel = kernels.DEFAULT_KERNEL  # inference: "sdpa", "explicit", "auto" (kernels.py)
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """x: (G, L, D) -> (G, L, D), and (G, heads, L, L) weights when asked."""

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import packed
-from .kernels import check_kernel
+from .kernels import DEFAULT_KERNEL, check_kernel
 
 if TYPE_CHECKING:  # the Block dispatches here; this module never builds one
     from .timesformer import Block
@@ -40,7 +40,7 @@ def set_options(
     blocks: Iterable[Block],
     fast: bool = True,
     chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS,
-    attention_kernel: str = "sdpa",
+    attention_kernel: str = DEFAULT_KERNEL,
     packed_linears: bool = True,
 ) -> None:
     """Switch the fast path on or off, set its chunk size (None: no chunking) and the inference

@@ -5,11 +5,12 @@ TimeSformer (8-token temporal groups, 197-token frames, head size 64) an explici
 `q @ k^T -> softmax -> @ v` over batched matmuls can be faster on some CPUs and slower on
 others. So the choice is a measurement, not a rule:
 
-- "sdpa": always `F.scaled_dot_product_attention` (the default: it won every shape on the
-  machines measured in docs/performance.md);
+- "sdpa": always `F.scaled_dot_product_attention`;
 - "explicit": always the batched matmul path (scores in the input dtype, softmax in fp32);
-- "auto": per (sequence length, groups x heads, head size, dtype, device), time both once
-  (a few runs each, the faster median wins) and remember the winner for the process.
+- "auto" (the default, `DEFAULT_KERNEL`): per (sequence length, groups x heads, head size,
+  dtype, device), time both once (a few runs each, the faster median wins) and remember the
+  winner for the process. `TIMESFORMER_ATTENTION_KERNEL=sdpa|explicit` fixes the choice for
+  every "auto" model of the process (reproducible numbers across processes).
 
 The explicit path is used only without autograd (inference); with autograd every mode is SDPA,
 which never keeps the (L, L) weights for the backward pass.
@@ -17,6 +18,7 @@ which never keeps the (L, L) weights for the backward pass.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -25,6 +27,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 KERNELS = ("sdpa", "explicit", "auto")
+# The inference default: measured per shape (docs/performance.md: on one CPU the explicit path
+# won 8-token temporal attention 2x in fp32 and both shapes 2-4x in bf16, SDPA won 197-token
+# spatial attention in fp32; on CUDA "auto" is always SDPA).
+DEFAULT_KERNEL = "auto"
+ENV_KERNEL = "TIMESFORMER_ATTENTION_KERNEL"  # fixes what "auto" picks, for every shape
 _CHOICE: dict[tuple, str] = {}  # "auto" winners, per shape key
 
 
@@ -79,7 +86,12 @@ def choose(q: Tensor, k: Tensor, v: Tensor) -> str:
     key = (L, G * h, d, q.dtype, q.device.type)
     got = _CHOICE.get(key)
     if got is None:
-        if q.device.type == "cuda":  # flash / memory-efficient kernels: no contest
+        forced = os.environ.get(ENV_KERNEL, "").strip()
+        if forced:
+            if forced not in ("sdpa", "explicit"):
+                raise ValueError(f"{ENV_KERNEL}={forced!r}: expected 'sdpa' or 'explicit'")
+            got = forced
+        elif q.device.type != "cpu":  # cuda: flash / memory-efficient kernels; meta: counting
             got = "sdpa"
         else:
             t = measure_choice(q, k, v)

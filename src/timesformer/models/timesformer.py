@@ -335,7 +335,7 @@ class TimeSformer(nn.Module):
         self,
         fast: bool = True,
         chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS,
-        attention_kernel: str = "sdpa",
+        attention_kernel: str = "auto",
         packed_linears: bool = True,
     ) -> None:
         """Inference fast path (eval mode without autograd; on by default): same outputs to float

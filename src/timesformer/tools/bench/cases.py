@@ -46,7 +46,7 @@ class Case:
     # bf16: cast the weights and the clip once (model.to(bfloat16)) instead of autocast
     cast_weights: bool = False
     optimizer: bool = False  # training step: also an AdamW step (foreach; fused where asked)
-    attention_kernel: str = "sdpa"  # ours, inference: "sdpa", "explicit", "auto" (kernels.py)
+    attention_kernel: str = "auto"  # ours, inference: "sdpa", "explicit", "auto" (kernels.py)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,7 +82,7 @@ class Case:
             f"b{self.batch_size}",
             self.dtype + ("-weights" if self.cast_weights else ""),
         ]
-        if self.attention_kernel != "sdpa":
+        if self.attention_kernel != "auto":
             parts.append(f"attn={self.attention_kernel}")
         if self.compile:
             parts.append("compile")
@@ -156,7 +156,7 @@ def make_runner(case: Case, impl: str, seed: int = 0) -> Runner:
             model.set_grad_checkpointing(True)
         if impl == "baseline":
             model.set_inference_options(fast=False)
-        elif case.attention_kernel != "sdpa":
+        elif case.attention_kernel != "auto":
             model.set_inference_options(attention_kernel=case.attention_kernel)
     else:
         model = build_hf_model(cfg)
