@@ -117,6 +117,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
         if kernels:
             out.append(f"SDPA kernels that ran (ours): {', '.join(kernels)}.")
+        choices = sorted({c for r in report["cases"] for c in r.get("attention_choices", [])})
+        if choices:
+            out.append(f"Attention kernel per shape ('auto', ours): {'; '.join(choices)}.")
         if any(r.get("spread_warning") for r in report["cases"]):
             out.append(
                 "**busy**: that case's runs varied by more than 20% (max - min over median): "

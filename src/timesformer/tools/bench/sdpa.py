@@ -82,3 +82,14 @@ def sdpa_backends_available(
 def sdpa_report(dtypes: set[str], device: str) -> dict[str, dict[str, bool]]:
     """For each dtype: which SDPA backends accept the base model's spatial-attention shape."""
     return {d: sdpa_backends_available((8, 12, 197, 64), d, device) for d in sorted(dtypes)}
+
+
+def attention_choices() -> list[str]:
+    """The "auto" attention kernel's choices so far in this process, one line per shape:
+    "L=8 x2352 bf16 cpu: explicit" (sequence length x groups*heads, dtype, device)."""
+    from ...models import kernels
+
+    return [
+        f"L={L} x{gh} {str(dtype).removeprefix('torch.')} {dev}: {k}"
+        for (L, gh, _d, dtype, dev), k in sorted(kernels.choices().items(), key=str)
+    ]

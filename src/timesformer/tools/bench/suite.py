@@ -26,7 +26,7 @@ from .measure import (
     summarize,
     time_alternating,
 )
-from .sdpa import sdpa_kernels_used, sdpa_report
+from .sdpa import attention_choices, sdpa_kernels_used, sdpa_report
 
 
 def check_grad_checkpointing(case: Case, atol: float = 1e-5) -> dict[str, Any]:
@@ -111,6 +111,8 @@ def run_case(
             result["impls"][k] = {"params": r.params}
         # the first (warm-up) step of ours, under the profiler: which SDPA kernel runs
         result["sdpa_kernels"] = sdpa_kernels_used(runners["ours"].step)
+        # and what the "auto" attention kernel chose per shape (timing both during that step)
+        result["attention_choices"] = attention_choices()
         if peaks is not None:  # the peak again, under this case's load; the best one counts
             peaks[case.dtype] = max(
                 peaks.get(case.dtype, 0.0), matmul_peak(case.dtype, case.device)
