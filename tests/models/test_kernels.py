@@ -42,15 +42,16 @@ def test_every_kernel_gives_the_sdpa_logits_for_every_scheme(att: str) -> None:
     assert kernels.choices() and set(kernels.choices().values()) <= {"sdpa", "explicit"}
 
 
-def test_explicit_kernel_is_never_used_with_autograd() -> None:
+def test_inference_kernel_setting_does_not_reach_training() -> None:
     model = _model("divided_space_time")
     model.set_inference_options(attention_kernel="explicit")
+    model.set_training_options(attention_kernel="sdpa")
     calls = []
     orig = kernels.explicit_attention
     kernels.explicit_attention = lambda *a: calls.append(1) or orig(*a)
     try:
         model(torch.randn(1, 3, 4, 32, 32)).sum().backward()  # eval mode, but autograd on
-        assert calls == []
+        assert calls == []  # training kernel "sdpa" held
         with torch.no_grad():
             model(torch.randn(1, 3, 4, 32, 32))
         assert calls  # inference: the explicit kernel ran

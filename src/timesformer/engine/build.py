@@ -52,6 +52,7 @@ def build_model(cfg: RunConfig, log: Log = print) -> nn.Module:
         log(f"time_embed initialised from a truncated normal, std {std} (not the zero init)")
     if m.grad_checkpointing:
         model.set_grad_checkpointing(True)
+    model.set_training_options(m.train_attention_kernel, m.train_packed_linears)
     return model
 
 

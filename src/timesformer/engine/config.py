@@ -51,6 +51,10 @@ class ModelSection:
     pretrained: str | None = None
     allow_pickle: bool = False
     grad_checkpointing: bool = False
+    # how training computes (results equal to float rounding; TimeSformer.set_training_options):
+    # "auto" = the explicit batched-matmul attention for short sequences on the CPU, else SDPA
+    train_attention_kernel: Literal["auto", "sdpa", "explicit"] = "auto"
+    train_packed_linears: bool = True  # CPU fp32: linears on oneDNN-packed weights
     # architecture overrides (small models for CPU runs and the demo)
     patch_size: int | None = None
     embed_dim: int | None = None

@@ -52,11 +52,12 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = packed.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = packed.Linear(dim, dim)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
         self.kernel = kernels.DEFAULT_KERNEL  # inference: "sdpa", "explicit", "auto" (kernels.py)
+        self.train_kernel = "auto"  # training: "auto" is a fixed rule per length (kernels.py)
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """x: (G, L, D) -> (G, L, D), and (G, heads, L, L) weights when asked."""
@@ -75,15 +76,16 @@ class Attention(nn.Module):
         """The heads' attention output before the output projection, by SDPA: (G, L, D) -> same.
 
         SDPA never builds the (L, L) weights (flash / memory-efficient kernels where available);
-        in inference `self.kernel` may pick an explicit batched matmul per shape instead, and
-        `packed_qkv` (the eval fast path) runs qkv on a oneDNN-packed weight (packed.py).
+        `self.kernel` (inference) and `self.train_kernel` (training) may pick an explicit batched
+        matmul instead (kernels.py), and `packed_qkv` (the eval fast path) runs qkv on a
+        oneDNN-packed weight (packed.py).
         """
         G, L, D = x.shape
         qkv = packed.module_linear(self.qkv, x) if packed_qkv else self.qkv(x)
         qkv = qkv.view(G, L, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (G, h, L, d), views
         drop = self.attn_drop if self.training else 0.0
-        out = kernels.attend(q, k, v, self.kernel, drop)  # (G, h, L, d)
+        out = kernels.attend(q, k, v, self.kernel, drop, self.train_kernel)  # (G, h, L, d)
         return out.transpose(1, 2).reshape(G, L, D)
 
 

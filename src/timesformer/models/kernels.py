@@ -12,8 +12,12 @@ others. So the choice is a measurement, not a rule:
   winner for the process. `TIMESFORMER_ATTENTION_KERNEL=sdpa|explicit` fixes the choice for
   every "auto" model of the process (reproducible numbers across processes).
 
-The explicit path is used only without autograd (inference); with autograd every mode is SDPA,
-which never keeps the (L, L) weights for the backward pass.
+Training (autograd on, or attention dropout) has its own setting, `Attention.train_kernel`,
+and its "auto" is a fixed rule, never a timing: every rank of a DDP run and every resumed run
+must compute the same thing. On the CPU the explicit path runs where the sequence is short
+(`TRAIN_EXPLICIT_MAX_LEN`: PyTorch's CPU flash backward is 2-4x slower than the batched-matmul
+one there, docs/performance.md); longer sequences, CUDA and everything else use SDPA, which never
+keeps the (L, L) weights for the backward pass.
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ KERNELS = ("sdpa", "explicit", "auto")
 DEFAULT_KERNEL = "auto"
 ENV_KERNEL = "TIMESFORMER_ATTENTION_KERNEL"  # fixes what "auto" picks, for every shape
 _CHOICE: dict[tuple, str] = {}  # "auto" winners, per shape key
+# Training on the CPU: the explicit kernel up to this sequence length per dtype, SDPA above.
+# Measured fwd+bwd, 2 cores of an AVX-512 BF16 EPYC, head size 64 (docs/performance.md): fp32
+# explicit 2.4x faster at L=8 and 16, even at 197, 1.6x slower at 394; bf16 explicit 2.5-7x faster
+# from 8 to 197 and 1.9x at 394. The bound also caps the (L, L) weights the backward keeps.
+TRAIN_EXPLICIT_MAX_LEN: dict[torch.dtype, int] = {
+    torch.float32: 128,
+    torch.bfloat16: 256,
+    torch.float16: 256,
+}
 
 
 def check_kernel(kernel: str) -> str:
@@ -42,11 +55,12 @@ def check_kernel(kernel: str) -> str:
     return kernel
 
 
-def explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
     """softmax(q k^T / sqrt(d)) v by batched matmuls: q, k, v (G, h, L, d) -> (G, h, L, d).
 
     Scores are computed in the input dtype (a bf16 matmul where inputs are bf16), the softmax in
-    fp32 (as SDPA's kernels do), the weights cast back for the second matmul.
+    fp32 (as SDPA's kernels do), the weights cast back for the second matmul; `dropout_p` drops
+    attention weights (training). Differentiable: training on the CPU uses it for short sequences.
     """
     G, h, L, d = q.shape
     qs = (q * d**-0.5).reshape(G * h, L, d)  # (G*h, L, d), one copy with the scale folded in
@@ -58,6 +72,8 @@ def explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         p = torch.softmax(s, dim=-1)  # (G*h, L, L)
     else:
         p = torch.softmax(s, dim=-1, dtype=torch.float32).to(v.dtype)  # (G*h, L, L)
+    if dropout_p > 0.0:
+        p = F.dropout(p, dropout_p, training=True)
     return torch.bmm(p, v.reshape(G * h, L, d)).view(G, h, L, d)
 
 
@@ -80,16 +96,32 @@ def measure_choice(q: Tensor, k: Tensor, v: Tensor, runs: int = 3) -> dict[str, 
         }
 
 
+def _forced() -> str | None:
+    """The kernel `TIMESFORMER_ATTENTION_KERNEL` fixes, or None where it is unset."""
+    forced = os.environ.get(ENV_KERNEL, "").strip()
+    if forced and forced not in ("sdpa", "explicit"):
+        raise ValueError(f"{ENV_KERNEL}={forced!r}: expected 'sdpa' or 'explicit'")
+    return forced or None
+
+
+def training_kernel(length: int, dtype: torch.dtype, device_type: str) -> str:
+    """What "auto" runs in training for sequences of `length` tokens: a fixed rule (module doc)."""
+    forced = _forced()
+    if forced:
+        return forced
+    if device_type != "cpu":
+        return "sdpa"
+    return "explicit" if length <= TRAIN_EXPLICIT_MAX_LEN.get(dtype, 0) else "sdpa"
+
+
 def choose(q: Tensor, k: Tensor, v: Tensor) -> str:
     """The remembered "auto" winner for this shape, measured the first time it is seen."""
     G, h, L, d = q.shape
     key = (L, G * h, d, q.dtype, q.device.type)
     got = _CHOICE.get(key)
     if got is None:
-        forced = os.environ.get(ENV_KERNEL, "").strip()
+        forced = _forced()
         if forced:
-            if forced not in ("sdpa", "explicit"):
-                raise ValueError(f"{ENV_KERNEL}={forced!r}: expected 'sdpa' or 'explicit'")
             got = forced
         elif q.device.type != "cpu":  # cuda: flash / memory-efficient kernels; meta: counting
             got = "sdpa"
@@ -105,9 +137,26 @@ def choices() -> dict[tuple, str]:
     return dict(_CHOICE)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str = "sdpa", dropout_p: float = 0.0) -> Tensor:
-    """Attention of q, k, v (G, h, L, d) -> (G, h, L, d) with `kernel` (see the module doc)."""
-    if kernel != "sdpa" and dropout_p == 0.0 and not torch.is_grad_enabled():
+def attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    kernel: str = "sdpa",
+    dropout_p: float = 0.0,
+    train_kernel: str = "sdpa",
+) -> Tensor:
+    """Attention of q, k, v (G, h, L, d) -> (G, h, L, d): `kernel` in inference, `train_kernel`
+    with autograd or dropout (see the module doc)."""
+    if torch.is_grad_enabled() or dropout_p > 0.0:
+        if train_kernel == "auto":
+            if torch.compiler.is_compiling() or torch.jit.is_tracing():
+                train_kernel = "sdpa"  # graphs: one fixed kernel
+            else:
+                train_kernel = training_kernel(q.shape[-2], q.dtype, q.device.type)
+        if train_kernel == "explicit":
+            return explicit_attention(q, k, v, dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    if kernel != "sdpa":
         if torch.compiler.is_compiling():  # no timing inside a graph: fixed SDPA
             kernel = "sdpa"
         elif kernel == "auto":

@@ -1,4 +1,4 @@
-"""Inference linears on weights packed once for oneDNN (CPU), with GELU fused into the matmul.
+"""Linears on oneDNN-packed weights (CPU): cached for inference (GELU fused), per step in training.
 
 Why: on the CPU, `F.linear` hands the weight to the matmul library in its plain layout on every
 call, and the library re-blocks it each time; a weight packed once into oneDNN's blocked layout
@@ -12,6 +12,14 @@ fp32 or bf16 (autocast's dtype where autocast is on), and only where this torch 
 ops; everywhere else `F.linear`. A packed weight is cached on its module with the same rules as
 the fused temporal weight: per weight (address, version), optimizer step, dtype and autocast,
 dropped by `Block._apply` / `Block.train` / `set_inference_options`.
+
+Training (`Linear`, the model's nn.Linear): on a CPU in fp32 with autograd, the forward and the
+input gradient run on a weight packed for that call (the weights change every step; packing is
+one pass over the weight, small next to the rows x in x out matmul), the weight gradient on
+`mm`. Measured at timesformer_small's shapes (6276 rows), fp32 GFLOP/s `F.linear` -> packed:
+forward 113-121 -> 182-202, input gradient 112-128 -> 152-200 (docs/performance.md). bf16 gains
+little there (about 1.15x forward only) and stays on `F.linear`, as do autocast, graphs
+(compile, export, tracing) and every other device.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 ROWS_HINT = 1576  # a typical row count (8 frames x 197 tokens): the packing's size hint
@@ -137,3 +146,70 @@ def drop_caches(module: nn.Module) -> None:
     for m in module.modules():
         if getattr(m, "_packed_cache", None) is not None:
             m._packed_cache = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def train_applies(x: Tensor, weight: Tensor) -> bool:
+    """Whether `Linear` runs the packed training path for input `x` (see the module doc)."""
+    return (
+        _AVAILABLE
+        and torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and (x.requires_grad or weight.requires_grad)
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+    )
+
+
+class _PackedLinearFn(torch.autograd.Function):
+    """y = x W^T + b with the forward and dx on oneDNN-packed weights, dW and db on plain ops."""
+
+    @staticmethod
+    def forward(ctx, x2: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        # x2: (rows, in), weight: (out, in) -> (rows, out)
+        ctx.save_for_backward(x2, weight)
+        ctx.has_bias = bias is not None
+        w = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), x2.shape[0])
+        return torch.ops.mkldnn._linear_pointwise(x2, w, bias, "none", [], "")
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+        x2, weight = ctx.saved_tensors
+        dy = dy.contiguous()  # (rows, out)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:  # dx = dy W: a linear with weight W^T (in, out)
+            wt = torch.ops.mkldnn._reorder_linear_weight(weight.t().contiguous(), dy.shape[0])
+            dx = torch.ops.mkldnn._linear_pointwise(dy, wt, None, "none", [], "")  # (rows, in)
+        if ctx.needs_input_grad[1]:
+            dw = dy.t().mm(x2)  # (out, in)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dy.sum(0)  # (out,)
+        return dx, dw, db
+
+
+def train_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """`F.linear(x, weight, bias)` by the packed training path: x (..., in) -> (..., out)."""
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (rows, in)
+    y = _PackedLinearFn.apply(x2, weight, bias)
+    return y.view(*lead, weight.shape[0])
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` (same parameters and state dict) whose CPU fp32 training forward and backward
+    run on oneDNN-packed weights where `train_applies`; `packed_training = False` turns it off
+    (`TimeSformer.set_training_options(packed_linears=False)`)."""
+
+    packed_training: bool = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.packed_training and train_applies(x, self.weight):
+            return train_linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)

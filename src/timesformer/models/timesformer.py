@@ -19,6 +19,7 @@ from . import inference, packed
 from .attention import Attention, AttentionStep, attend_partition, partition
 from .config import EXTRA_STEPS, TimeSformerConfig
 from .inference import DEFAULT_CHUNK_TOKENS
+from .kernels import check_kernel
 
 
 class DropPath(nn.Module):
@@ -49,9 +50,9 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = packed.Linear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = packed.Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -74,7 +75,11 @@ class PatchEmbed(nn.Module):
         gh, gw = H // P, W // P
         x = x.reshape(B, C, T, gh, P, gw, P).permute(0, 2, 3, 5, 1, 4, 6)  # (B, T, gh, gw, C, P, P)
         x = x.reshape(B * T * gh * gw, C * P * P)
-        x = F.linear(x, self.proj.weight.flatten(1), self.proj.bias)  # (B*T*N, D)
+        w = self.proj.weight.flatten(1)  # (D, C*P*P)
+        if packed.train_applies(x, w) and getattr(self, "packed_training", True):
+            x = packed.train_linear(x, w, self.proj.bias)  # (B*T*N, D)
+        else:
+            x = F.linear(x, w, self.proj.bias)  # (B*T*N, D)
         return x.view(B * T, gh * gw, -1)  # (B*T, N, D)
 
 
@@ -106,7 +111,7 @@ class Block(nn.Module):
         for norm, attn, fc in EXTRA_STEPS[self.attention_type]:  # e.g. temporal_norm1, ...
             self.add_module(norm, _ln(D, eps))
             self.add_module(attn, attention())
-            self.add_module(fc, nn.Linear(D, D))
+            self.add_module(fc, packed.Linear(D, D))
         self.drop_path = DropPath(drop_path)
         self.norm2 = _ln(D, eps)
         self.mlp = Mlp(D, int(D * cfg.mlp_ratio), cfg.drop_rate)
@@ -115,6 +120,7 @@ class Block(nn.Module):
         self.inference_chunk_tokens: int | None = inference.DEFAULT_CHUNK_TOKENS
         self._fused_cache: tuple | None = None  # temporal_fc folded into temporal_attn.proj
         self.packed_linears = True  # fast path linears on oneDNN-packed weights (packed.py)
+        self.fold_temporal_out = True  # training: temporal_fc folded into proj (_divided)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Module.to / .float / .cuda: also drop the fast path's weight caches."""
@@ -174,13 +180,19 @@ class Block(nn.Module):
 
         # temporal: each spatial position attends over its T frames
         xt = self.temporal_norm1(xp).view(B, T, N, D).transpose(1, 2).reshape(B * N, T, D)
-        y, w = self.temporal_attn(xt, need)  # (B*N, T, D)
-        if need:
-            idx = partition("time", T, gh, gw, x.device)[0] + 1  # (N, T)
-            steps.append(AttentionStep("temporal", w.view(B, N, *w.shape[1:]), idx))
-        y = self.drop_path(y)  # (B*N, T, D): one draw per (sample, position) row, as official
-        y = y.view(B, N, T, D).transpose(1, 2).reshape(B, T * N, D)
-        xp = xp + self.temporal_fc(y)
+        # (meta: count_flops counts the model as defined, two linears)
+        if need or x.device.type == "meta" or not self._fold_temporal_out():
+            y, w = self.temporal_attn(xt, need)  # (B*N, T, D)
+            if need:
+                idx = partition("time", T, gh, gw, x.device)[0] + 1  # (N, T)
+                steps.append(AttentionStep("temporal", w.view(B, N, *w.shape[1:]), idx))
+            y = self.drop_path(y)  # (B*N, T, D): one draw per (sample, position) row, as official
+            y = y.view(B, N, T, D).transpose(1, 2).reshape(B, T * N, D)
+            xp = xp + self.temporal_fc(y)
+        else:  # proj and temporal_fc as one linear (see _fold_temporal_out)
+            y = self._temporal_out_folded(self.temporal_attn.attend(xt))  # (B*N, T, D)
+            y = self.drop_path(y).view(B, N, T, D).transpose(1, 2).reshape(B, T * N, D)
+            xp = xp + (y + self.temporal_fc.bias)
 
         # spatial: each frame attends over its N patches plus a copy of the class token
         xs = self.norm1(xp).view(B * T, N, D)
@@ -193,6 +205,26 @@ class Block(nn.Module):
         y = self.drop_path(y).view(B, T, 1 + N, D)  # one draw per (sample, frame), as official
         res = torch.cat([y[:, :, 0].mean(1, keepdim=True), y[:, :, 1:].reshape(B, T * N, D)], 1)
         return torch.cat([cls, xp], dim=1) + res  # (B, 1+T*N, D)
+
+    def _fold_temporal_out(self) -> bool:
+        """Whether the training path folds temporal_fc into temporal_attn.proj: nothing but drop
+        path (a per-row scale, which commutes with a linear) may lie between them, so not with
+        projection dropout; `fold_temporal_out = False` turns it off. One linear instead of two
+        saves 1/17 of the block's linear work forward and backward (docs/performance.md)."""
+        drop = self.temporal_attn.proj_drop.p if self.training else 0.0
+        return self.fold_temporal_out and drop == 0.0 and self.temporal_fc.bias is not None
+
+    def _temporal_out_folded(self, a: Tensor) -> Tensor:
+        """temporal_fc(proj(a)) less temporal_fc's bias, as one differentiable linear: weight
+        W_fc W_proj (D x D, formed in fp32 outside autocast), bias W_fc b_proj. a (.., D)."""
+        proj, fc = self.temporal_attn.proj, self.temporal_fc
+        with torch.autocast(a.device.type, enabled=False):
+            w = fc.weight.float() @ proj.weight.float()  # (D, D)
+            b = None if proj.bias is None else fc.weight.float() @ proj.bias.float()  # (D,)
+        w, b = w.to(proj.weight.dtype), None if b is None else b.to(proj.weight.dtype)
+        if packed.train_applies(a, w) and getattr(fc, "packed_training", True):
+            return packed.train_linear(a, w, b)
+        return F.linear(a, w, b)
 
     def _partitioned(
         self, x: Tensor, geom: tuple[int, int, int], steps: list[AttentionStep] | None
@@ -346,6 +378,20 @@ class TimeSformer(nn.Module):
         see `inference.py` and `kernels.py`. `packed_linears`: on the CPU, the fast path's linears
         run on weights packed once for oneDNN (faster; `packed.py`)."""
         inference.set_options(self.blocks, fast, chunk_tokens, attention_kernel, packed_linears)
+
+    def set_training_options(
+        self, attention_kernel: str = "auto", packed_linears: bool = True
+    ) -> None:
+        """How training (autograd) computes: `attention_kernel` "auto" (a fixed rule per sequence
+        length and dtype: the explicit batched matmul for short sequences on the CPU, else SDPA),
+        "sdpa" or "explicit"; `packed_linears`: CPU fp32 linears on oneDNN-packed weights. Both
+        change results only by float rounding; see `kernels.py` and `packed.py`."""
+        check_kernel(attention_kernel)
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.train_kernel = attention_kernel
+            if isinstance(m, (packed.Linear, PatchEmbed)):
+                m.packed_training = packed_linears
 
     def get_classifier(self) -> nn.Module:
         return self.head
