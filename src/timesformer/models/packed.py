@@ -202,6 +202,15 @@ def train_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return y.view(*lead, weight.shape[0])
 
 
+def autograd_linear(x: Tensor, weight: Tensor, bias: Tensor | None, packed: bool = True) -> Tensor:
+    """`F.linear(x, weight, bias)`, by the packed training path where `packed` and
+    `train_applies`: the one dispatch of `Linear`, the patch embedding and the folded temporal
+    linear. x (..., in) -> (..., out)."""
+    if packed and train_applies(x, weight):
+        return train_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
 class Linear(nn.Linear):
     """`nn.Linear` (same parameters and state dict) whose CPU fp32 training forward and backward
     run on oneDNN-packed weights where `train_applies`; `packed_training = False` turns it off
@@ -210,6 +219,4 @@ class Linear(nn.Linear):
     packed_training: bool = True
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.packed_training and train_applies(x, self.weight):
-            return train_linear(x, self.weight, self.bias)
-        return F.linear(x, self.weight, self.bias)
+        return autograd_linear(x, self.weight, self.bias, self.packed_training)

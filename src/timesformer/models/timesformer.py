@@ -62,6 +62,8 @@ class Mlp(nn.Module):
 class PatchEmbed(nn.Module):
     """Per-frame patch embedding: (B, C, T, H, W) -> (B*T, N, D)."""
 
+    packed_training: bool = True  # CPU fp32 training: the matmul on packed weights (packed.py)
+
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
         self.patch_size = patch_size
@@ -76,10 +78,7 @@ class PatchEmbed(nn.Module):
         x = x.reshape(B, C, T, gh, P, gw, P).permute(0, 2, 3, 5, 1, 4, 6)  # (B, T, gh, gw, C, P, P)
         x = x.reshape(B * T * gh * gw, C * P * P)
         w = self.proj.weight.flatten(1)  # (D, C*P*P)
-        if packed.train_applies(x, w) and getattr(self, "packed_training", True):
-            x = packed.train_linear(x, w, self.proj.bias)  # (B*T*N, D)
-        else:
-            x = F.linear(x, w, self.proj.bias)  # (B*T*N, D)
+        x = packed.autograd_linear(x, w, self.proj.bias, self.packed_training)  # (B*T*N, D)
         return x.view(B * T, gh * gw, -1)  # (B*T, N, D)
 
 
@@ -222,9 +221,7 @@ class Block(nn.Module):
             w = fc.weight.float() @ proj.weight.float()  # (D, D)
             b = None if proj.bias is None else fc.weight.float() @ proj.bias.float()  # (D,)
         w, b = w.to(proj.weight.dtype), None if b is None else b.to(proj.weight.dtype)
-        if packed.train_applies(a, w) and getattr(fc, "packed_training", True):
-            return packed.train_linear(a, w, b)
-        return F.linear(a, w, b)
+        return packed.autograd_linear(a, w, b, fc.packed_training)
 
     def _partitioned(
         self, x: Tensor, geom: tuple[int, int, int], steps: list[AttentionStep] | None
