@@ -371,7 +371,10 @@ def test_ddp_same_global_batch_matches_one_process(videos: dict, tmp_path: Path)
     a, b = _weights(one.last_checkpoint), _weights(tmp_path / "two" / "last.pt")
     assert a.keys() == b.keys()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-    assert worst < 1e-5, worst
+    # float rounding only: batches of 2 and 4 round differently (oneDNN blocking, the explicit
+    # attention), and AdamW's m / sqrt(v) amplifies that on near-zero gradients (measured up to
+    # 1.1e-5 after 4 steps). A wrong reduction would be off by about lr = 3e-3 per step.
+    assert worst < 1e-4, worst
 
 
 @pytest.mark.slow
