@@ -104,3 +104,21 @@ def test_casts_and_mode_switches_drop_the_packed_weights() -> None:
         model(x)
     model.train()
     assert all(getattr(m, "_packed_cache", None) is None for m in model.blocks.modules())
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_runs_under_inference_mode(amp: bool) -> None:
+    # inference tensors keep no version counter: the caches' keys must not ask for one
+    model = _ours(attention_type="divided_space_time").eval()
+    x = _video()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        ref = model(x)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        out = model(x)
+        again = model(x)  # the caches built under inference mode are reused
+    assert torch.equal(out, ref) and torch.equal(again, ref)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        assert torch.equal(model(x), ref)  # and still serve outside it
+    with torch.inference_mode():
+        built_inside = _ours(attention_type="divided_space_time").eval()  # inference params
+        assert torch.isfinite(built_inside(x)).all()

@@ -131,7 +131,7 @@ def _temporal_out(block: Block) -> tuple[Tensor, Tensor]:
     device = proj.weight.device
     amp = torch.is_autocast_enabled(device.type)
     dtype = torch.get_autocast_dtype(device.type) if amp else proj.weight.dtype
-    versions = tuple((t.data_ptr(), t._version) for t in params)
+    versions = tuple((t.data_ptr(), packed.version_of(t)) for t in params)
     key = (versions, packed.optimizer_steps(), device, proj.weight.dtype, amp, dtype)
     cache = block._fused_cache
     if cache is None or cache[0] != key:

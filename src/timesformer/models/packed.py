@@ -76,6 +76,13 @@ def optimizer_steps() -> int:
     return _optimizer_steps
 
 
+def version_of(t: Tensor) -> int | None:
+    """`t._version` for a cache key; None for an inference tensor (made under
+    `torch.inference_mode()`), which keeps no version counter: its address and the optimizer
+    step count stand for it."""
+    return None if t.is_inference() else t._version
+
+
 def run_dtype(x: Tensor, weight: Tensor) -> torch.dtype | None:
     """The dtype a packed linear runs in for input `x`, or None where it does not apply."""
     if not _AVAILABLE or x.device.type != "cpu" or torch.is_grad_enabled():
@@ -97,7 +104,7 @@ def _packed(
     owner: nn.Module, weight: Tensor, bias: Tensor | None, dtype: torch.dtype, version: object
 ) -> tuple[Tensor, Tensor | None]:
     """(packed weight, bias) in `dtype`, cached on `owner` under `version` (see module doc)."""
-    key = (weight.data_ptr(), weight._version, _optimizer_steps, version, weight.dtype, dtype)
+    key = (weight.data_ptr(), version_of(weight), _optimizer_steps, version, weight.dtype, dtype)
     cache = getattr(owner, "_packed_cache", None)
     if cache is None or cache[0] != key:
         with torch.autocast("cpu", enabled=False):
