@@ -254,6 +254,21 @@ def test_frozen_model_still_gets_gradients() -> None:
     assert float(e.maps.max()) > 1.5 / e.maps.size  # not the uniform fallback
 
 
+def test_runs_under_inference_mode_and_names_wrong_input() -> None:
+    model = tiny("divided_space_time")
+    video = torch.randn(3, 3, 24, 16)
+    ref = {m: explain(model, video, method=m).maps for m in ("rollout", "grad_rollout")}
+    with torch.inference_mode():
+        clip = video.clone()  # an inference tensor, as a user's clip read there would be
+        for m, maps in ref.items():
+            np.testing.assert_allclose(explain(model, clip, method=m).maps, maps, atol=1e-6)
+        built_inside = tiny("divided_space_time")
+    with pytest.raises(ValueError, match="inference_mode"):
+        explain(built_inside, video, method="grad_rollout")
+    with pytest.raises(ValueError, match="clip tensor"):
+        explain(model, "clip.mp4")  # type: ignore[arg-type]
+
+
 def test_files_written_and_readable(tmp_path) -> None:
     model = tiny("divided_space_time")
     video = torch.randn(1, 3, 3, 24, 16)

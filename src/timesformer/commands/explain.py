@@ -23,8 +23,10 @@ examples:
   timesformer explain clip.mp4 -c best.pt --out ex --method grad_rollout --class 3
   timesformer explain clip.mp4 -c K400.pyth --out ex --class "playing guitar" --json
 
-One test clip is taken as `predict` takes its first view: the middle clip at the checkpoint's
-sampling rate (or SSv2-style segments), short side resized to the model's size, centre crop.
+One test clip is taken as `predict --views 1x1` takes it: under the default `official` protocol
+the single clip starts at frame 0 (as the official code's one view does), under `--protocol
+centred` it is the middle clip; at the checkpoint's sampling rate (or SSv2-style segments),
+short side resized to the model's size, centre crop.
 
 Methods: rollout (default) multiplies every attention step (temporal, spatial, joint, ...) of
 every block, mixed with the residual, and reads the class token's row: which patches of which

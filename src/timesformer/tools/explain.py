@@ -388,6 +388,12 @@ def explain(
         raise ValueError(f"method={method!r} is not one of {', '.join(METHODS)}")
     if upsample not in UPSAMPLE_MODES:
         raise ValueError(f"upsample={upsample!r} is not one of {', '.join(UPSAMPLE_MODES)}")
+    if not isinstance(video, Tensor):
+        raise ValueError(
+            f"video: expected a normalised clip tensor (3, T, H, W), got {type(video).__name__}"
+            " (read a file with timesformer.tools.explain.load_clip or the CLI's"
+            " `timesformer explain VIDEO`)"
+        )
     if video.ndim == 4:
         video = video.unsqueeze(0)
     if video.ndim != 5 or video.shape[0] != 1:
@@ -415,8 +421,15 @@ def explain(
     try:
         grads = None
         if method == "grad_rollout":
-            with torch.enable_grad():
-                x = video.detach().requires_grad_(True)  # a graph even when weights are frozen
+            if any(p.is_inference() for p in model.parameters()):
+                raise ValueError(
+                    "grad_rollout needs gradients: the model's weights were made under "
+                    "torch.inference_mode(); build or load the model outside it"
+                )
+            # a graph even under torch.inference_mode() or with frozen weights (the clone is
+            # an ordinary tensor: an inference tensor cannot be saved for the backward pass)
+            with torch.inference_mode(False), torch.enable_grad():
+                x = video.detach().clone().requires_grad_(True)
                 logits, att = model(x, return_attention=True)
                 probs = logits.float().softmax(-1)[0].detach()
                 predicted = int(probs.argmax())
