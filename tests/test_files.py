@@ -38,6 +38,42 @@ def test_failed_write_keeps_the_old_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.txt"]
 
 
+def test_full_disk_names_the_target(tmp_path):
+    import errno
+
+    target = tmp_path / "grid.png"
+
+    def full(p):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OutputError, match=r"cannot write .*grid\.png: No space left"):
+        atomic_write(target, full)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_row_writer_on_a_full_disk_is_one_output_error():
+    from timesformer.engine.records import RowWriter
+
+    with pytest.raises(OutputError, match="cannot write /dev/full: No space left"):
+        RowWriter("/dev/full", ["video", "label"])
+
+
+def test_cli_prints_a_bare_oserror_as_one_line(monkeypatch, capsys):
+    import errno
+
+    from timesformer import cli
+    from timesformer.commands import models
+
+    def full(args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/x/out.csv")
+
+    monkeypatch.setattr(models, "run", full)
+    assert cli.main(["models"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "timesformer models: error: /x/out.csv: No space left on device"
+
+
 def test_temporary_keeps_the_suffix(tmp_path):
     seen = []
     atomic_write(tmp_path / "m.pt2", lambda p: (seen.append(p.suffix), p.write_bytes(b"x")))

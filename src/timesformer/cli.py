@@ -34,6 +34,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    """The top-level parser and {command: module} of the commands that import."""
+    parser, available, _ = _build()
+    return parser, available
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, str], dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="timesformer",
         description="TimeSformer video transformers: train, evaluate, predict, explain, bench.",
@@ -41,6 +47,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     available: dict[str, str] = {}
+    parsers: dict[str, argparse.ArgumentParser] = {}
     for name, (module, help_text) in COMMANDS.items():
         try:
             mod = importlib.import_module(module)
@@ -48,9 +55,32 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
             if e.name == module:  # command not built (yet)
                 continue
             raise
-        mod.register(sub.add_parser(name, help=help_text, description=help_text))
+        parsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+        mod.register(parsers[name])
         available[name] = module
-    return parser, available
+    return parser, available, parsers
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse `argv`: the command's own parser reads everything after the command name, with
+    options and positionals intermixed where argparse allows it (so `eval --config c.yaml
+    data.root=x -c best.pt data.test_list=y` keeps both overrides), and its own usage line in
+    errors (an unknown flag of `predict` shows predict's usage, not the top level's)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, _, parsers = _build()
+    if not argv or argv[0] not in parsers:
+        return parser.parse_args(argv)  # --help, --version, an unknown command, no command
+    name, rest = argv[0], argv[1:]
+    sub = parsers[name]
+    if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+        args = sub.parse_args(rest)  # nested commands (data check/...): argparse's own rules
+    else:
+        try:
+            args = sub.parse_intermixed_args(rest)
+        except TypeError:  # a feature intermixed parsing does not support
+            args = sub.parse_args(rest)
+    args.command = name
+    return args
 
 
 def _version() -> str:
@@ -67,18 +97,18 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can fix: printed as one line (the full traceback with --debug).
 
     ValueError covers its subclasses (the config's, InputError, ConfigChangedError, ...);
-    OutputError (an OSError) is an output location that cannot be written.
+    OutputError (an OSError) is an output location that cannot be written; any other OSError
+    (a full disk, a permission) is printed as its file and reason.
     """
     from .files import OutputError
 
-    return (FileNotFoundError, OutputError, ValueError, RuntimeError, KeyError)
+    return (FileNotFoundError, OutputError, ValueError, RuntimeError, KeyError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, _ = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(argv)
     if args.command is None:
-        parser.print_help()
+        build_parser()[0].print_help()
         return 2
     mod = importlib.import_module(COMMANDS[args.command][0])
     try:
@@ -102,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         text = str(e).strip()
         if isinstance(e, KeyError) and e.args:
             text = str(e.args[0])
+        elif type(e) in (OSError, PermissionError, IsADirectoryError) and e.strerror:
+            # a bare OSError (a full disk, a permission): the file and the reason, no errno
+            text = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
         msg = text.splitlines()[0] if text else type(e).__name__
         print(f"timesformer {args.command}: error: {msg}", file=sys.stderr)
         return 1

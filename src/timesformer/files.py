@@ -43,6 +43,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool =
         os.replace(tmp, path)
         if durable:
             _fsync_dir(path.parent)
+    except OutputError:
+        raise
+    except OSError as e:  # a full disk, a quota, a folder gone read-only: name the target
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -53,3 +53,15 @@ def test_bad_device_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_pa
     rc = main(["predict", str(video), "-c", str(tmp_path), "--device", "tpu:9"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "--device" in err[0]
+
+
+def test_overrides_may_sit_between_options(capsys) -> None:
+    from timesformer import cli
+
+    args = cli._parse(["eval", "--config", "c.yaml", "data.root=x", "-c", "b.pt", "data.y=2"])
+    assert args.command == "eval" and args.overrides == ["data.root=x", "data.y=2"]
+    args = cli._parse(["train", "--config", "c.yaml", "optim.lr=1", "--max-epochs", "2", "a.b=3"])
+    assert args.overrides == ["optim.lr=1", "a.b=3"]
+    with pytest.raises(SystemExit):
+        cli._parse(["predict", "--bogus"])
+    assert "usage: timesformer predict" in capsys.readouterr().err  # the command's own usage

@@ -26,26 +26,44 @@ class RowWriter:
 
     def __init__(self, path: str | Path, header: Sequence[str]) -> None:
         self.path = Path(path)
-        self._f: TextIO | None = self.path.open("w", newline="", encoding="utf-8")
+        try:
+            self._f: TextIO | None = self.path.open("w", newline="", encoding="utf-8")
+        except OSError as e:
+            raise _output_error(self.path, e) from e
         self._w = csv.writer(self._f)
         self.write(header)
 
     def write(self, row: Sequence[Any]) -> None:
         if self._f is None:
             raise ValueError(f"{self.path}: the writer is closed")
-        self._w.writerow(list(row))
-        self._f.flush()
+        try:
+            self._w.writerow(list(row))
+            self._f.flush()
+        except OSError as e:  # a full disk: the rows flushed before stay in the file
+            raise _output_error(self.path, e) from e
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            f, self._f = self._f, None
+            try:
+                f.close()
+            except OSError as e:
+                raise _output_error(self.path, e) from e
 
     def __enter__(self) -> RowWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _output_error(path: Path, e: OSError) -> OSError:
+    """`e` as an OutputError naming `path` (an OutputError already names its path)."""
+    from ..files import OutputError
+
+    if isinstance(e, OutputError):
+        return e
+    return OutputError(f"cannot write {path}: {e.strerror or e}")
 
 
 def warning_text(w: warnings.WarningMessage) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..files import atomic_write_text
+from ..files import atomic_write, atomic_write_text
 from .explain import Explanation
 
 
@@ -169,10 +169,17 @@ def save_explanation(
     )
     if result.target != result.predicted:
         title += f"; target {result.label(result.target)} p={result.target_probability:.3f}"
-    save_grid(paths["grid"], over, result.maps, result.frame_relevance, title)
-    save_gif(paths["gif"], over)
-    save_relevance_plot(paths["plot"], result.frame_relevance, times, title)
-    np.save(paths["maps"], result.maps.astype(np.float32))
+    # each file whole or not at all (a full disk names the file; earlier files stay)
+    grid = paths["grid"]
+    atomic_write(
+        grid, lambda p: save_grid(p, over, result.maps, result.frame_relevance, title), False
+    )
+    atomic_write(paths["gif"], lambda p: save_gif(p, over), durable=False)
+    plot = paths["plot"]
+    atomic_write(
+        plot, lambda p: save_relevance_plot(p, result.frame_relevance, times, title), False
+    )
+    atomic_write(paths["maps"], lambda p: np.save(p, result.maps.astype(np.float32)), False)
     summary = result.to_dict()
     summary.update(extra or {})
     summary["files"] = {k: p.name for k, p in paths.items()}
