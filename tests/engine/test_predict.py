@@ -304,3 +304,34 @@ def test_cli_bad_labels_file_is_one_error_not_a_video_error(video, ours, tmp_pat
                "--labels", str(tmp_path / "no_labels.txt")])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "no_labels.txt" in err[0]
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--smooth", "5"], "--smooth: only with --segments"),
+        (["--out-dir", "d", "--min-score", "0.5"], "--min-score, --out-dir: only with --segments"),
+        (["--every-clip"], "--every-clip: only with --long"),
+        (["--long", "--views", "3x1"], "K must be 1"),
+        (["--segments", "--min-score", "2"], "--min-score 2.0: expected a probability"),
+        (["--segments", "--min-windows", "0"], "--min-windows 0: expected >= 1"),
+    ],
+)
+def test_options_of_another_mode_fail_before_loading(tmp_path, capsys, extra, expected) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")  # never opened: the options fail first
+    assert main(["predict", str(video), "-c", str(tmp_path / "none.pt"), *extra]) == 1
+    assert expected in capsys.readouterr().err
+
+
+def test_api_rejects_what_the_cli_rejects(tmp_path) -> None:
+    model = TimeSformer(TimeSformerConfig(img_size=32, patch_size=16, num_frames=2, embed_dim=16,
+                                          depth=1, num_heads=2, num_classes=3)).eval()  # fmt: skip
+    video = tmp_path / "v.mp4"
+    write_video(video, np.zeros((4, 32, 32, 3), np.uint8), fps=8)
+    with pytest.raises(ValueError, match="topk must be >= 1"):
+        predict(model, video, topk=0)
+    with pytest.raises(ValueError, match="K must be 1"):
+        predict(model, video, long=True, views="3x1")
+    with pytest.raises(tdata.VideoDecodeError, match="a folder, not a video file"):
+        predict(model, tmp_path)

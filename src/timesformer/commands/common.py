@@ -30,6 +30,28 @@ ALLOW_PICKLE_HELP = (
 )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a frame count, a size, a batch)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def add_model_arguments(
     p: argparse.ArgumentParser,
     *,
@@ -72,11 +94,15 @@ def add_allow_pickle_argument(p: argparse.ArgumentParser) -> None:
 
 def add_clip_arguments(p: argparse.ArgumentParser) -> None:
     """Clip geometry options shared by `predict` and `explain` (defaults: the checkpoint's)."""
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: model's)")
-    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: model's)")
+    p.add_argument(
+        "--frames", type=positive_int, default=None, help="frames per clip (default: model's)"
+    )
+    p.add_argument(
+        "--size", type=positive_int, default=None, help="crop size in pixels (default: model's)"
+    )
     p.add_argument(
         "--sampling-rate",
-        type=int,
+        type=positive_int,
         default=None,
         help="frames between samples at 30 fps (default: checkpoint's, else official)",
     )

@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_model_arguments, add_protocol_argument, add_views_argument
+from .common import (
+    add_model_arguments,
+    add_protocol_argument,
+    add_views_argument,
+    positive_int,
+)
 
 EPILOG = """\
 examples:
@@ -62,7 +67,9 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "(the embeddings are resampled; accuracy may drop)",
     )
     add_views_argument(p, "overrides data.test_views")
-    p.add_argument("--batch-size", type=int, default=None, help="default: train.batch_size")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=None, help="default: train.batch_size"
+    )
     p.add_argument("--output", default=None, metavar="DIR", help="default: OUTPUT_DIR/eval")
     return p
 

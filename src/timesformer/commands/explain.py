@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.explain_input import read_clip
 
     video_path = Path(args.video)
+    if video_path.is_dir():
+        raise ValueError(f"video {video_path}: a folder, not a video file (explain takes one)")
     if not video_path.is_file():
         raise FileNotFoundError(f"video {video_path} not found")
     from ..files import ensure_dir

@@ -75,11 +75,11 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="actions with start/end from the timeline: windows smoothed, then merged "
         "(implies --long; JSON gets 'segments'; docs/inference.md)",
     )
-    p.add_argument("--smooth", type=int, default=3, metavar="N",
+    p.add_argument("--smooth", type=int, default=None, metavar="N",
                    help="with --segments: windows in the centred moving average (default 3)")  # fmt: skip
-    p.add_argument("--min-windows", type=int, default=1, metavar="N",
+    p.add_argument("--min-windows", type=int, default=None, metavar="N",
                    help="with --segments: shorter segments join a neighbour (default 1)")  # fmt: skip
-    p.add_argument("--min-score", type=float, default=0.0, metavar="P",
+    p.add_argument("--min-score", type=float, default=None, metavar="P",
                    help="with --segments: windows whose top smoothed score is lower stay "
                    "unlabelled (default 0)")  # fmt: skip
     p.add_argument("--out-dir", default=None, metavar="DIR",
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be >= 1; got {args.topk}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+    _check_mode_args(args)
     if args.segments:
         args.long = True
         _check_segment_args(args)
@@ -218,14 +219,40 @@ def run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+SEGMENT_DEFAULTS = {"smooth": 3, "min_windows": 1, "min_score": 0.0}
+
+
+def _check_mode_args(args: argparse.Namespace) -> None:
+    """Options of one mode given without it fail, instead of being silently ignored."""
+    if not args.segments:
+        given = [f"--{k.replace('_', '-')}" for k in (*SEGMENT_DEFAULTS, "out_dir")
+                 if getattr(args, k) is not None]  # fmt: skip
+        if given:
+            raise ValueError(f"{', '.join(given)}: only with --segments")
+    for k, v in SEGMENT_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.every_clip and not (args.long or args.segments):
+        raise ValueError("--every-clip: only with --long (the timeline of clips)")
+    if (args.long or args.segments) and args.views:
+        k = args.views.lower().split("x")[0].strip()
+        if k != "1":
+            raise ValueError(
+                f"--views {args.views} with --long: the clips already cover the whole video, so "
+                "K must be 1 (1xS: S crops per clip)"
+            )
+
+
 def _check_segment_args(args: argparse.Namespace) -> None:
-    """Bad --smooth / --min-windows / --out-dir fail before the model loads."""
+    """Bad --smooth / --min-windows / --min-score / --out-dir fail before the model loads."""
     from ..files import OutputError, ensure_dir
 
-    if args.smooth < 1 or args.min_windows < 1:
-        raise ValueError(
-            f"--smooth {args.smooth} / --min-windows {args.min_windows}: expected >= 1 windows"
-        )
+    if args.smooth < 1:
+        raise ValueError(f"--smooth {args.smooth}: expected >= 1 windows")
+    if args.min_windows < 1:
+        raise ValueError(f"--min-windows {args.min_windows}: expected >= 1 windows")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise ValueError(f"--min-score {args.min_score}: expected a probability in [0, 1]")
     if args.out_dir is not None:
         try:
             ensure_dir(args.out_dir)

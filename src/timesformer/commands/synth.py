@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..data.synthetic import APPEARANCE_CLASSES, MOTION_CLASSES, render_dataset
+from .common import non_negative_float
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -53,14 +54,14 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--objects", type=int, default=1,
                    help="labelled objects per video, all moving the same way (default 1)")  # fmt: skip
     p.add_argument("--object-size", type=_pair, default=(0.2, 0.45), metavar="LOW,HIGH",
-                   help="object diameter as a fraction of the frame side (default 0.2,0.45)")  # fmt: skip
+                   help="object diameter as a fraction of the frame side, LOW,HIGH or one value for both (default 0.2,0.45)")  # fmt: skip
     p.add_argument("--speed", type=_pair, default=(0.04, 0.08), metavar="LOW,HIGH",
                    help="per frame: frame sides moved / log-size change / turns (default "
                    "0.04,0.08)")  # fmt: skip
     p.add_argument("--distractors", type=int, default=0,
                    help="objects that jitter without steady motion (default 0)")  # fmt: skip
     p.add_argument("--clutter", type=int, default=0, help="static background blobs (default 0)")
-    p.add_argument("--noise", type=float, default=0.0,
+    p.add_argument("--noise", type=non_negative_float, default=0.0,
                    help="pixel noise std as a fraction of 255 (default 0)")  # fmt: skip
     p.add_argument("--no-wrap", dest="wrap", action="store_false",
                    help="keep motion objects inside the frame (boxes stay whole; a frame then "

@@ -14,7 +14,7 @@ import signal
 import sys
 
 from ..engine.config import RunConfig, list_recipes, load_config, resolve
-from .common import add_model_arguments
+from .common import add_model_arguments, positive_int
 
 
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -56,7 +56,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-epochs",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="run at most N epochs now, then stop (resume later); the schedule still spans "

@@ -251,7 +251,13 @@ def predict(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if topk < 1:
+        raise ValueError(f"topk must be >= 1; got {topk}")
+    if long and K != 1:
+        raise ValueError(f"views={views!r} with long=True: K must be 1 (the clips cover the video)")
     path = Path(video_path)
+    if path.is_dir():
+        raise VideoDecodeError(path, "a folder, not a video file")
     if not path.is_file():
         raise VideoDecodeError(path, "no such file")
     was_training = model.training
