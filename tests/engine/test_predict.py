@@ -335,3 +335,28 @@ def test_api_rejects_what_the_cli_rejects(tmp_path) -> None:
         predict(model, video, long=True, views="3x1")
     with pytest.raises(tdata.VideoDecodeError, match="a folder, not a video file"):
         predict(model, tmp_path)
+
+
+def test_cli_json_reports_the_finished_videos_when_interrupted(
+    video, ours, capsys, monkeypatch, tmp_path
+) -> None:
+    import shutil
+
+    from timesformer.engine import predict as engine_predict
+
+    path, _ = ours
+    videos = [str(shutil.copy(video, tmp_path / f"v{i}.mp4")) for i in range(3)]
+    real, calls = engine_predict.predict, []
+
+    def stop_on_second(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(engine_predict, "predict", stop_on_second)
+    rc = main(["predict", *videos, "-c", str(path), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 130 and "interrupted" in err
+    d = json.loads(out)
+    assert d["interrupted"] is True and len(d["predictions"]) == 1

@@ -14,7 +14,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.description = (
         "Render the synthetic motion dataset, train a divided space-time TimeSformer and a "
         "space-only twin (configs/demo.yaml), evaluate both with multi-view testing, predict "
-        "one video and print a table. About 6-7 minutes on 2 CPU cores; outputs in runs/demo."
+        "one video and print a table. About 3-5 minutes on 2 CPU cores; outputs in runs/demo."
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument(

@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         items = tqdm(inputs, desc="predict", unit="video", dynamic_ncols=True)
+    interrupted = False
     try:
         for item in items:
             path = str(item.path)
@@ -203,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
                             _topk_text(pred.topk), "ok", "", " | ".join(caught)])  # fmt: skip
             if not args.json:
                 _print(pred, every_clip=args.every_clip, segments=segs)
+    except KeyboardInterrupt:  # Ctrl-C: the videos finished so far are still reported
+        interrupted = True
     finally:
         if rows is not None:
             rows.close()
@@ -215,7 +218,11 @@ def run(args: argparse.Namespace) -> int:
             "predictions": results,
             "errors": errors,
         }
+        if interrupted:
+            out["interrupted"] = True  # stopped before every input was predicted
         print(json.dumps(out, indent=2))
+    if interrupted:
+        raise KeyboardInterrupt
     return 1 if errors else 0
 
 

@@ -234,6 +234,12 @@ class VideoDataset(torch.utils.data.Dataset):
         self.test_protocol = test_protocol or ("official" if official_test else "centred")
         self.official_test = self.test_protocol == "official"
         self.upright = upright
+        if int(train_jitter[0]) < crop_size:  # the run config's names: users set them there
+            raise ValueError(
+                f"data.train_jitter={tuple(train_jitter)}: the shortest side {train_jitter[0]} is "
+                f"smaller than the crop (data.crop_size={crop_size}; the official test protocol "
+                "resizes to it too); raise data.train_jitter or lower data.crop_size"
+            )
         self.train_transform = TrainTransform(
             crop_size, train_jitter, flip, mean, std, channel_order
         )
