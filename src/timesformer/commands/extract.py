@@ -85,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.workers < 0:
         raise ValueError(f"--workers must be >= 0; got {args.workers}")
-    if args.stride is not None and (args.mode != "windows" or args.stride <= 0):
-        raise ValueError(f"--stride {args.stride:g}: a positive frame count, with --mode windows")
+    if args.stride is not None and args.mode != "windows":
+        raise ValueError(f"--stride: only with --mode windows (got --mode {args.mode})")
+    if args.stride is not None and args.stride <= 0:
+        raise ValueError(f"--stride {args.stride:g}: expected a positive frame count")
     inputs = expand_inputs(args.inputs)
     try:  # before the model loads: a mistyped or read-only --out fails at once
         ensure_dir(args.out)
