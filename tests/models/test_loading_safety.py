@@ -234,3 +234,18 @@ def test_a_non_finite_weight_is_named_for_every_format(tmp_path) -> None:
     save_file(state, str(tmp_path / "bare.safetensors"))
     with pytest.raises(CheckpointError, match=r"weight head\.bias has 1 non-finite"):
         from_pretrained(tmp_path / "bare.safetensors")
+
+
+def test_integer_weights_are_refused_and_half_precision_loads(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    model = _ours()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["blocks.0.attn.qkv.weight"] = state["blocks.0.attn.qkv.weight"].to(torch.int32)
+    save_file(state, str(tmp_path / "int.safetensors"))  # no hash: nothing else would notice
+    with pytest.raises(ValueError, match=r"wrong dtype \(blocks\.0\.attn\.qkv\.weight is int32\)"):
+        from_pretrained(tmp_path / "int.safetensors", **model.config.to_dict())
+    half = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+    save_file(half, str(tmp_path / "half.safetensors"))
+    loaded = from_pretrained(tmp_path / "half.safetensors", **model.config.to_dict())
+    assert next(loaded.parameters()).dtype == torch.float32

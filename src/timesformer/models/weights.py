@@ -547,6 +547,18 @@ def _load_strict(
     ]
     if bad:
         raise ValueError(f"{source}: shape mismatch: {few(bad)}")
+    # a float weight stored as integers or bools would be copied in cast (0.02 -> 0): refuse
+    # it; float16 / bfloat16 / float64 weights are ordinary and are cast to the model's dtype
+    wrong = [
+        f"{k} is {str(v.dtype).removeprefix('torch.')}"
+        for k, v in state.items()
+        if expected[k].is_floating_point() and not v.is_floating_point()
+    ]
+    if wrong:
+        raise ValueError(
+            f"{source}: weights of the wrong dtype ({few(wrong)}); expected floating-point "
+            "tensors: the file is damaged or was not written as a TimeSformer checkpoint"
+        )
     model.load_state_dict(dict(state), strict=False)
 
 
