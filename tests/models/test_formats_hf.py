@@ -92,3 +92,12 @@ def test_hf_export_loads_in_transformers_with_identical_logits(tmp_path, attenti
     assert diff <= TOL, diff
     back = from_pretrained(tmp_path)
     assert back.config.drop_path_rate == 0.1 and back.config.labels == list("vwxyz")
+
+
+def test_a_damaged_preprocessor_config_is_refused(tmp_path: Path) -> None:
+    model = _ours()
+    save_hf(model, tmp_path)
+    assert (tmp_path / "preprocessor_config.json").is_file()
+    (tmp_path / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.4')  # cut short
+    with pytest.raises(ValueError, match=r"preprocessor_config\.json: not valid JSON"):
+        from_pretrained(tmp_path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import TimeSformerConfig, _pair
+from .integrity import CheckpointError
 from .preprocess import Preprocess, fit_model
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ def read_preprocess(ck: Checkpoint, cfg: TimeSformerConfig) -> Preprocess:
     pre: Preprocess | None = None
     try:
         pre = _stored_preprocess(ck, stored_frames, stored_size)
+    except CheckpointError:
+        raise
     except (ValueError, TypeError, KeyError, yaml.YAMLError) as e:
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         warnings.warn(f"{ck.source}: the recorded preprocessing cannot be read ({why}); using "
@@ -75,7 +78,14 @@ def _stored_preprocess(ck: Checkpoint, frames: int, size: int) -> Preprocess | N
         return None
     folder = Path(ck.source)
     if ck.format == "hf" and folder.is_dir() and (folder / "preprocessor_config.json").is_file():
-        d = json.loads((folder / "preprocessor_config.json").read_text())
+        f = folder / "preprocessor_config.json"
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:  # as config.json: a damaged file is fatal
+            raise CheckpointError(
+                f"{f}: not valid JSON ({e}); the folder's preprocessing (mean/std, sampling) "
+                "cannot be read: re-export it, or delete the file to use the defaults"
+            ) from None
         if isinstance(d, Mapping):
             return Preprocess.from_hf_preprocessor(d, frames, size)
     return None
