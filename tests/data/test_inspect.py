@@ -90,6 +90,49 @@ def test_workers_give_the_same_records(videos):
     assert one == two and [r["ok"] for r in one] == [True, False, False]
 
 
+def _interrupt_at_second(calls: list) -> object:
+    def progress(_rec) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+def test_an_interrupted_pool_stops_its_workers_at_once(videos):
+    import multiprocessing as mp
+    import time
+
+    paths = [videos / "good" / "ok.mp4"] * 6
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        check_videos(paths, workers=2, progress=_interrupt_at_second([]), **CLIP)
+    assert not mp.active_children()  # no worker left behind
+    assert time.perf_counter() - t0 < 60
+
+
+def test_an_interrupted_check_keeps_its_report(videos, tmp_path, capsys, monkeypatch):
+    from timesformer.data import inspect as insp
+
+    real = insp.check_videos
+
+    def check(paths, *, progress=None, **kw):  # the command's callback, interrupted at 2
+        calls: list = []
+
+        def both(rec) -> None:
+            progress(rec)
+            _interrupt_at_second(calls)(rec)
+
+        return real(paths, progress=both, **kw)
+
+    monkeypatch.setattr(insp, "check_videos", check)
+    out = tmp_path / "r.csv"
+    paths = [str(videos / "good" / "ok.mp4"), str(videos / "tiny.mp4"), str(videos / "junk.mp4")]
+    assert main(["data", "check", *paths, "--out", str(out), "--no-decode"]) == 130
+    assert len(out.read_text().strip().splitlines()) == 3  # header + the 2 checked
+    assert "interrupted: 2 of 3 videos" in capsys.readouterr().err
+
+
 def test_check_command(videos, tmp_path, capsys):
     out = tmp_path / "report.csv"
     rc = main(["data", "check", str(videos / "good"), str(videos / "tiny.mp4"), "--json",

@@ -97,6 +97,19 @@ def test_lists_command_folder(class_tree, tmp_path, capsys):
     assert len(train) + len(read_list_file(out / "val.csv")) == 23
 
 
+def test_lists_rerun_with_fewer_splits_removes_the_stale_ones(class_tree, tmp_path, capsys):
+    out = tmp_path / "lists"
+    assert (
+        main(["data", "lists", str(class_tree), "--out", str(out), "--split", "0.6,0.2,0.2"]) == 0
+    )
+    assert (out / "test.csv").is_file()
+    capsys.readouterr()
+    assert main(["data", "lists", str(class_tree), "--out", str(out), "--split", "1,0"]) == 0
+    assert "the old val.csv removed" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["labels.txt", "train.csv"]
+    assert len(read_list_file(out / "train.csv")) == 23
+
+
 @pytest.mark.parametrize(
     "argv, match",
     [

@@ -81,6 +81,22 @@ def test_keep_source_rate(tree, tmp_path):
         assert v.num_frames == 20 and v.fps == pytest.approx(10.0)
 
 
+def test_a_destination_inside_the_source_is_not_read_back(tree, tmp_path, capsys):
+    import shutil
+
+    src = tmp_path / "copy"
+    shutil.copytree(tree, src)
+    (src / "run" / "broken.mp4").unlink()
+    argv = ["data", "prepare", str(src), str(src / "out"), "--short-side", "32", "--sample", "0",
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)["counts"]
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)["counts"]
+    assert again == {"written": 0, "skipped": first["written"], "failed": 0}
+    assert not (src / "out" / "out").exists()
+
+
 def test_prepare_command(tree, tmp_path, capsys):
     dst = tmp_path / "out"
     argv = ["data", "prepare", str(tree), str(dst), "--short-side", "32", "--fps", "15",
@@ -103,6 +119,8 @@ def test_prepare_command(tree, tmp_path, capsys):
         (["{src}", "{src}"], "is the source folder"),
         (["{src}", "/proc/dst"], "destination folder"),
         (["{src}", "{tmp}/d", "--gop", "0"], "--gop must be >= 1"),
+        (["{src}", "{tmp}/d", "--short-side", "0"], "--short-side must be >= 2"),
+        (["{src}", "{tmp}/d", "--crf", "99"], "--crf must be in 0..51"),
     ],
 )
 def test_prepare_bad_input_one_line(tree, tmp_path, capsys, extra, match):

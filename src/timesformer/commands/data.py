@@ -13,6 +13,8 @@ import sys
 from fractions import Fraction
 from typing import Any
 
+from .common import positive_float, positive_int
+
 EPILOG = """\
 examples:
   timesformer data check videos/ --num-frames 8 --sampling-rate 32 --out report.csv
@@ -38,10 +40,10 @@ def _common(p: argparse.ArgumentParser, workers: bool = True) -> None:
 
 
 def _clip(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-frames", type=int, default=8, help="frames per clip (default 8)")
-    p.add_argument("--sampling-rate", type=int, default=32,
+    p.add_argument("--num-frames", type=positive_int, default=8, help="frames per clip (default 8)")
+    p.add_argument("--sampling-rate", type=positive_int, default=32,
                    help="frames between samples at --target-fps (default 32)")  # fmt: skip
-    p.add_argument("--target-fps", type=float, default=30.0,
+    p.add_argument("--target-fps", type=positive_float, default=30.0,
                    help="rate the sampling rate counts at (default 30)")  # fmt: skip
 
 
@@ -129,20 +131,36 @@ def _run_check(args: argparse.Namespace) -> int:
     if not paths:
         raise ValueError(f"no videos found in {' '.join(args.inputs)}")
     bar = _bar(args, len(paths), "check")
-    records = check_videos(
-        paths, workers=args.workers, progress=(lambda _: bar.update()) if bar else None,
-        num_frames=args.num_frames, sampling_rate=args.sampling_rate,
-        target_fps=args.target_fps, measure=args.measure,
-    )  # fmt: skip
-    if bar:
-        bar.close()
-    if args.out:
+    done: list[dict[str, Any]] = []  # in input order, as they arrive
+
+    def arrived(rec: dict[str, Any]) -> None:
+        done.append(rec)
+        if bar:
+            bar.update()
+
+    def write_report(records: list[dict[str, Any]]) -> None:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
         w.writeheader()
         for rec in records:
             w.writerow({**rec, "problems": "; ".join(rec["problems"])})
         atomic_write_text(args.out, buf.getvalue(), durable=False)
+
+    try:
+        records = check_videos(
+            paths, workers=args.workers, progress=arrived, num_frames=args.num_frames,
+            sampling_rate=args.sampling_rate, target_fps=args.target_fps, measure=args.measure,
+        )  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C: the report keeps the videos checked so far
+        if args.out and done:
+            write_report(done)
+            print(f"interrupted: {len(done)} of {len(paths)} videos in {args.out}", file=sys.stderr)
+        raise
+    finally:
+        if bar:
+            bar.close()
+    if args.out:
+        write_report(records)
     if args.json:
         print(json.dumps(records, indent=2))
     else:
@@ -157,7 +175,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from ..data.prepare import clip_speed, find_videos, prepare_tree
     from ..files import ensure_dir
 
-    sources = find_videos(args.src)
+    sources = find_videos(args.src, exclude=args.dst)
     if not sources:
         raise ValueError(f"no videos found under {args.src}")
     ensure_dir(args.dst, "destination folder")
@@ -219,16 +237,23 @@ def _run_lists(args: argparse.Namespace) -> int:
         raise ValueError(
             f"no annotated video was found under {args.videos} ({len(missing)} missing)"
         )
-    written = lists.write_lists(args.out, splits, classes, missing)
+    from pathlib import Path
+
+    stale = {
+        s for s in lists.SPLITS if not splits.get(s) and (Path(args.out) / f"{s}.csv").exists()
+    }
+    written = lists.write_lists(args.out, splits, classes, missing)  # removes the stale lists
     counts = {s: len(v) for s, v in splits.items()}
     if args.json:
         print(json.dumps({"written": written, "counts": counts, "classes": len(classes),
-                          "missing": len(missing)}, indent=2))  # fmt: skip
+                          "missing": len(missing), "removed": sorted(f"{s}.csv" for s in stale)},
+                         indent=2))  # fmt: skip
         return 0
     rows = [
-        (s, f"{n} videos" + (f" -> {written[s]}" if s in written else ""))
+        (s, f"{n} videos" + (f" -> {written[s]}" if s in written else "")
+         + (f" (the old {s}.csv removed)" if s in stale else ""))
         for s, n in counts.items()
-    ]
+    ]  # fmt: skip
     rows.append(("classes", f"{len(classes)} -> {written['labels']}"))
     if missing:
         rows.append(

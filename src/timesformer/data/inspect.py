@@ -248,13 +248,50 @@ def run_pool(
         return results
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    # the workers ignore Ctrl-C (the terminal sends it to the whole process group): this
+    # process alone decides, and on any exit but success stops them at once instead of
+    # waiting on tasks a half-interrupted pool may never finish
+    pool = ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_ignore_sigint
+    )
+    try:
         results = []
         for r in pool.map(fn, jobs):
             results.append(r)
             if progress:
                 progress(r)
-        return results
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown()
+    return results
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the worker processes now (terminate, then kill)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=10)  # it reaps the workers it still holds
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        if p not in procs and p.is_alive():  # started after the first look
+            p.kill()
+            p.join(timeout=5)
 
 
 def check_videos(

@@ -222,7 +222,11 @@ def write_lists(
     classes: Sequence[str],
     missing: Sequence[dict[str, str]] = (),
 ) -> dict[str, str]:
-    """Write the list files (module doc) into ``out``; returns {name: path written}."""
+    """Write the list files (module doc) into ``out``; returns {name: path written}.
+
+    The files of one call are one consistent set: a split this call leaves empty has its
+    ``{split}.csv`` from an earlier run removed (it would hold videos now in another split), as
+    is an old ``missing.csv`` when nothing is missing."""
     out = ensure_dir(out)
     written: dict[str, str] = {}
     for split in SPLITS:
@@ -231,6 +235,10 @@ def write_lists(
             written[split] = str(
                 atomic_write_text(out / f"{split}.csv", _csv_text(("path", "label"), rows))
             )
+        else:
+            (out / f"{split}.csv").unlink(missing_ok=True)
+    if not missing:
+        (out / "missing.csv").unlink(missing_ok=True)
     written["labels"] = str(
         atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
     )

@@ -31,15 +31,20 @@ from .rotation import display_rotation, upright
 from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
 
 
-def find_videos(src: str | Path) -> list[Path]:
-    """Videos below ``src`` (suffix in VIDEO_EXTENSIONS), sorted; FileNotFoundError if missing."""
+def find_videos(src: str | Path, exclude: str | Path | None = None) -> list[Path]:
+    """Videos below ``src`` (suffix in VIDEO_EXTENSIONS), sorted, none below ``exclude`` (a
+    destination inside the source: its outputs are not sources); FileNotFoundError if missing."""
     root = Path(src)
     if not root.is_dir():
         raise FileNotFoundError(f"source folder not found: {root}")
     exts = set(VIDEO_EXTENSIONS)
+    skip = Path(exclude).resolve() if exclude is not None else None
+    if skip == root.resolve():
+        skip = None  # the same folder: prepare_tree refuses it with its own message
     return sorted(
         p for p in root.rglob("*")
         if p.suffix.lower() in exts and p.is_file() and not p.name.startswith(".")
+        and (skip is None or not p.resolve().is_relative_to(skip))
     )  # fmt: skip
 
 
@@ -212,11 +217,15 @@ def prepare_tree(
     """``prepare_video`` for every video below ``src`` into ``dst`` (records in input order)."""
     if gop < 1:
         raise ValueError(f"--gop must be >= 1, got {gop}")
+    if short_side < 2:
+        raise ValueError(f"--short-side must be >= 2 pixels, got {short_side}")
+    if not 0 <= crf <= 51:
+        raise ValueError(f"--crf must be in 0..51 (x264's range), got {crf}")
     if fps is not None and fps < 0:
         raise ValueError(f"--fps must be > 0 (or 0 to keep the source rate), got {fps}")
     if Path(dst).resolve() == Path(src).resolve():
         raise ValueError(f"destination {dst} is the source folder; choose another")
-    pairs = plan_outputs(find_videos(src), src, dst)
+    pairs = plan_outputs(find_videos(src, exclude=dst), src, dst)
     kw = dict(short_side=short_side, fps=fps, gop=gop, crf=crf)
     jobs = [(str(s), str(o), kw) for s, o in pairs]
     return run_pool(_prepare_star, jobs, workers, progress)
