@@ -78,8 +78,39 @@ def test_errors_have_their_status_and_the_service_lives_on(server, tmp_path, vid
         assert words in r.json()["error"] and r.json()["status"] == status
     r = _post(url, cut)
     assert r.status_code in (415, 422), r.text
-    assert httpx.post(url + "/v1/predict", data={"topk": "3"}).status_code == 422  # no file
+    r = httpx.post(url + "/v1/predict", data={"topk": "3"})  # no file: the same error JSON
+    assert r.status_code == 422 and r.json()["status"] == 422 and "file" in r.json()["error"]
+    r = _post(url, video, topk="abc")
+    assert r.status_code == 422 and "topk" in r.json()["error"]
+    r = _post(url, video, views="2000x3")  # refused before any decoding
+    assert r.status_code == 422 and "at most 30" in r.json()["error"], r.text
+    r = _post(url, video, route="/v1/extract", views="0x1")
+    assert r.status_code == 422 and r.json()["status"] == 422
+    r = httpx.get(url + "/nope")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found", "status": 404}
     assert _post(url, video).status_code == 200  # still serving
+
+
+def test_bad_start_says_why_and_never_claims_to_serve(checkpoint, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    bad = tmp_path / "random.pt"
+    bad.write_bytes(b"\x00\x01 not a checkpoint" * 10)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        cases = [(["-c", str(bad)], str(bad)), (["-c", str(checkpoint), "--port", busy], busy),
+                 (["-c", str(checkpoint), "--port", "99999"], "1..65535"),
+                 (["-c", str(checkpoint), "--timeout", "-5"], "--timeout must be > 0")]  # fmt: skip
+        for extra, words in cases:
+            cmd = [sys.executable, "-m", "timesformer.cli", "serve", "--json", *extra]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            assert r.returncode == 1 and r.stdout == "", (extra, r.stdout)
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1 and words in lines[0] and "serving" not in r.stderr, lines
 
 
 def test_api_key(checkpoint, video):

@@ -58,6 +58,14 @@ def run(args: argparse.Namespace) -> int:
     for name in ("max_batch", "workers", "port"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.port > 65535:
+        raise ValueError(f"--port must be 1..65535; got {args.port}")
+    for name in ("max_upload_mb", "max_duration", "timeout"):
+        value = getattr(args, name)
+        if not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0; got {value:g}")
+    if not args.max_wait_ms >= 0:
+        raise ValueError(f"--max-wait-ms must be >= 0; got {args.max_wait_ms:g}")
     opts = ServeOptions(
         max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, timeout_s=args.timeout,
@@ -65,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
         device=str(device_of(args)), amp=args.amp, allow_pickle=args.allow_pickle,
     )  # fmt: skip
     url = f"http://{args.host}:{args.port}"
-    print(f"serving {args.checkpoint} on {url}/ (API docs at {url}/docs)", file=sys.stderr)
-    if args.json:
-        routes = ["/v1/predict", "/v1/extract", "/v1/explain", "/v1/model", "/healthz", "/"]
-        print(json.dumps({"url": url, "routes": routes}), flush=True)
-    serve(args.checkpoint, host=args.host, port=args.port, opts=opts)
+
+    def ready() -> None:  # the model is loaded and the address free
+        print(f"serving {args.checkpoint} on {url}/ (API docs at {url}/docs)", file=sys.stderr)
+        if args.json:
+            routes = ["/v1/predict", "/v1/extract", "/v1/explain", "/v1/model", "/healthz", "/"]
+            print(json.dumps({"url": url, "routes": routes}), flush=True)
+
+    serve(args.checkpoint, host=args.host, port=args.port, opts=opts, on_ready=ready)
     return 0

@@ -23,8 +23,10 @@ from typing import Any
 
 import torch
 from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import nn
 
 from ..models.preprocess import Preprocess
@@ -32,6 +34,7 @@ from .batching import BatchedModel, Batcher
 from .uploads import UploadError, check_video, save_upload
 
 STATIC = Path(__file__).with_name("static")
+MAX_VIEWS = 30  # K x S clips per request: the paper's largest protocol is 10 x 3
 
 
 @dataclass
@@ -55,7 +58,7 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI application serving `model` (eval mode) cut by `settings` (its Preprocess)."""
     from ..data import VideoDecodeError
-    from ..engine.predict import predict
+    from ..engine.predict import _parse_views, predict
 
     batcher = Batcher(model, max_batch=opts.max_batch, max_wait_ms=opts.max_wait_ms,
                       device=opts.device, amp=opts.amp)  # fmt: skip
@@ -76,6 +79,30 @@ def create_app(
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, e: UploadError) -> JSONResponse:
         return error(e.status, str(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_form(request: Request, e: RequestValidationError) -> JSONResponse:
+        # a missing `file` field, topk=abc, ...: the same JSON as every other error
+        parts = []
+        for err in e.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query"))
+            parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+        return error(422, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        return error(e.status_code, str(e.detail))
+
+    def checked_views(views: str | None) -> str:
+        """The request's views (default: the contract's), refused past MAX_VIEWS clips."""
+        text = views or _views(preprocess)
+        try:
+            K, S = _parse_views(text)
+        except ValueError as err:
+            raise UploadError(422, str(err)) from None
+        if K * S > MAX_VIEWS:
+            raise UploadError(422, f"views={text}: {K * S} clips per request, at most {MAX_VIEWS}")
+        return text
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Any:
@@ -133,9 +160,10 @@ def create_app(
         topk: int = Form(5, ge=1, le=1000),
         long: bool = Form(False, description="cover the whole video: timeline and segments"),
     ) -> dict[str, Any]:
+        views = checked_views(views)
         folder, path = await receive_video(file)
         try:
-            kw = {"views": views or _views(preprocess), "topk": topk, "long": long,
+            kw = {"views": views, "topk": topk, "long": long,
                   "settings": settings, "batch_size": opts.max_batch}  # fmt: skip
             result = await run_job(lambda: predict(served, path, **kw))
         finally:
@@ -153,13 +181,14 @@ def create_app(
     async def extract_route(
         file: UploadFile = File(...), views: str | None = Form(None)
     ) -> dict[str, Any]:
+        views = checked_views(views)
         folder, path = await receive_video(file)
         try:
-            feats, n = await run_job(_embed, served, path, settings, views or _views(preprocess))
+            feats, n = await run_job(_embed, served, path, settings, views)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return {"video": file.filename or "upload", "embedding": feats, "dim": len(feats),
-                "views": views or _views(preprocess), "num_clips": n, "pool": "cls"}  # fmt: skip
+                "views": views, "num_clips": n, "pool": "cls"}  # fmt: skip
 
     @app.post("/v1/explain")
     async def explain_route(file: UploadFile = File(...)) -> dict[str, Any]:
@@ -252,9 +281,15 @@ def _version() -> str:
 
 
 def serve(
-    checkpoint: str | Path, *, host: str = "127.0.0.1", port: int = 8000, opts: ServeOptions
+    checkpoint: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    opts: ServeOptions,
+    on_ready: Any = None,
 ) -> None:
-    """Load `checkpoint` and serve it with uvicorn until interrupted."""
+    """Load `checkpoint` and serve it with uvicorn until interrupted; `on_ready()` is called
+    once the model is loaded and the address is free (so "serving ..." is never premature)."""
     import uvicorn
 
     from .export import load_checkpoint
@@ -262,7 +297,27 @@ def serve(
     model, pre = load_checkpoint(checkpoint, device=opts.device, allow_pickle=opts.allow_pickle)
     settings = _settings_from(model, pre)
     app = create_app(model, settings, pre, opts)
+    check_address(host, port)
+    if on_ready is not None:
+        on_ready()
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def check_address(host: str, port: int) -> None:
+    """ValueError naming `host:port` when it cannot be bound (in use, not this machine's)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(f"--host {host}: not an address of this machine ({e})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def _settings_from(model: nn.Module, pre: Preprocess) -> Preprocess:
