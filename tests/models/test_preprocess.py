@@ -18,6 +18,14 @@ def test_defaults_follow_the_official_rates():
     assert p.sources["sampling_rate"] == "default"
 
 
+def test_a_new_crop_keeps_the_short_side_ratio():
+    p = Preprocess.for_geometry(8, 224)  # 256 / 224
+    assert p.with_overrides(img_size=448).short_side == 512
+    assert p.with_overrides(img_size=112).short_side == 128
+    same = p.replace(short_side=32, crop_size=32)  # trained at short side == crop
+    assert same.with_overrides(img_size=64).short_side == 64
+
+
 @pytest.mark.parametrize("fmt", ["dict", "json", "hf", "official"])
 def test_round_trip_keeps_every_field(fmt):
     p = _trained()

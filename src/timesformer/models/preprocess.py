@@ -198,8 +198,10 @@ class Preprocess:
         if kw.get("img_size") is not None:
             size = int(kw.pop("img_size"))
             kw["crop_size"] = size
-            if size > self.short_side or self.short_side == round(self.crop_size * 256 / 224):
-                kw.setdefault("short_side", max(size, round(size * 256 / 224)))
+            # the short side keeps its ratio to the crop (256/224 for the usual contract, 1 for
+            # a model trained on short side == crop), so the crop sees the same field of view
+            ratio = self.short_side / self.crop_size if self.crop_size else 256 / 224
+            kw.setdefault("short_side", max(size, round(size * ratio)))
         else:
             kw.pop("img_size", None)
         if kw.get("views") is not None:
