@@ -114,5 +114,8 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
     path = Path(path)
     if path.exists() and path.is_dir():
         raise OutputError(f"{what} {path} is a folder, expected a file path")
-    ensure_dir(path.parent, what=f"folder for {what} {path.name!r}")
+    try:
+        ensure_dir(path.parent, what="folder")
+    except OutputError as e:  # "export out/m.onnx: folder out is not writable: ..."
+        raise OutputError(f"{what} {path}: {e}") from None
     return path

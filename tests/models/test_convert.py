@@ -112,7 +112,7 @@ def test_convert_errors_are_one_line_on_stderr(src, tmp_path, capsys) -> None:
         (["convert", str(tmp_path / "missing.pt"), str(tmp_path / "o.pt")], "checkpoint not found"),
         (["convert", str(path), str(tmp_path / "o.weird")], "cannot tell the target format"),
         (["convert", str(path), str(path)], "exists; pass --force"),
-        (["convert", str(path), str(tmp_path / "o.pt"), "--num-classes", "9"], "reset_head=True"),
+        (["convert", str(path), str(tmp_path / "o.pt"), "--num-classes", "9"], "pass --reset-head"),
     ]
     for argv, message in cases:
         assert main(argv) == 1

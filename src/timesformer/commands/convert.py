@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,19 @@ def run(args: argparse.Namespace) -> int:
         overrides.setdefault("num_classes", len(overrides["labels"]))
 
     ck = read_checkpoint(src, allow_pickle=args.allow_pickle)
-    model = from_pretrained(ck, reset_head=args.reset_head, **overrides)
+    try:
+        model = from_pretrained(ck, reset_head=args.reset_head, **overrides)
+    except ValueError as e:  # the API's advice in the command's words
+        text = str(e)
+        if "reset_head=True" in text:
+            why = f"--num-classes {args.num_classes}" if args.num_classes else ""
+            if args.labels:
+                why = f"--labels names {len(overrides['labels'])} classes"
+            text = re.sub(r"call (from_pretrained|load_into)\(.*?reset_head=True\)",
+                          "pass --reset-head", text)  # fmt: skip
+            text = re.sub(r"\(or use num_classes=(\d+)\)", r"(or give \1 classes)", text)
+            text = text.replace(" classes were requested", f" classes were requested ({why})")
+        raise ValueError(text) from None
     if fmt == "ours":
         save_checkpoint(model, dst)
     elif fmt == "safetensors":

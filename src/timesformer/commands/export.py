@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from ..deploy.export import ExportError, export_model, load_checkpoint
     from ..files import OutputError, check_output_file
 
+    if not args.atol >= 0:
+        raise ValueError(f"--atol must be >= 0; got {args.atol:g}")
     try:
         check_output_file(args.out, what="export")
         model, pre = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,9 +150,26 @@ def _traceable(model: nn.Module) -> Iterator[None]:
             b.fast_inference, b.inference_chunk_tokens = fast, chunk
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporters' own noise that says nothing about the user's model: the ONNX
+    registry's "torchvision is not installed" lines and torch's internal LeafSpec deprecation."""
+    import logging
+
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def _export_program(model: nn.Module) -> Any:
     try:
-        with _traceable(model):
+        with _traceable(model), _quiet_exporter():
             return torch.export.export(
                 model, (_example(model, 2),), dynamic_shapes=_dynamic_batch()
             )
@@ -173,7 +191,7 @@ def _write_onnx(model: nn.Module, path: Path, props: dict[str, str]) -> None:
     onnx = _need("onnx")
     _need("onnxscript")
     try:
-        with _traceable(model):
+        with _traceable(model), _quiet_exporter():
             program = torch.onnx.export(
                 model,
                 (_example(model, 2),),
