@@ -63,7 +63,11 @@ def test_scan_folder(tmp_path):
         for n in names:
             (tmp_path / cls / n).write_bytes(b"x")
     (tmp_path / "walk" / "notes.txt").write_text("not a video")
-    samples, classes = scan_folder(tmp_path)
+    (tmp_path / "loose.mp4").write_bytes(b"x")  # in no class folder
+    with pytest.warns(UserWarning) as caught:
+        samples, classes = scan_folder(tmp_path)
+    said = " ".join(str(w.message) for w in caught)
+    assert "without videos: empty" in said and "loose.mp4" in said
     assert classes == ["empty", "run", "walk"]
     assert [(p.split("/")[-1], y) for p, y in samples] == [
         ("a.MP4", 1),

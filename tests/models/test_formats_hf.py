@@ -101,3 +101,15 @@ def test_a_damaged_preprocessor_config_is_refused(tmp_path: Path) -> None:
     (tmp_path / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.4')  # cut short
     with pytest.raises(ValueError, match=r"preprocessor_config\.json: not valid JSON"):
         from_pretrained(tmp_path)
+
+
+def test_a_config_that_disagrees_with_its_weights_is_refused(tmp_path: Path) -> None:
+    import json
+
+    model = _ours()
+    save_hf(model, tmp_path)
+    conf = json.loads((tmp_path / "config.json").read_text())
+    conf["num_frames"] = model.config.num_frames + 2
+    (tmp_path / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(ValueError, match=r"says num_frames=\d+ but the weights' time embedding"):
+        from_pretrained(tmp_path)

@@ -225,10 +225,16 @@ def _run_lists(args: argparse.Namespace) -> int:
         raise ValueError("--videos DIR is needed with --kinetics-csv / --ssv2-json")
     if args.ssv2_json and not args.ssv2_labels:
         raise ValueError("--ssv2-labels FILE (template -> id JSON) is needed with --ssv2-json")
+    from ..engine.records import recorded_warnings
+
+    ratios = lists.parse_split(args.split) if args.src else None  # before any folder is made
     ensure_dir(args.out, "output folder")
     missing: list[dict[str, str]] = []
     if args.src:
-        splits, classes = lists.from_folder(args.src, lists.parse_split(args.split), args.seed)
+        with recorded_warnings() as caught:
+            splits, classes = lists.from_folder(args.src, ratios, args.seed)
+        for w in caught:  # an empty class folder, videos outside every class
+            print(f"timesformer data lists: warning: {w.split(': ', 1)[-1]}", file=sys.stderr)
     elif args.kinetics_csv:
         splits, classes, missing = lists.from_kinetics(args.kinetics_csv, args.videos)
     else:

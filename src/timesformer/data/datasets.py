@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,26 @@ def scan_folder(
     exts = {e.lower() for e in (extensions or VIDEO_EXTENSIONS)}
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     samples: list[tuple[str, int]] = []
+    empty = []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in exts)
-        samples.extend((str(p), label) for p in files if p.is_file())
+        found = [(str(p), label) for p in files if p.is_file()]
+        samples.extend(found)
+        if not found:
+            empty.append(name)
+    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in exts]
+    if samples and empty:
+        warnings.warn(
+            f"{root}: class folder(s) without videos: {', '.join(empty[:5])}"
+            f"{' ...' if len(empty) > 5 else ''} (kept as classes with no examples)",
+            stacklevel=2,
+        )
+    if loose:
+        warnings.warn(
+            f"{root}: {len(loose)} video(s) directly under the root belong to no class folder "
+            f"and are left out (e.g. {loose[0]})",
+            stacklevel=2,
+        )
     if not samples:
         raise ValueError(
             f"no videos found under {root} (expected {root}/<class>/<video> with a suffix in "

@@ -117,7 +117,29 @@ def read_config(
         drop_path_rate=float(dpr),
         labels=_labels(conf, num_classes),
     )
+    _check_embeddings(c, state, source)
     return c
+
+
+def _check_embeddings(c: Mapping[str, Any], state: Mapping[str, Tensor], source: str) -> None:
+    """config.json's num_frames / image_size must be what the weights were trained at (as
+    transformers requires); otherwise the folder is inconsistent, not a model to resample."""
+    te = state.get("time_embed")
+    if te is not None and te.ndim == 3 and te.shape[1] != c["num_frames"]:
+        raise ValueError(
+            f"{source}: config.json says num_frames={c['num_frames']} but the weights' time "
+            f"embedding has {te.shape[1]} frames; the folder is inconsistent (to resample a "
+            "consistent model, load it and pass num_frames=)"
+        )
+    pe = state.get("pos_embed")
+    img = c["img_size"]
+    h, w = (img, img) if isinstance(img, int) else img
+    n = (h // c["patch_size"]) * (w // c["patch_size"])
+    if pe is not None and pe.ndim == 3 and pe.shape[1] != n + 1:
+        raise ValueError(
+            f"{source}: config.json says image_size={img} ({n} patches) but the weights' "
+            f"position embedding has {pe.shape[1] - 1}; the folder is inconsistent"
+        )
 
 
 def common_config(conf: Mapping[str, Any], source: str, eps: float) -> dict[str, Any]:
