@@ -81,6 +81,12 @@ def test_collect_inputs(videos, tmp_path):
                    str(videos / "short.mp4"), str(videos / "still.png")]  # fmt: skip
     with pytest.raises(FileNotFoundError, match="input not found"):
         collect_videos([tmp_path / "nope"])
+    folder = tmp_path / "links"
+    folder.mkdir()
+    (folder / "dead.mp4").symlink_to(tmp_path / "gone.mp4")  # a broken link is reported
+    assert collect_videos([folder]) == [str(folder / "dead.mp4")]
+    (rec,) = check_videos(collect_videos([folder]), measure=False, **CLIP)
+    assert not rec["ok"] and "not found" in rec["problems"][0]
 
 
 def test_workers_give_the_same_records(videos):

@@ -212,7 +212,8 @@ def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -
             exts = set(VIDEO_EXTENSIONS)
             out.extend(
                 str(f) for f in sorted(p.rglob("*"))
-                if f.suffix.lower() in exts and f.is_file() and not f.name.startswith(".")
+                if f.suffix.lower() in exts and not f.name.startswith(".")
+                and (f.is_file() or (f.is_symlink() and not f.exists()))  # a broken link: reported
             )  # fmt: skip
         elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
             out.extend(list_file_paths(p, separator=separator))
