@@ -184,3 +184,19 @@ def test_batcher_gives_each_caller_its_rows():
         for x, y in zip(xs, outs):
             assert torch.allclose(y, model(x), atol=1e-5)
     assert batcher.stats.batches < 3
+
+
+def test_an_expired_request_queues_no_more_clips():
+    from timesformer.deploy.batching import BatchedModel, Batcher, RequestExpired
+
+    from .conftest import tiny_model
+
+    batcher = Batcher(tiny_model(), max_batch=4, max_wait_ms=1)
+    x = torch.randn(1, 3, 4, 32, 32)
+    assert BatchedModel(batcher, deadline=time.monotonic() + 60)(x).shape[0] == 1
+    late = BatchedModel(batcher, deadline=time.monotonic() - 1)
+    with pytest.raises(RequestExpired):
+        late(x)
+    clips = batcher.stats.clips
+    batcher.close()
+    assert clips == 1  # the expired call never reached the shared pass

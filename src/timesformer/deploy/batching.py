@@ -131,6 +131,10 @@ class Batcher:
         return y.float().cpu()
 
 
+class RequestExpired(RuntimeError):
+    """A request's model calls after its deadline (the client already got its timeout)."""
+
+
 class BatchedModel(nn.Module):
     """Looks like the model to the engine's predict functions; forwards go through a Batcher.
 
@@ -138,10 +142,16 @@ class BatchedModel(nn.Module):
     model's), but its forward queues the clips and blocks until the shared pass has run.
     """
 
-    def __init__(self, batcher: Batcher) -> None:
+    def __init__(self, batcher: Batcher, deadline: float | None = None) -> None:
         super().__init__()
         self.inner = batcher.model
         self._batcher = batcher
+        self.deadline = deadline  # time.monotonic() after which no more clips are queued
+
+    def _check(self) -> None:
+        # a request past its timeout has been answered (504): stop spending passes on it
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise RequestExpired("the request's time limit passed; its remaining clips are dropped")
 
     @property
     def config(self) -> Any:
@@ -155,7 +165,9 @@ class BatchedModel(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
+        self._check()
         return self._batcher.submit(x, "logits").result()
 
     def forward_features(self, x: Tensor) -> Tensor:
+        self._check()
         return self._batcher.submit(x, "features").result()

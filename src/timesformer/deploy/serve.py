@@ -16,6 +16,7 @@ import io
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import nn
 
 from ..models.preprocess import Preprocess
-from .batching import BatchedModel, Batcher
+from .batching import BatchedModel, Batcher, RequestExpired
 from .uploads import UploadError, check_video, save_upload
 
 STATIC = Path(__file__).with_name("static")
@@ -62,7 +63,11 @@ def create_app(
 
     batcher = Batcher(model, max_batch=opts.max_batch, max_wait_ms=opts.max_wait_ms,
                       device=opts.device, amp=opts.amp)  # fmt: skip
-    served = BatchedModel(batcher)
+
+    def served() -> BatchedModel:
+        """The batched model for one request, which stops queueing clips past its timeout."""
+        return BatchedModel(batcher, deadline=time.monotonic() + opts.timeout_s)
+
     pool = ThreadPoolExecutor(max_workers=opts.decode_workers, thread_name_prefix="decode")
     explain_lock = threading.Lock()
     limit = int(opts.max_upload_mb * 1024 * 1024)
@@ -119,7 +124,7 @@ def create_app(
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), opts.timeout_s)
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, RequestExpired):
             raise UploadError(504, f"the request took longer than {opts.timeout_s:g} s") from None
         except VideoDecodeError as e:
             raise UploadError(422, f"the video could not be decoded: {e}") from None
@@ -165,7 +170,8 @@ def create_app(
         try:
             kw = {"views": views, "topk": topk, "long": long,
                   "settings": settings, "batch_size": opts.max_batch}  # fmt: skip
-            result = await run_job(lambda: predict(served, path, **kw))
+            model_now = served()
+            result = await run_job(lambda: predict(model_now, path, **kw))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         record = result.to_dict()
@@ -184,7 +190,7 @@ def create_app(
         views = checked_views(views)
         folder, path = await receive_video(file)
         try:
-            feats, n = await run_job(_embed, served, path, settings, views)
+            feats, n = await run_job(_embed, served(), path, settings, views)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return {"video": file.filename or "upload", "embedding": feats, "dim": len(feats),
