@@ -85,3 +85,7 @@ def test_command_line(tmp_path, checkpoint, capsys):
     assert "is a file, not a folder" in err and "Traceback" not in err
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
     assert "not found" in capsys.readouterr().err
+    before = out.read_bytes()
+    assert main(["export", str(checkpoint), "--out", str(out)]) == 1  # an old export is kept
+    assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["export", str(checkpoint), "--out", str(out), "--force"]) == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .common import add_allow_pickle_argument
 
@@ -41,6 +42,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--atol", type=float, default=1e-4, help="largest logit difference accepted (1e-4)"
     )
     p.add_argument("--no-verify", action="store_true", help="skip the parity check (not advised)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--json", action="store_true", help="print the export report as JSON")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
@@ -55,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_output_file(args.out, what="export")
         model, pre = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle)
+        if Path(args.out).exists() and not args.force:  # as convert: an old export is kept
+            raise OutputError(f"{args.out} exists; pass --force to overwrite it")
         report = export_model(
             model, args.out, args.format, preprocess=pre, atol=args.atol, verify=not args.no_verify
         )
