@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
                 "model": name,
                 "attention_type": cfg.attention_type,
                 "frames": cfg.num_frames,
-                "size": f"{h}x{w}" if h != w else str(h),
+                "size": int(h) if h == w else [int(h), int(w)],  # pixels (JSON: a number)
                 "embed_dim": cfg.embed_dim,
                 "depth": cfg.depth,
                 "heads": cfg.num_heads,
@@ -46,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['model']:<20}{r['attention_type']:<22}{r['frames']:>7}{r['size']:>6}"
+            f"{r['model']:<20}{r['attention_type']:<22}{r['frames']:>7}{_size(r['size']):>6}"
             f"{r['embed_dim']:>6}{r['params_m']:>12.2f}{r['gmacs_per_view']:>11.1f}"
         )
     print("(GMAC: multiply-accumulates of one clip; the paper's 'FLOPs' count the same thing)")
     return 0
+
+
+def _size(size: int | list[int]) -> str:
+    return str(size) if isinstance(size, int) else "x".join(map(str, size))
