@@ -65,3 +65,14 @@ def test_overrides_may_sit_between_options(capsys) -> None:
     with pytest.raises(SystemExit):
         cli._parse(["predict", "--bogus"])
     assert "usage: timesformer predict" in capsys.readouterr().err  # the command's own usage
+
+
+def test_models_json_gives_numbers(capsys) -> None:
+    import json
+
+    from timesformer.cli import main
+
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    base = next(r for r in rows if r["model"] == "timesformer_base")
+    assert base["size"] == 224 and base["frames"] == 8 and base["gmacs_per_view"] == 195.8
