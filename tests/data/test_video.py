@@ -180,3 +180,12 @@ def test_single_frame_video(tmp_path):
     with VideoReader(path) as reader:
         assert reader.num_frames == 1 and reader.fps == pytest.approx(25.0)
         assert decode_index(reader.get_frames([0, 0, 0])) == [0, 0, 0]
+
+
+def test_ffmpeg_eperm_reads_as_damaged_data_not_permissions() -> None:
+    import av
+
+    from timesformer.data.video import _err
+
+    assert _err(av.PermissionError(1, "Operation not permitted")).startswith("damaged data")
+    assert _err(ValueError("bad")) == "ValueError: bad"

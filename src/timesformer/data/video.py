@@ -82,6 +82,10 @@ class VideoTruncatedWarning(VideoReadWarning):
 def _err(e: BaseException) -> str:
     """A short reason from an FFmpeg/OS exception."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, av.FFmpegError) and isinstance(e, PermissionError):
+        # FFmpeg's decoders report some damaged packets as EPERM, which PyAV raises as a
+        # PermissionError: it is about the data, not file permissions
+        return f"damaged data (FFmpeg: {getattr(e, 'strerror', None) or text})"
     return f"{type(e).__name__}: {text}"
 
 
