@@ -51,6 +51,22 @@ def test_full_disk_names_the_target(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_torch_save_failing_on_a_full_disk_is_an_output_error(tmp_path):
+    def torch_full(p):
+        p.write_bytes(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3 vs 2")
+
+    with pytest.raises(OutputError, match=r"cannot write .*last\.pt: the write failed"):
+        atomic_write(tmp_path / "last.pt", torch_full)
+    assert os.listdir(tmp_path) == []
+
+    def other(p):
+        raise RuntimeError("a bug, not the disk")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        atomic_write(tmp_path / "x.pt", other)
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
 def test_row_writer_on_a_full_disk_is_one_output_error():
     from timesformer.engine.records import RowWriter

@@ -47,6 +47,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool =
         raise
     except OSError as e:  # a full disk, a quota, a folder gone read-only: name the target
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    except RuntimeError as e:
+        # torch.save reports a failed write from its C++ zip writer as a RuntimeError
+        # ("[enforce fail at inline_container.cc] unexpected pos ...", "file write failed")
+        text = str(e)
+        if "inline_container" not in text and "PytorchStreamWriter" not in text:
+            raise
+        free = _free_bytes(path.parent)
+        where = f"{free / 2**20:.1f} MB free there" if free is not None else "free space unknown"
+        raise OutputError(
+            f"cannot write {path}: the write failed ({where}; is the disk full?)"
+        ) from e
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -61,6 +72,16 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> P
 def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), durable=durable)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes free for writing in `folder`'s file system, or None where it cannot be told."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def _umask() -> int:
