@@ -139,6 +139,48 @@ def test_bad_file_names_the_file(tmp_path: Path) -> None:
         find_config("k40")
 
 
+def test_exponent_floats_read_as_numbers(tmp_path: Path) -> None:
+    """1e-3 is YAML 1.2's float (PyYAML's 1.1 rules read it as the string '1e-3')."""
+    c = load_config(None, ["optim.lr=1e-3", "optim.weight_decay=5E-5", "optim.min_lr=1.5e-6"])
+    assert (c.optim.lr, c.optim.weight_decay, c.optim.min_lr) == (1e-3, 5e-5, 1.5e-6)
+    p = tmp_path / "exp.yaml"
+    p.write_text("optim:\n  lr: 2e-4\n  weight_decay: 1e-2\n")
+    c = load_config(p)
+    assert c.optim.lr == 2e-4 and c.optim.weight_decay == 1e-2
+    # strings that only look numeric stay strings where a string goes
+    c = load_config(None, ["data.test_views=1x3", "output_dir=1e3"])
+    assert c.data.test_views == "1x3" and c.output_dir == "1e3"
+    with pytest.raises(ValueError, match="train.epochs=1000.0 is not valid; expected int"):
+        load_config(None, ["train.epochs=1e3"])
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", ".NaN"])
+def test_non_finite_floats_are_refused(value: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^override: optim.lr=.* expected a finite number"):
+        load_config(None, [f"optim.lr={value}"])
+    p = tmp_path / "inf.yaml"
+    p.write_text(f"optim:\n  clip_grad: {value}\n")
+    with pytest.raises(ValueError, match=r"inf\.yaml: optim.clip_grad=.* a finite number"):
+        load_config(p)
+
+
+def test_config_file_problems_name_the_file(tmp_path: Path) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ValueError, match=r"dup\.yaml: not valid YAML: line 3.*'lr' is given twice"):
+        load_config(dup)
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(b"PK\x03\x04\xff\xfe\x00\x81 binary")
+    with pytest.raises(ValueError, match=r"weights\.yaml: not a text file; expected a YAML"):
+        load_config(binary)
+    with pytest.raises(FileNotFoundError, match="is a folder; expected a YAML file"):
+        load_config(tmp_path)
+    top = tmp_path / "top.yaml"
+    top.write_text("modle:\n  name: timesformer_tiny\n")
+    with pytest.raises(ValueError, match=r"unknown key 'modle'\. Did you mean 'model'\?"):
+        load_config(top)
+
+
 def test_saved_config_round_trips(tmp_path: Path) -> None:
     c = resolve(load_config("ssv2", ["optim.lr=0.02", "data.root=/videos"]))
     path = save_config(c, tmp_path / "run" / "config.yaml")

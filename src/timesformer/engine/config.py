@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -224,6 +225,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check `value` against the annotation `tp`; return it (ints widen to floats)."""
     origin = get_origin(tp)
     bad = ValueError(f"{source}: {key}={value!r} is not valid; expected {_type_name(tp)}.")
+    if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf / .nan
+        raise ValueError(f"{source}: {key}={value!r} is not valid; expected a finite number.")
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
@@ -280,7 +283,8 @@ def _build(cls: type, d: Any, source: str, prefix: str) -> Any:
     for k, v in d.items():
         key = f"{prefix}{k}"
         if k not in hints:
-            raise ValueError(f"{source}: unknown key {key!r}." + _suggest(key, valid_keys()))
+            here = [prefix + n for n in hints]  # this section's keys first ("modle" -> "model")
+            raise ValueError(f"{source}: unknown key {key!r}." + _suggest(key, here + valid_keys()))
         tp = hints[k]
         if _is_section(tp):
             kwargs[k] = _build(tp, v, source, key + ".")
@@ -360,6 +364,40 @@ def _check_consistency(cfg: RunConfig, source: str) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------- YAML
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with two changes for config files and overrides: numbers in
+    exponent form without a dot ("1e-3", YAML 1.2's float) read as floats, not strings, and a
+    key given twice in one mapping is an error instead of the last one silently winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    mark = key_node.start_mark
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse config YAML with `ConfigLoader` (safe: no Python tags)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 # ---------------------------------------------------------------------------------- overrides
 
 
@@ -367,7 +405,7 @@ def parse_value(text: str) -> Any:
     """A command-line value as YAML reads it: 0.01 -> float, true -> bool, [1,2] -> list,
     null -> None, anything else a string."""
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return read_yaml(text) if text != "" else ""
     except yaml.YAMLError:
         return text
 
@@ -427,6 +465,8 @@ def find_config(spec: str | Path) -> Path:
     p = Path(spec)
     if p.is_file():
         return p
+    if p.is_dir():
+        raise FileNotFoundError(f"config {str(spec)!r} is a folder; expected a YAML file")
     name = p.name[:-5] if p.name.endswith(".yaml") else p.name
     bundled = recipes_dir() / f"{name}.yaml"
     if p.parent == Path(".") or str(p.parent) == "configs":
@@ -447,9 +487,11 @@ def load_config(spec: str | Path | None = None, overrides: list[str] | None = No
         path = find_config(spec)
         source = str(path)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = read_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ValueError(f"{path}: not valid YAML: {yaml_error_text(e)}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text file; expected a YAML config") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: the top level must be a mapping of sections")
     # validate the file alone first, so that its errors name the file
@@ -530,4 +572,4 @@ def save_config(cfg: RunConfig, path: str | Path) -> Path:
 
 def config_from_yaml_text(text: str, source: str = "config") -> RunConfig:
     """Parse a YAML string into a validated RunConfig (used for configs stored in checkpoints)."""
-    return RunConfig.from_dict(yaml.safe_load(text) or {}, source)
+    return RunConfig.from_dict(read_yaml(text) or {}, source)
