@@ -9,6 +9,7 @@ instead of after an hour of computing.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -140,3 +141,15 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
     except OutputError as e:  # "export out/m.onnx: folder out is not writable: ..."
         raise OutputError(f"{what} {path}: {e}") from None
     return path
+
+
+def json_safe(x: Any) -> Any:
+    """`x` with NaN and infinities as None (null): JSON has neither, and `json.dumps` would
+    write the bare words NaN / Infinity that strict JSON readers refuse."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x

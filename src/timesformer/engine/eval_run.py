@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..files import json_safe
 from .evaluate import (
     PREDICTION_COLUMNS,
     EvalResult,
-    _json_safe,
     aggregate_views,
     evaluate,
     prediction_row,
@@ -121,7 +121,7 @@ def evaluate_checkpoint(
                    "protocol": protocol}  # fmt: skip
         files = write_eval_outputs(result, out_dir, extra=context)
         summary = {**result.summary(), **context, "files": files}
-        return result, _json_safe(summary)
+        return result, json_safe(summary)
     finally:
         if writer is not None:
             writer.close()

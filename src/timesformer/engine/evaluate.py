@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..files import json_safe
 from .records import RowWriter, VideoStream, attribute_warnings, recorded_warnings
 from .runtime import autocast
 
@@ -159,6 +160,7 @@ class EvalResult:
             "num_videos": len(self.paths),
             "num_evaluated": int(m["num_videos"]),
             "num_failed": len(self.failed),
+            "num_classes": int(m["confusion"].shape[0]),
             "top1": m["top1"],
             "top5": m["top5"],
             "mean_class_accuracy": m["mean_class_accuracy"],
@@ -419,7 +421,7 @@ def write_eval_outputs(
         for n, a in zip(names, result.metrics["per_class_accuracy"].tolist())
     }
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    summary_path.write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     files["summary"] = str(summary_path)
     return files
 
@@ -477,13 +479,3 @@ def plot_confusion(conf: Tensor, names: Sequence[str], path: str | Path, title: 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj

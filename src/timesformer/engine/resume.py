@@ -69,6 +69,7 @@ class ResumeState:
     history: list[dict[str, Any]]
     changes: list[tuple[str, Any, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # warnings for the log
+    epoch_sums: dict[str, float] | None = None  # loss / accuracy sums of the part-done epoch
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -144,6 +145,7 @@ def resume_state(
         best=ck.get("best_metric"),
         history=list(ck.get("history", [])),
         changes=changes,
+        epoch_sums=_sums(ck.get("epoch_sums")),
     )
     if not changes:
         restore_training_state(
@@ -198,3 +200,11 @@ def _optimizer_kind(state: Any) -> str:
         return ""
     g = state["param_groups"][0]
     return "AdamW" if "betas" in g else "SGD"
+
+
+def _sums(d: Any) -> dict[str, float] | None:
+    """The stored sums of a part-done epoch, numbers only (None when absent or malformed)."""
+    if not isinstance(d, dict):
+        return None
+    out = {k: float(v) for k, v in d.items() if isinstance(k, str) and isinstance(v, (int, float))}
+    return out or None

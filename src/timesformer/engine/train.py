@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..files import ensure_dir
+from ..files import atomic_write_text, ensure_dir, json_safe
 from . import distributed as D
 from .build import build_dataset, build_model, fill_num_classes, label_names, run_preprocess
 from .checkpoint import (
@@ -49,12 +48,16 @@ from .checkpoint import (
     rng_state,
     save_training_checkpoint,
 )
-from .config import RunConfig, TrainSection, resolve, save_config
-from .loaders import EpochSampler, seed_worker, timed_batches, unpack_batch
+from .config import RunConfig, resolve, save_config
+from .epoch import SUM_KEYS, TrainingDiverged
+from .epoch import EpochStats as EpochStats
+from .epoch import train_one_epoch as train_one_epoch
+from .epoch import validate as validate
+from .loaders import EpochSampler, seed_worker
 from .optim import LRSchedule, build_optimizer
-from .progress import epoch_line, plot_curves, progress_bar
+from .progress import epoch_line, plot_curves
 from .resume import resume_state
-from .runtime import StopFlag, autocast
+from .runtime import StopFlag
 
 Log = Callable[[str], None]
 
@@ -77,169 +80,6 @@ class TrainResult:
     best_checkpoint: Path | None = None
     interrupted: str | None = None  # "SIGINT" / "SIGTERM" when stopped by a signal
     seconds: float = 0.0
-
-
-@dataclass
-class EpochStats:
-    """What `train_one_epoch` did: sums over this rank's clips, and where it stopped."""
-
-    loss_sum: float = 0.0
-    correct: float = 0.0
-    seen: float = 0.0
-    failures: float = 0.0
-    step: int = 0  # optimizer steps of the whole run after this epoch
-    done_in_epoch: int = 0  # optimizer steps of this epoch done (resumed ones included)
-    stopped: bool = False  # a signal arrived (on any rank)
-    data_wait_s: float = 0.0  # seconds this epoch waited for batches (see timed_batches)
-
-
-@torch.no_grad()
-def validate(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    amp: str = "off",
-) -> dict[str, float]:
-    """Clip-level loss, top-1 and top-5 over `loader`, summed over all ranks.
-
-    Items whose video failed to decode (`error` set) are left out and counted.
-    """
-    model.eval()
-    loss_sum = top1 = top5 = n = failed = 0.0
-    for batch in loader:
-        video, label, _, bad = unpack_batch(batch)
-        if bad is not None and bad.any():
-            failed += float(bad.sum())
-            keep = ~bad
-            video, label = video[keep], label[keep]
-            if len(label) == 0:
-                continue
-        video, label = video.to(device, non_blocking=True), label.to(device)
-        with autocast(device, amp, fp16_on_cpu=True):
-            logits = model(video)
-        logits = logits.float()  # (B, C)
-        loss_sum += float(F.cross_entropy(logits, label, reduction="sum"))
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices  # (B, k)
-        hit = top == label[:, None]
-        top1 += float(hit[:, 0].sum())
-        top5 += float(hit.any(dim=1).sum())
-        n += len(label)
-    loss_sum, top1, top5, n, failed = D.all_reduce_sum([loss_sum, top1, top5, n, failed], device)
-    model.train()
-    n_safe = max(n, 1.0)
-    return {
-        "val_clip_loss": loss_sum / n_safe,
-        "val_clip_top1": top1 / n_safe,
-        "val_clip_top5": top5 / n_safe,
-        "val_clips": int(n),
-        "val_failed": int(failed),
-    }
-
-
-# ----------------------------------------------------------------------------- one epoch
-
-
-def train_one_epoch(
-    net: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    sched: LRSchedule,
-    scaler: torch.amp.GradScaler,
-    *,
-    t: TrainSection,
-    clip_grad: float | None,
-    device: torch.device,
-    epoch: int,
-    step: int,
-    start: int,
-    steps_per_epoch: int,
-    accum: int,
-    info: D.DistInfo,
-    stop: StopFlag,
-    write_metrics: Callable[[dict[str, Any]], None],
-) -> EpochStats:
-    """One epoch of optimizer steps (from step `start` of it to `steps_per_epoch`).
-
-    Each optimizer step accumulates `accum` micro-batches (DDP syncs only on the last); AMP
-    with a grad scaler, optional gradient clipping, the LR schedule advanced per step; a
-    metrics line every `t.log_every` steps. Stops early, after a whole step, when a signal
-    arrives on any rank.
-    """
-    st = EpochStats(step=step, done_in_epoch=start)
-    world = info.world_size
-    t_log, seen_log, wait_log = time.time(), 0.0, 0.0
-    bar = progress_bar(
-        steps_per_epoch, start, f"epoch {epoch + 1}/{t.epochs}", info.is_main and t.progress
-    )
-    micro = 0
-    optimizer.zero_grad(set_to_none=True)
-    for batch, waited in timed_batches(loader):
-        if st.done_in_epoch >= steps_per_epoch:
-            break
-        st.data_wait_s += waited
-        video, label, n_fail, _ = unpack_batch(batch)
-        st.failures += n_fail
-        video = video.to(device, non_blocking=True)  # (B, 3, T, H, W)
-        label = label.to(device, non_blocking=True)  # (B,)
-        micro += 1
-        last_micro = micro % accum == 0
-        sync = contextlib.nullcontext()
-        if info.distributed and not last_micro:
-            sync = net.no_sync()
-        with sync:
-            with autocast(device, t.amp, fp16_on_cpu=True):
-                logits = net(video)  # (B, C)
-            loss = F.cross_entropy(logits.float(), label, label_smoothing=t.label_smoothing)
-            scaler.scale(loss / accum).backward()
-        st.loss_sum += float(loss.detach()) * len(label)
-        st.correct += float((logits.detach().argmax(1) == label).sum())
-        st.seen += len(label)
-        if not last_micro:
-            continue
-        if clip_grad:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(net.parameters(), clip_grad)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        lr = sched.get_last_lr()[0]
-        st.step += 1
-        st.done_in_epoch += 1
-        sched.step()
-        if st.step % t.log_every == 0 or bar is not None:
-            now = time.time()
-            rate = (st.seen - seen_log) * world / max(now - t_log, 1e-9)
-            # share of the wall time since the last log spent waiting for batches
-            wait = min(1.0, (st.data_wait_s - wait_log) / max(now - t_log, 1e-9))
-            if bar is not None:
-                bar.set_postfix(
-                    loss=f"{st.loss_sum / max(st.seen, 1):.4f}",
-                    lr=f"{lr:.2e}",
-                    clips_s=f"{rate:.1f}",
-                    data=f"{wait:.0%}",
-                    refresh=False,
-                )
-                bar.update(1)
-            if st.step % t.log_every == 0:
-                write_metrics(
-                    {
-                        "kind": "step",
-                        "epoch": epoch + st.done_in_epoch / steps_per_epoch,
-                        "step": st.step,
-                        "loss": st.loss_sum / max(st.seen, 1),
-                        "lr": lr,
-                        "clips_per_s": rate,
-                        "data_wait": wait,  # share of the time waiting for data
-                    }
-                )
-                t_log, seen_log, wait_log = now, st.seen, st.data_wait_s
-        if D.any_rank(stop.signal is not None, device):
-            break
-    if bar is not None:
-        bar.close()
-    st.stopped = D.any_rank(stop.signal is not None, device)
-    return st
 
 
 # ----------------------------------------------------------------------------- run set-up
@@ -269,9 +109,16 @@ def train(
     owns_group = not D.is_dist()  # a group started by the caller is left to the caller
     info = D.init_distributed(cfg.train.device)
     owns_group = owns_group and info.distributed
+    out = Path(cfg.output_dir)
+    made_out = not out.exists()
     try:
         run = _Run(cfg, info, train_dataset, val_dataset, log)
         return run.fit(resume, max_epochs, t_start, allow_config_change)
+    except BaseException:
+        if made_out and info.is_main:  # a run that failed before writing leaves no folder
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
+        raise
     finally:
         if owns_group:
             D.cleanup()
@@ -293,6 +140,8 @@ class _Run:
         self.device = info.device
         self.cfg = cfg = resolve(fill_num_classes(cfg))
         t = cfg.train
+        for note in geometry_notes(cfg):
+            self.say(f"warning: {note}")
         self.out = Path(cfg.output_dir)
         if info.is_main:  # before any work: a read-only or mistyped folder fails in one line
             ensure_dir(self.out, "output_dir")
@@ -321,6 +170,7 @@ class _Run:
         self.sched = LRSchedule(self.optimizer, cfg.optim, t.epochs, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
         self.start_epoch, self.step, self.skip_steps = 0, 0, 0
+        self.resumed_sums: dict[str, float] | None = None  # of a mid-epoch checkpoint
         self.best: float | None = None
         self.history: list[dict[str, Any]] = []
         self.writer: Any = None
@@ -398,8 +248,17 @@ class _Run:
         )
         self.start_epoch, self.step, self.skip_steps = st.start_epoch, st.step, st.skip_steps
         self.best, self.history = st.best, st.history
+        if self.skip_steps and self.info.is_main:  # rank 0 carries the whole run's sums
+            self.resumed_sums = st.epoch_sums
         for note in st.notes:
             self.say(f"warning: {note}")
+        epochs = self.cfg.train.epochs
+        if self.start_epoch >= epochs:
+            self.say(
+                f"{ckpt_path} has finished all {epochs} epochs (optimizer step {self.step}); "
+                "nothing to train: raise train.epochs to train on, or start again with --fresh"
+            )
+            return ckpt_path
         skip = self.skip_steps
         where = f"epoch {self.start_epoch + 1}" + (f", step {skip} of it" if skip else "")
         self.say(f"resumed from {ckpt_path} (optimizer step {self.step}); continuing at {where}")
@@ -412,7 +271,10 @@ class _Run:
         cfg, out = self.cfg, self.out
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        self.metrics_f = open(out / "metrics.jsonl", "a" if resumed else "w")  # noqa: SIM115
+        metrics = out / "metrics.jsonl"
+        if resumed:
+            drop_rows_after(metrics, self.step)
+        self.metrics_f = open(metrics, "a" if resumed else "w")  # noqa: SIM115
         if cfg.train.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -426,18 +288,26 @@ class _Run:
     def write_metrics(self, row: dict[str, Any]) -> None:
         """One metrics.jsonl line (and TensorBoard scalars)."""
         if self.metrics_f is not None:
-            self.metrics_f.write(json.dumps(row) + "\n")
+            self.metrics_f.write(json.dumps(json_safe(row)) + "\n")
             self.metrics_f.flush()
         if self.writer is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k not in ("epoch", "step"):
                     self.writer.add_scalar(f"{row['kind']}/{k}", v, row["step"])
 
-    def save(self, path_name: str, epoch_done: int, batch_in_epoch: int) -> Path | None:
-        """Every rank's RNG states gathered; rank 0 writes the checkpoint."""
+    def save(
+        self,
+        path_name: str,
+        epoch_done: int,
+        batch_in_epoch: int,
+        epoch_sums: dict[str, float] | None = None,
+    ) -> Path | None:
+        """Every rank's RNG states gathered; rank 0 writes the checkpoint. `epoch_sums`: the
+        sums of a part-done epoch (all ranks), so that its resume reports the whole epoch."""
         rngs = D.all_gather_objects(rng_state())
         if not self.info.is_main:
             return None
+        extra = {} if epoch_sums is None else {"epoch_sums": epoch_sums}
         return save_training_checkpoint(
             self.out / path_name,
             self.model,
@@ -454,6 +324,7 @@ class _Run:
             world_size=self.info.world_size,
             global_batch=self.global_batch,
             samples_in_epoch=batch_in_epoch * self.global_batch,
+            **extra,
         )
 
     def fit(
@@ -483,21 +354,26 @@ class _Run:
         result = TrainResult(out, self.start_epoch, self.step, self.best, self.history)
         if info.is_main and (out / BEST).is_file():
             result.best_checkpoint = out / BEST
+        if info.is_main and ckpt_path is not None:
+            result.last_checkpoint = ckpt_path  # until this run writes one
         net.train()
-        with StopFlag() as stop:
-            end = t.epochs if max_epochs is None else min(t.epochs, self.start_epoch + max_epochs)
-            for epoch in range(self.start_epoch, end):
-                if not self._epoch(net, epoch, end, stop, result):
-                    break
-        result.step, result.best_metric, result.history = self.step, self.best, self.history
-        result.seconds = time.time() - t0
-        if info.is_main:
+        try:
+            with StopFlag() as stop:
+                end = (
+                    t.epochs if max_epochs is None else min(t.epochs, self.start_epoch + max_epochs)
+                )
+                for epoch in range(self.start_epoch, end):
+                    if not self._epoch(net, epoch, end, stop, result):
+                        break
+        finally:
             if self.metrics_f is not None:
                 self.metrics_f.close()
             if self.writer is not None:
                 self.writer.close()
-            if self.history and result.interrupted is None:
-                plot_curves(self.history, out / "curves.png")
+        result.step, result.best_metric, result.history = self.step, self.best, self.history
+        result.seconds = time.time() - t0
+        if info.is_main and self.history and result.interrupted is None:
+            plot_curves(self.history, out / "curves.png")
         D.barrier()
         return result
 
@@ -530,10 +406,23 @@ class _Run:
             info=info,
             stop=stop,
             write_metrics=self.write_metrics,
+            resumed_sums=self.resumed_sums if start else None,
         )
+        self.resumed_sums = None
         self.step = st.step
+        if st.diverged:
+            raise TrainingDiverged(
+                f"training diverged: the loss is not finite (NaN or infinite) at epoch "
+                f"{epoch + 1}, step {st.done_in_epoch}/{self.steps_per_epoch}; nothing of this "
+                "epoch was saved (checkpoints in the output folder are as they were). Lower "
+                "optim.lr or set optim.clip_grad"
+                + (", or use train.amp=bf16 rather than fp16" if t.amp == "fp16" else "")
+            )
         if st.stopped and st.done_in_epoch < self.steps_per_epoch:
-            result.last_checkpoint = self.save(LAST, epoch, st.done_in_epoch)
+            sums = D.all_reduce_sum([getattr(st, k) for k in SUM_KEYS], device)
+            result.last_checkpoint = self.save(
+                LAST, epoch, st.done_in_epoch, dict(zip(SUM_KEYS, map(float, sums)))
+            )
             result.interrupted = stop.signal or "signal"
             self.say(
                 f"stopped by {result.interrupted} at epoch {epoch + 1}, step "
@@ -591,3 +480,41 @@ class _Run:
             self.say(f"stopped by {result.interrupted} after epoch {epoch + 1}; saved {out / LAST}")
             return False
         return True
+
+
+def drop_rows_after(metrics: Path, step: int) -> None:
+    """Remove the metrics.jsonl lines of optimizer steps after `step` (the checkpoint a run
+    resumes from): a run killed after its last checkpoint had logged steps that the resumed run
+    logs again. A line that is not JSON (cut short by the kill) goes too."""
+    if not metrics.is_file():
+        return
+    lines = metrics.read_text(encoding="utf-8", errors="replace").splitlines()
+    keep: list[str] = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and int(row.get("step", 0) or 0) <= step:
+            keep.append(line)
+    if len(keep) != len(lines):
+        atomic_write_text(metrics, "".join(k + "\n" for k in keep))
+
+
+def geometry_notes(cfg: RunConfig) -> list[str]:
+    """Warnings for clips of another shape than the model's (it resamples its embeddings to
+    them on every step: it runs, but it is rarely what was meant)."""
+    m, d = cfg.model, cfg.data
+    out = []
+    if d.num_frames != m.num_frames:
+        out.append(
+            f"data.num_frames={d.num_frames} differs from model.num_frames={m.num_frames}: the "
+            f"time embedding is resampled to {d.num_frames} frames at every step; set "
+            "model.num_frames to the same value to train a model of that length"
+        )
+    if d.crop_size != m.img_size:
+        out.append(
+            f"data.crop_size={d.crop_size} differs from model.img_size={m.img_size}: the "
+            "position embedding is resampled at every step; set model.img_size to the same value"
+        )
+    return out

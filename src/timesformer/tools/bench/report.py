@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from ...files import atomic_write_text
+from ...files import json_safe as json_safe
 
 # ---------------------------------------------------------------------------------------------
 # Markdown
@@ -14,6 +14,13 @@ from ...files import atomic_write_text
 
 def _f(v: Any, fmt: str = ".2f") -> str:
     return "–" if v is None else format(v, fmt)
+
+
+def _mb(v: float | None) -> str:
+    """Megabytes with the digits a small model needs (0.31, not 0)."""
+    if v is None:
+        return "–"
+    return format(v, ".0f" if abs(v) >= 10 else ".1f" if abs(v) >= 1 else ".2f")
 
 
 def _impl_rows(result: dict[str, Any], label: str | None = None) -> list[str]:
@@ -27,7 +34,7 @@ def _impl_rows(result: dict[str, Any], label: str | None = None) -> list[str]:
             f"| {_f(result['gmacs_per_clip'], '.1f')} "
             f"| {_f(ms * 1e3 if ms else None, '.0f')}{single} "
             f"| {_f(e.get('clips_per_s'), '.2f')} "
-            f"| {_f(e.get('memory', {}).get('peak_mb'), '.0f')} "
+            f"| {_mb(e.get('memory', {}).get('peak_mb'))} "
             f"| {_f(100 * e['peak_fraction'] if 'peak_fraction' in e else None, '.0f')} "
             f"| {_ratio_cell(result, impl, 'time')} | {_ratio_cell(result, impl, 'memory')} |"
         )
@@ -230,14 +237,3 @@ def write_markdown(report: dict[str, Any], path: str | Path) -> Path:
         text = "# Performance\n\n## Latest `make bench` run\n\n" + body
     atomic_write_text(path, text)
     return path
-
-
-def json_safe(x: Any) -> Any:
-    """The report with NaN and infinities written as null (JSON has neither)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    return x

@@ -1,0 +1,146 @@
+"""Training runs that go wrong: divergence, a part-done epoch resumed, a killed run's metrics,
+a finished run started again, a run that fails before it writes, clips of another shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from timesformer.data import render_dataset
+from timesformer.engine.build import build_dataset
+from timesformer.engine.config import load_config, resolve
+from timesformer.engine.epoch import TrainingDiverged
+from timesformer.engine.train import drop_rows_after, train
+
+TINY = [
+    *("model.name=timesformer_tiny", "model.num_frames=2", "model.img_size=32"),
+    *("model.patch_size=16", "model.embed_dim=16", "model.depth=1", "model.num_heads=2"),
+    *("data.sampling_rate=1", "data.train_jitter=[32, 36]", "data.crop_size=32"),
+    *("data.num_workers=0", "optim.name=adamw", "optim.lr=0.003", "optim.schedule=cosine"),
+    *("train.batch_size=2", "train.global_batch_size=2", "train.progress=false"),
+    *("train.log_every=1", "train.eval_every=0", "train.epochs=2"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("videos")
+    return render_dataset(out, "appearance", num_train=8, num_val=2, num_test=2, size=32,
+                          num_frames=2, num_classes=2, seed=0)  # fmt: skip
+
+
+def _cfg(videos: dict, out: Path, *extra: str):
+    return load_config(None, [*TINY, f"model.num_classes={videos['num_classes']}",
+                              f"data.train_list={videos['splits']['train']}",
+                              f"data.root={videos['out_dir']}", f"output_dir={out}", *extra])  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl as strict JSON: a bare NaN / Infinity fails here."""
+
+    def refuse(word: str) -> None:
+        raise AssertionError(f"{path}: not strict JSON ({word})")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def test_divergence_stops_the_run_without_saving_nan_weights(videos: dict, tmp_path: Path):
+    out = tmp_path / "div"
+    with pytest.raises(TrainingDiverged, match=r"not finite .* at epoch 1, step \d+/4.*optim\.lr"):
+        train(_cfg(videos, out, "optim.lr=1e30"), log=lambda s: None)
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+    rows = _rows(out / "metrics.jsonl")  # valid JSON: the NaN loss is written as null
+    assert rows and any(r["loss"] is None for r in rows)
+
+
+class _SignalAt(torch.utils.data.Dataset):
+    """A dataset that sends this process SIGTERM when item number `at` is fetched, as a
+    scheduler would mid-epoch (the loader runs in this process: num_workers=0)."""
+
+    def __init__(self, inner: Any, at: int) -> None:
+        self.inner, self.at, self.fetched = inner, at, 0
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> Any:
+        self.fetched += 1
+        if self.fetched == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.inner[i]
+
+    def __getattr__(self, name: str) -> Any:  # set_epoch, label_names, ...
+        return getattr(self.inner, name)
+
+
+def test_mid_epoch_resume_reports_the_whole_epoch(videos: dict, tmp_path: Path) -> None:
+    quiet = {"log": lambda s: None}
+    straight = train(_cfg(videos, tmp_path / "a"), **quiet)
+    cfg = _cfg(videos, tmp_path / "b")
+    ds = _SignalAt(build_dataset(resolve(cfg), "train"), at=3)  # during step 2 of epoch 1
+    stopped = train(cfg, train_dataset=ds, **quiet)
+    assert stopped.interrupted == "SIGTERM" and stopped.epochs_done == 0
+    done = train(cfg, **quiet)
+    assert done.step == straight.step
+    for a, b in zip(straight.history, done.history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
+        assert b["train_top1"] == pytest.approx(a["train_top1"], rel=1e-6)
+    steps = [r["step"] for r in _rows(tmp_path / "b" / "metrics.jsonl") if r["kind"] == "step"]
+    assert steps == sorted(set(steps)) == list(range(1, straight.step + 1))
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path: Path) -> None:
+    m = tmp_path / "metrics.jsonl"
+    rows = [{"kind": "step", "step": s} for s in (1, 2, 3, 4)] + [{"kind": "epoch", "step": 4}]
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "step", "st')
+    drop_rows_after(m, 2)  # a run killed at step 4 whose last checkpoint is step 2
+    assert [r["step"] for r in _rows(m)] == [1, 2]
+    before = m.read_text()
+    drop_rows_after(m, 10)
+    assert m.read_text() == before
+
+
+def test_finished_run_started_again_trains_nothing_and_says_so(videos: dict, tmp_path: Path):
+    cfg = _cfg(videos, tmp_path / "run", "train.epochs=1")
+    first = train(cfg, log=lambda s: None)
+    logs: list[str] = []
+    again = train(cfg, log=logs.append)
+    assert again.step == first.step and again.epochs_done == 1
+    assert again.last_checkpoint == tmp_path / "run" / "last.pt"
+    assert any("has finished all 1 epochs" in line and "--fresh" in line for line in logs), logs
+    assert not any("continuing at" in line for line in logs), logs
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(videos: dict, tmp_path: Path):
+    out = tmp_path / "never"
+    with pytest.raises((ValueError, FileNotFoundError, OSError)):
+        train(_cfg(videos, out, f"model.pretrained={tmp_path / 'missing.pt'}"), log=lambda s: None)
+    assert not out.exists()
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    with pytest.raises((ValueError, FileNotFoundError, OSError)):
+        train(_cfg(videos, kept, f"model.pretrained={tmp_path / 'missing.pt'}"), log=lambda s: None)
+    assert kept.is_dir()  # a folder the user made stays
+
+
+def test_clips_of_another_length_than_the_model_are_warned_about(videos: dict, tmp_path: Path):
+    logs: list[str] = []
+    cfg = _cfg(videos, tmp_path / "run", "train.epochs=1", "data.num_frames=4",
+               "train.max_steps_per_epoch=1")  # fmt: skip
+    train(cfg, log=logs.append)
+    assert any("data.num_frames=4 differs from model.num_frames=2" in s for s in logs), logs
