@@ -111,6 +111,25 @@ def test_eval_overrides_aggregate_and_text_output(run, tmp_path, capsys) -> None
     assert {r["views"] for r in rows if r["pred"]} == {"1"}
 
 
+def test_eval_that_scores_no_video_fails(run, tmp_path, capsys) -> None:
+    only_bad = tmp_path / "bad.csv"
+    only_bad.write_text("broken.mp4 1\n")
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               f"data.test_list={only_bad}", "--output", str(tmp_path / "o")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 1, err
+    assert "error: no video of" in err and "1 of 1 failed to decode" in err, err
+    assert "top-1           n/a" in out  # the report is still printed and written
+    assert (tmp_path / "o" / "failed.txt").read_text().startswith(str(run["root"]))
+
+
+def test_eval_text_says_when_top5_counts_every_video(run, tmp_path, capsys) -> None:
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               "data.test_views=1x1", "--output", str(tmp_path / "o")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "(only 3 classes: every video is in the top 5)" in out, out
+
+
 def test_eval_config_errors_are_one_line(run, capsys) -> None:
     rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
                "data.test_lst=x"])  # fmt: skip

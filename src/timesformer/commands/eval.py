@@ -112,6 +112,14 @@ def run(args: argparse.Namespace) -> int:
     for w in result.warnings:
         for text in w["warnings"]:
             print(f"timesformer eval: warning: {w['path']}: {text}", file=sys.stderr)
+    if summary["num_evaluated"] == 0:
+        print(
+            f"timesformer eval: error: no video of {summary['list']} could be scored "
+            f"({summary['num_failed']} of {summary['num_videos']} failed to decode; see "
+            f"{summary['files']['failed']})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -124,7 +132,9 @@ def _print(s: dict[str, Any], out_dir: Path) -> None:
     print(f"videos          {s['num_videos']} ({s['split']} list {s['list']})")
     print(f"views           {s['views']} per video, aggregated by {s['aggregate']}")
     print(f"top-1           {_pct(s['top1'])}")
-    print(f"top-5           {_pct(s['top5'])}")
+    classes = int(s.get("num_classes") or 0)
+    few = f" (only {classes} classes: every video is in the top 5)" if 0 < classes <= 5 else ""
+    print(f"top-5           {_pct(s['top5'])}{few}")
     print(f"mean class acc  {_pct(s['mean_class_accuracy'])}")
     failed = s["num_failed"]
     scored = s["num_evaluated"]
