@@ -106,6 +106,16 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status. Ctrl-C at any point (importing torch included) is
+    "interrupted" and 130, not a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     if args.command is None:
         build_parser()[0].print_help()

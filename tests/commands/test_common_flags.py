@@ -76,3 +76,27 @@ def test_models_json_gives_numbers(capsys) -> None:
     rows = json.loads(capsys.readouterr().out)
     base = next(r for r in rows if r["model"] == "timesformer_base")
     assert base["size"] == 224 and base["frames"] == 8 and base["gmacs_per_view"] == 195.8
+
+
+def test_importing_the_command_line_does_not_import_torch() -> None:
+    """`timesformer --help` and Ctrl-C during start-up: the package's API loads on first use."""
+    import subprocess
+    import sys
+
+    code = "import sys, timesformer.cli, timesformer; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    code = "import timesformer; print(timesformer.create_model.__name__, 'explain' in dir(timesformer))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["create_model", "True"], out.stderr
+
+
+def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys) -> None:
+    import timesformer.cli as cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parse", interrupted)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
