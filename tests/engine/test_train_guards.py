@@ -144,3 +144,13 @@ def test_clips_of_another_length_than_the_model_are_warned_about(videos: dict, t
                "train.max_steps_per_epoch=1")  # fmt: skip
     train(cfg, log=logs.append)
     assert any("data.num_frames=4 differs from model.num_frames=2" in s for s in logs), logs
+
+
+def test_epoch_line_leaves_top5_out_for_few_classes() -> None:
+    from timesformer.engine.progress import epoch_line
+
+    row = {"epoch": 1, "train_loss": 0.5, "train_top1": 0.5, "lr": 1e-3, "bad_files": 0,
+           "epoch_seconds": 1.0, "val_clip_loss": 0.4, "val_clip_top1": 0.6,
+           "val_clip_top5": 1.0}  # fmt: skip
+    assert "top-5 100.0%" in epoch_line({**row, "val_classes": 10}, 2)
+    assert "top-5" not in epoch_line({**row, "val_classes": 3}, 2)

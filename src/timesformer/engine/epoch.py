@@ -68,6 +68,7 @@ def validate(
     """
     model.eval()
     loss_sum = top1 = top5 = n = failed = 0.0
+    classes = 0
     for batch in loader:
         video, label, _, bad = unpack_batch(batch)
         if bad is not None and bad.any():
@@ -81,7 +82,8 @@ def validate(
             logits = model(video)
         logits = logits.float()  # (B, C)
         loss_sum += float(F.cross_entropy(logits, label, reduction="sum"))
-        k = min(5, logits.shape[1])
+        classes = logits.shape[1]
+        k = min(5, classes)
         top = logits.topk(k, dim=1).indices  # (B, k)
         hit = top == label[:, None]
         top1 += float(hit[:, 0].sum())
@@ -96,6 +98,7 @@ def validate(
         "val_clip_top5": top5 / n_safe,
         "val_clips": int(n),
         "val_failed": int(failed),
+        "val_classes": int(classes),  # top-5 of 5 classes or fewer counts every clip
     }
 
 
