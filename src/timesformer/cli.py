@@ -146,8 +146,25 @@ def _main(argv: list[str] | None) -> int:
             # a bare OSError (a full disk, a permission): the file and the reason, no errno
             text = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
         msg = text.splitlines()[0] if text else type(e).__name__
+        rank = _rank_of_job()
+        if rank:
+            from .engine.config import ConfigError
+
+            if isinstance(e, ConfigError):
+                return 1  # the same on every rank: rank 0 says it once
+            msg = f"[rank {rank}] {msg}"
         print(f"timesformer {args.command}: error: {msg}", file=sys.stderr)
         return 1
+
+
+def _rank_of_job() -> int:
+    """This process's rank under torchrun (0 alone or on the main rank)."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    except ValueError:
+        return 0
 
 
 if __name__ == "__main__":

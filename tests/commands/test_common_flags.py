@@ -100,3 +100,22 @@ def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys) -> None:
     monkeypatch.setattr(cli, "_parse", interrupted)
     assert main(["models"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_config_error_under_torchrun_is_said_once(monkeypatch, capsys, rank: str) -> None:
+    """A bad override is the same on every rank: rank 0 says it, the others exit quietly."""
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--config", "demo", "optim.lr=abc"]) == 1
+    err = capsys.readouterr().err
+    assert ("optim.lr" in err) == (rank == "0")
+
+
+def test_other_errors_under_torchrun_name_the_rank(monkeypatch, capsys, tmp_path) -> None:
+    """An error that may differ between ranks (a file missing on one node) names its rank."""
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert main(["train", "--config", str(tmp_path / "none.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("timesformer train: error: [rank 3] ") and "none.yaml" in err

@@ -29,6 +29,11 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+
+class ConfigError(ValueError):
+    """A config file or override that is not valid: the same on every rank of a job."""
+
+
 # ------------------------------------------------------------------------------------ sections
 
 
@@ -224,9 +229,9 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check `value` against the annotation `tp`; return it (ints widen to floats)."""
     origin = get_origin(tp)
-    bad = ValueError(f"{source}: {key}={value!r} is not valid; expected {_type_name(tp)}.")
+    bad = ConfigError(f"{source}: {key}={value!r} is not valid; expected {_type_name(tp)}.")
     if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf / .nan
-        raise ValueError(f"{source}: {key}={value!r} is not valid; expected a finite number.")
+        raise ConfigError(f"{source}: {key}={value!r} is not valid; expected a finite number.")
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
@@ -242,7 +247,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: {key}={value!r} is not one of {', '.join(map(repr, choices))}."
                 + _suggest(str(value), [str(c) for c in choices])
             )
@@ -277,14 +282,16 @@ def _build(cls: type, d: Any, source: str, prefix: str) -> Any:
     if d is None:
         d = {}
     if not isinstance(d, dict):
-        raise ValueError(f"{source}: section {prefix.rstrip('.') or '<top>'} must be a mapping")
+        raise ConfigError(f"{source}: section {prefix.rstrip('.') or '<top>'} must be a mapping")
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if k not in hints:
             here = [prefix + n for n in hints]  # this section's keys first ("modle" -> "model")
-            raise ValueError(f"{source}: unknown key {key!r}." + _suggest(key, here + valid_keys()))
+            raise ConfigError(
+                f"{source}: unknown key {key!r}." + _suggest(key, here + valid_keys())
+            )
         tp = hints[k]
         if _is_section(tp):
             kwargs[k] = _build(tp, v, source, key + ".")
@@ -304,7 +311,7 @@ def _check_range(key: str, v: Any, source: str) -> None:
     lo, hi = _RANGES[key]
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         want = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{source}: {key}={v!r} is out of range; expected {want}.")
+        raise ConfigError(f"{source}: {key}={v!r} is out of range; expected {want}.")
 
 
 def parse_views(spec: str, key: str = "test_views") -> tuple[int, int]:
@@ -313,11 +320,11 @@ def parse_views(spec: str, key: str = "test_views") -> tuple[int, int]:
     try:
         k, s = (int(p) for p in parts)
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"{key}={spec!r} is not 'KxS' (temporal x spatial views, e.g. '1x3')"
         ) from None
     if k < 1 or s < 1:
-        raise ValueError(f"{key}={spec!r}: both view counts must be >= 1")
+        raise ConfigError(f"{key}={spec!r}: both view counts must be >= 1")
     return k, s
 
 
@@ -326,39 +333,39 @@ def _check_consistency(cfg: RunConfig, source: str) -> None:
 
     m, d, o = cfg.model, cfg.data, cfg.optim
     if m.name not in PRESETS:
-        raise ValueError(
+        raise ConfigError(
             f"{source}: model.name={m.name!r} is not a preset ({', '.join(PRESETS)})."
             + _suggest(m.name, list(PRESETS))
         )
     if m.attention_type is not None and m.attention_type not in ATTENTION_TYPES:
-        raise ValueError(
+        raise ConfigError(
             f"{source}: model.attention_type={m.attention_type!r} is not one of "
             f"{', '.join(ATTENTION_TYPES)}." + _suggest(m.attention_type, list(ATTENTION_TYPES))
         )
     if m.pos_embed is not None and m.pos_embed not in POS_EMBED_TYPES:
-        raise ValueError(
+        raise ConfigError(
             f"{source}: model.pos_embed={m.pos_embed!r} is not one of "
             f"{', '.join(POS_EMBED_TYPES)}." + _suggest(m.pos_embed, list(POS_EMBED_TYPES))
         )
     if len(d.train_jitter) != 2 or d.train_jitter[0] > d.train_jitter[1]:
-        raise ValueError(
+        raise ConfigError(
             f"{source}: data.train_jitter={d.train_jitter!r} must be [min, max] short sides"
         )
     for key in ("mean", "std"):
         v = getattr(d, key)
         if len(v) != 3:
-            raise ValueError(f"{source}: data.{key}={v!r} must hold 3 values (one per channel)")
+            raise ConfigError(f"{source}: data.{key}={v!r} must hold 3 values (one per channel)")
     if any(s <= 0 for s in d.std):
-        raise ValueError(f"{source}: data.std={d.std!r} must be positive")
+        raise ConfigError(f"{source}: data.std={d.std!r} must be positive")
     parse_views(d.test_views, "data.test_views")
     parse_views(d.val_views, "data.val_views")
     if len(o.betas) != 2:
-        raise ValueError(f"{source}: optim.betas={o.betas!r} must be [beta1, beta2]")
+        raise ConfigError(f"{source}: optim.betas={o.betas!r} must be [beta1, beta2]")
     if sorted(o.steps) != list(o.steps):
-        raise ValueError(f"{source}: optim.steps={o.steps!r} must be increasing epochs")
+        raise ConfigError(f"{source}: optim.steps={o.steps!r} must be increasing epochs")
     t = cfg.train
     if t.global_batch_size is not None and t.global_batch_size % t.batch_size:
-        raise ValueError(
+        raise ConfigError(
             f"{source}: train.global_batch_size={t.global_batch_size} is not a multiple of "
             f"train.batch_size={t.batch_size}"
         )
@@ -415,13 +422,13 @@ def apply_overrides(d: dict[str, Any], overrides: list[str], source: str = "over
     keys = valid_keys()
     for item in overrides:
         if "=" not in item:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: {item!r} is not key=value (e.g. optim.lr=0.01)." + _suggest(item, keys)
             )
         key, text = item.split("=", 1)
         key = key.strip()
         if key not in keys:
-            raise ValueError(f"{source}: unknown key {key!r}." + _suggest(key, keys))
+            raise ConfigError(f"{source}: unknown key {key!r}." + _suggest(key, keys))
         value = parse_value(text)
         # values typed as str stay strings even when YAML reads them as numbers (e.g. "1x3")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -435,7 +442,7 @@ def apply_overrides(d: dict[str, Any], overrides: list[str], source: str = "over
                 node[p] = {}
             node = node[p]
             if not isinstance(node, dict):
-                raise ValueError(f"{source}: {p} is not a section")
+                raise ConfigError(f"{source}: {p} is not a section")
         node[parts[-1]] = value
 
 
@@ -489,11 +496,11 @@ def load_config(spec: str | Path | None = None, overrides: list[str] | None = No
         try:
             raw = read_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML: {yaml_error_text(e)}") from None
+            raise ConfigError(f"{path}: not valid YAML: {yaml_error_text(e)}") from None
         except UnicodeDecodeError:
-            raise ValueError(f"{path}: not a text file; expected a YAML config") from None
+            raise ConfigError(f"{path}: not a text file; expected a YAML config") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: the top level must be a mapping of sections")
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
     # validate the file alone first, so that its errors name the file
     RunConfig.from_dict(raw, source)
     if overrides:
@@ -521,7 +528,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     try:
         preset = get_config(m.name, **model_overrides(m))
     except ValueError as e:  # the model's words ("img_size=30 ...") with the config's keys
-        raise ValueError(_MODEL_KEY_RE.sub(r"model.\1=", str(e))) from None
+        raise ConfigError(_MODEL_KEY_RE.sub(r"model.\1=", str(e))) from None
     for k in _MODEL_KEYS:
         if k == "img_size":
             continue  # resolved below from the preset's grid
@@ -530,7 +537,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     if m.img_size is None:
         h, w = preset.grid_size
         if h != w:
-            raise ValueError(f"model {m.name}: non-square img_size is not supported by training")
+            raise ConfigError(f"model {m.name}: non-square img_size is not supported by training")
         m.img_size = h * preset.patch_size
     if cfg.data.num_frames is None:
         cfg.data.num_frames = m.num_frames
@@ -538,7 +545,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
         cfg.data.crop_size = m.img_size
     lo = cfg.data.train_jitter[0]
     if lo < cfg.data.crop_size:
-        raise ValueError(
+        raise ConfigError(
             f"data.train_jitter={cfg.data.train_jitter!r}: the shortest side {lo} is smaller "
             f"than the crop (data.crop_size / model.img_size = {cfg.data.crop_size}); raise "
             "data.train_jitter or lower data.crop_size"
