@@ -109,6 +109,8 @@ def ensure_dir(folder: str | Path, what: str = "output folder") -> Path:
 
     Raises OutputError with one line naming the folder and the problem.
     """
+    if not str(folder).strip():  # Path("") is ".": an empty --out would write into the cwd
+        raise OutputError(f"{what}: the path is empty; expected a folder name")
     folder = Path(folder)
     for part in (folder, *folder.parents):  # the nearest existing ancestor must be a folder
         if part.exists():
@@ -133,6 +135,8 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
 
     Nothing is created except missing parent folders.
     """
+    if not str(path).strip():
+        raise OutputError(f"{what}: the path is empty; expected a file name")
     path = Path(path)
     if path.exists() and path.is_dir():
         raise OutputError(f"{what} {path} is a folder, expected a file path")

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..files import json_safe
+from .distributed import pick_device
 from .records import RowWriter, VideoStream, attribute_warnings, recorded_warnings
 from .runtime import autocast
 
@@ -197,7 +198,11 @@ def run_views(
     """
     from torch.utils.data import DataLoader
 
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = (
+        pick_device(device, what="device")
+        if device is not None
+        else next(model.parameters()).device
+    )
     sampler = None
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if distributed:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..data.inputs import VideoInput
 from ..models.preprocess import Preprocess, preprocess_of
+from .distributed import pick_device
 from .runtime import autocast
 
 MODES = ("video", "windows")
@@ -279,7 +280,11 @@ def iter_extract(
     K, S = parse_views(views, model, mode)
     inputs = _as_inputs(videos)
     plan = _Plan(st, mode, K, S, None if stride is None else float(stride))
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = (
+        pick_device(device, what="device")
+        if device is not None
+        else next(model.parameters()).device
+    )
     autocast(dev, amp)  # a bad --amp for this device fails here, before any decoding
     base = dict(num_frames=st.num_frames, sampling_rate=st.sampling_rate,
                 target_fps=st.target_fps, mode=mode, pool=pool, views=f"{K}x{S}")  # fmt: skip

@@ -3,11 +3,13 @@
 Layout of the output folder DIR (the same set of files whatever the number of processes):
 
     DIR/features/<name>.npy   one array per video: (D,) or (windows, D)
-    DIR/index.jsonl           one JSON object per input video, in input order
-    DIR/run.json              the settings the features were made with
+    DIR/index.jsonl           one JSON object per video, in input order
+    DIR/run.json              the settings (and the weights' SHA-256) the features were made with
 
 `<name>` is the input's name (its relative path under a folder input) without the video
-suffix; two inputs with the same name get `__2`, `__3`, ... in input order.
+suffix; two inputs with the same name get `__2`, `__3`, ... in input order, and so does an
+input whose name DIR already holds for another file. Earlier videos of DIR that a run does not
+name stay in the index (a dataset extracted in batches).
 
 Scale: each rank takes a disjoint share of the videos still to do, balanced by duration
 (greedy: longest first into the lightest rank, ties by position, so every rank computes the
@@ -33,8 +35,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..data.inputs import VIDEO_EXTENSIONS, VideoInput
+from ..data.inputs import VIDEO_EXTENSIONS, VideoInput, expand_inputs
 from ..files import atomic_write, atomic_write_text, ensure_dir
+from ..models.integrity import payload_digest
 from ..models.preprocess import Preprocess
 from . import distributed as D
 from .extract import clip_settings, iter_extract, parse_views
@@ -78,25 +81,63 @@ class ExtractSummary:
 
 
 # ---------------------------------------------------------------------------- names and shares
-def feature_names(inputs: Sequence[VideoInput]) -> list[str]:
-    """Output names (relative, POSIX, without the video suffix), unique in input order."""
+def feature_names(
+    inputs: Sequence[VideoInput], records: Sequence[dict[str, Any]] = ()
+) -> list[str]:
+    """Output names (relative, POSIX, without the video suffix), unique in input order.
+
+    `records` are the folder's earlier records: an input whose path one of them names keeps
+    that record's name; a name an earlier record holds for another video is not reused.
+    """
+    held: dict[str, list[Any]] = {}  # lower-case name -> paths of earlier records
+    for rec in records:
+        name = _record_name(rec)
+        if name is not None:
+            held.setdefault(name.lower(), []).append(rec.get("path"))
     seen: set[str] = set()
     out: list[str] = []
     for v in inputs:
-        parts = [p for p in PurePosixPath(str(v.name).replace("\\", "/")).parts
-                 if p not in ("", ".", "..", "/")]  # fmt: skip
-        if not parts:
-            parts = [Path(v.path).name or "video"]
-        last = PurePosixPath(parts[-1])
-        if last.suffix.lower() in VIDEO_EXTENSIONS:
-            parts[-1] = last.stem
-        stem = "/".join(parts)
+        stem = _stem(v)
         name, k = stem, 2
-        while name.lower() in seen:  # case-insensitive: safe on macOS and Windows folders too
+        while name.lower() in seen or (
+            name.lower() in held and not any(same_path(p, v.path) for p in held[name.lower()])
+        ):  # case-insensitive: safe on macOS and Windows folders too
             name, k = f"{stem}__{k}", k + 1
         seen.add(name.lower())
         out.append(name)
     return out
+
+
+def _stem(v: VideoInput) -> str:
+    parts = [p for p in PurePosixPath(str(v.name).replace("\\", "/")).parts
+             if p not in ("", ".", "..", "/")]  # fmt: skip
+    if not parts:
+        parts = [Path(v.path).name or "video"]
+    last = PurePosixPath(parts[-1])
+    if last.suffix.lower() in VIDEO_EXTENSIONS:
+        parts[-1] = last.stem
+    return "/".join(parts)
+
+
+def _record_name(rec: dict[str, Any]) -> str | None:
+    """The output name of a record ("features/<name>.npy" -> <name>); None if malformed."""
+    feat = rec.get("feature")
+    if isinstance(feat, str) and feat.startswith(FEATURES + "/") and feat.endswith(".npy"):
+        return feat[len(FEATURES) + 1 : -4]
+    return None
+
+
+def same_path(recorded: Any, path: str | Path) -> bool:
+    """Whether a record's path names the file `path` (as given, or the same file resolved);
+    a record without a path (written by hand or by an old version) matches by name alone."""
+    if recorded is None or recorded == str(path):
+        return True
+    if not isinstance(recorded, str):
+        return False
+    try:
+        return os.path.realpath(recorded) == os.path.realpath(path)
+    except (OSError, ValueError):
+        return False
 
 
 def assign_shards(durations: Sequence[float], world_size: int) -> list[list[int]]:
@@ -131,36 +172,51 @@ def probe_duration(path: str | Path) -> float:
 # ---------------------------------------------------------------------------- records
 def read_records(out: Path) -> list[dict[str, Any]]:
     """Every record of index.jsonl and the part files, oldest first (unreadable lines skipped)."""
-    files = [out / INDEX] if (out / INDEX).is_file() else []
+    files = [out / INDEX]
     parts = out / PARTS
     if parts.is_dir():
         files += sorted(parts.glob("rank-*.jsonl"))
+    return [rec for f in files for rec in _read_jsonl(f)]
+
+
+def _read_jsonl(f: Path) -> list[dict[str, Any]]:
+    if not f.is_file():
+        return []
     recs: list[dict[str, Any]] = []
-    for f in files:
-        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-            if isinstance(rec, dict) and isinstance(rec.get("video"), str):
-                recs.append(rec)
+    for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        if isinstance(rec, dict) and isinstance(rec.get("video"), str):
+            recs.append(rec)
     return recs
 
 
-def complete_records(out: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """name -> the ok record of each output that is complete on disk (file present, its shape)."""
-    want = {f"{FEATURES}/{n}.npy" for n in names}
+def _is_complete(out: Path, rec: dict[str, Any]) -> bool:
+    """Whether the record's feature file is on disk with the record's shape."""
+    try:
+        arr = np.load(out / str(rec.get("feature")), mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return list(arr.shape) == rec.get("shape")
+
+
+def complete_records(
+    out: Path, names: Sequence[str], inputs: Sequence[VideoInput] | None = None
+) -> dict[str, dict[str, Any]]:
+    """name -> the ok record of each of `names` complete on disk (file present, its shape;
+    with `inputs`, names[i]'s record must also be of the video inputs[i])."""
+    pos = {n: i for i, n in enumerate(names)}
     done: dict[str, dict[str, Any]] = {}
     for rec in read_records(out):
-        feat = rec.get("feature")
-        if rec.get("status") != "ok" or feat not in want:
+        n = _record_name(rec)
+        if rec.get("status") != "ok" or n not in pos:
             continue
-        try:
-            arr = np.load(out / feat, mmap_mode="r")
-        except (OSError, ValueError):
+        if inputs is not None and not same_path(rec.get("path"), inputs[pos[n]].path):
             continue
-        if list(arr.shape) == rec.get("shape"):
-            done[feat[len(FEATURES) + 1 : -4]] = rec
+        if _is_complete(out, rec):
+            done[n] = rec
     return done
 
 
@@ -170,23 +226,50 @@ def merge_index(
     names: Sequence[str],
     rank_errors: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write index.jsonl: one record per input, in input order (ok if complete on disk, else
-    the last failure seen, else failed as not processed) and remove the part files."""
-    done = complete_records(out, names)
+    """Write index.jsonl and remove the part files; return this run's records, one per input
+    (ok if complete on disk, else the last failure seen, else failed as not processed).
+
+    The index keeps the folder's earlier videos that this run did not name (a dataset
+    extracted in batches into one folder): the old index's order first, then this run's new
+    videos in input order, then videos only an interrupted earlier run's part files list.
+    """
+    records = read_records(out)
+    done = complete_records(out, names, inputs)
     failed: dict[str, dict[str, Any]] = {}
-    for rec in read_records(out):
-        if rec.get("status") == "failed" and isinstance(rec.get("feature"), str):
-            failed[rec["feature"][len(FEATURES) + 1 : -4]] = rec
+    for rec in records:
+        n = _record_name(rec)
+        if rec.get("status") == "failed" and n is not None:
+            failed[n] = rec
     why = "; ".join(f"rank {r} stopped: {e}" for r, e in sorted((rank_errors or {}).items()))
-    lines = []
+    lines: dict[str, dict[str, Any]] = {}
     for v, n in zip(inputs, names):
         rec = done.get(n) or failed.get(n)
         if rec is None:
             rec = {"video": str(v.name), "feature": f"{FEATURES}/{n}.npy", "shape": None,
                    "status": "failed", "path": str(v.path),
                    "error": f"not processed ({why or 'no record'})"}  # fmt: skip
-        lines.append(rec)
-    atomic_write_text(out / INDEX, "".join(json.dumps(r) + "\n" for r in lines))
+        lines[n] = rec
+    earlier: dict[str, dict[str, Any]] = {}  # videos of earlier runs that this run did not name
+    for rec in records:
+        n = _record_name(rec)
+        if n is None or n in lines:
+            continue
+        if n not in earlier or rec.get("status") == "ok" or earlier[n].get("status") != "ok":
+            earlier[n] = rec
+    for n, rec in earlier.items():
+        if rec.get("status") == "ok" and not _is_complete(out, rec):
+            earlier[n] = {**rec, "status": "failed",
+                          "error": "feature file missing or incomplete; extract it again"}  # fmt: skip
+    order = [_record_name(r) for r in _read_jsonl(out / INDEX)]
+    order += list(lines) + list(earlier)
+    seen: set[str] = set()
+    rows = []
+    for n in order:
+        if n is None or n in seen:
+            continue
+        seen.add(n)
+        rows.append(lines.get(n) or earlier[n])
+    atomic_write_text(out / INDEX, "".join(json.dumps(r) + "\n" for r in rows))
     parts = out / PARTS
     if parts.is_dir():
         for f in parts.glob("rank-*.jsonl"):
@@ -195,7 +278,7 @@ def merge_index(
             parts.rmdir()
         except OSError:
             pass
-    return lines
+    return list(lines.values())
 
 
 def _append(part: Path, rec: dict[str, Any]) -> None:
@@ -224,12 +307,33 @@ def _check_run(out: Path, run: dict[str, Any]) -> None:
     except json.JSONDecodeError:
         return
     diff = [k for k in run if k in old.get("settings", {}) and old["settings"][k] != run[k]]
+    if "weights" in diff:
+        was = str(old["settings"]["weights"])[:12]
+        ck = f" (checkpoint {old['checkpoint']})" if old.get("checkpoint") else ""
+        raise ValueError(
+            f"output folder {out} holds features of other weights{ck}: sha256 {was}..., not "
+            f"{str(run['weights'])[:12]}...; choose another --out or delete it"
+        )
     if diff:
         k = diff[0]
         raise ValueError(
             f"output folder {out} holds features made with {k}={old['settings'][k]!r}, not "
             f"{run[k]!r}; choose another --out or delete it"
         )
+
+
+def _video_inputs(inputs: Any) -> list[VideoInput]:
+    """`VideoInput`s as given; paths (files, folders, list files, globs) expanded."""
+    if isinstance(inputs, (str, Path, VideoInput)):
+        inputs = [inputs]
+    items = list(inputs)
+    if all(isinstance(v, VideoInput) for v in items):
+        return items
+    if not any(isinstance(v, VideoInput) for v in items):
+        return expand_inputs([str(v) for v in items])
+    return [
+        w for v in items for w in ([v] if isinstance(v, VideoInput) else expand_inputs([str(v)]))
+    ]
 
 
 # ---------------------------------------------------------------------------- the run
@@ -246,7 +350,7 @@ def _start_group(timeout_s: float) -> bool:
 
 def run_extract(
     model: nn.Module,
-    inputs: Sequence[VideoInput],
+    inputs: Sequence[VideoInput | str | Path],
     out: str | Path,
     *,
     mode: str = "video",
@@ -269,6 +373,7 @@ def run_extract(
     ranks on rank 0, this rank's elsewhere). Raises on bad settings before any work starts.
     """
     t0 = time.perf_counter()
+    inputs = _video_inputs(inputs)
     out = ensure_dir(out)
     st = clip_settings(model, settings)
     K, S = parse_views(views, model, mode)
@@ -277,20 +382,23 @@ def run_extract(
            "sampling_rate": st.sampling_rate, "target_fps": st.target_fps,
            "sampler": st.sampler, "mean": list(st.mean), "std": list(st.std),
            "channel_order": st.channel_order, "short_side": st.short_side,
-           "test_protocol": st.test_protocol}  # fmt: skip
+           "test_protocol": st.test_protocol,
+           "weights": payload_digest(model.state_dict())}  # fmt: skip
     _check_run(out, run)
     dev = device if device is not None else next(model.parameters()).device
     autocast(dev, amp)  # a bad amp for the device: one error before any rank starts work
     started = _start_group(timeout_s)
     try:
         rank, world = (D.env_world()[0], D.env_world()[1]) if D.is_dist() else (0, 1)
-        names = feature_names(inputs)
-        done = complete_records(out, names)  # read by every rank before anyone writes
+        names = feature_names(inputs, read_records(out))  # read by every rank before any write
+        done = complete_records(out, names, inputs)
         todo = [i for i, n in enumerate(names) if n not in done]
         mine_probe = {i: probe_duration(inputs[i].path) for i in todo[rank::world]}
         durations: dict[int, float] = {}
         for d in D.all_gather_objects(mine_probe):  # also the barrier before any writing
             durations.update(d)
+        if rank == 0:  # before any feature: an interrupted run's folder is claimed too
+            atomic_write_text(out / RUN, json.dumps({"settings": run, **(info or {})}, indent=2))
         shares = assign_shards([durations[i] for i in todo], world)
         mine = [todo[j] for j in shares[rank]]
         ensure_dir(out / PARTS)

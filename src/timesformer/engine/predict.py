@@ -30,6 +30,7 @@ from ..models.preprocess import (  # noqa: F401
     default_sampling_rate,
     preprocess_of,
 )
+from .distributed import pick_device
 from .runtime import autocast
 
 InferenceSettings = Preprocess  # the former name: clip settings are the contract itself
@@ -248,7 +249,11 @@ def predict(
         views = "1x1" if long else st.test_views
     K, S = _parse_views(views)
     names = resolve_labels(model, labels)
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = (
+        pick_device(device, what="device")
+        if device is not None
+        else next(model.parameters()).device
+    )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if topk < 1:
