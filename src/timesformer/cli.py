@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -121,6 +122,18 @@ def _main(argv: list[str] | None) -> int:
         build_parser()[0].print_help()
         return 2
     mod = importlib.import_module(COMMANDS[args.command][0])
+    import warnings
+
+    python_format = warnings.formatwarning
+    if not getattr(args, "debug", False):
+        _compact_warnings(args.command)
+    try:
+        return _run(mod, args)
+    finally:
+        warnings.formatwarning = python_format  # main() called in-process leaves it as it was
+
+
+def _run(mod: Any, args: argparse.Namespace) -> int:
     try:
         code = int(mod.run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
@@ -155,6 +168,17 @@ def _main(argv: list[str] | None) -> int:
             msg = f"[rank {rank}] {msg}"
         print(f"timesformer {args.command}: error: {msg}", file=sys.stderr)
         return 1
+
+
+def _compact_warnings(command: str) -> None:
+    """Python warnings as one line each ("timesformer predict: warning: ..."), without the
+    file, line and source of the code that raised them (--debug keeps Python's format)."""
+    import warnings
+
+    def fmt(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+        return f"timesformer {command}: warning: {message}\n"
+
+    warnings.formatwarning = fmt  # type: ignore[assignment]
 
 
 def _rank_of_job() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -41,18 +42,22 @@ class _WritesMarker:
         return (open, (self.marker, "w"))
 
 
-def _crafted(tmp_path):
+def _crafted(tmp_path, zip_format: bool = True):
     model = _ours(num_heads=1)  # 64 per head: a bare state dict leaves nothing to guess
     path, marker = tmp_path / "crafted.pt", tmp_path / "marker"
-    torch.save({"model": model.state_dict(), "extra": _WritesMarker(marker)}, path)
+    torch.save({"model": model.state_dict(), "extra": _WritesMarker(marker)}, path,
+               _use_new_zipfile_serialization=zip_format)  # fmt: skip
     return model, path, marker
 
 
 # ---------------------------------------------------------------------------- no code runs
 
 
-def test_a_crafted_pickle_is_refused_in_one_line_and_runs_only_on_the_opt_in(tmp_path) -> None:
-    model, path, marker = _crafted(tmp_path)
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_a_crafted_pickle_is_refused_in_one_line_and_runs_only_on_the_opt_in(
+    tmp_path, zip_format: bool
+) -> None:
+    model, path, marker = _crafted(tmp_path, zip_format)
     for load in (read_checkpoint, from_pretrained):
         with pytest.raises(CheckpointError) as err:
             load(path)
@@ -249,3 +254,15 @@ def test_integer_weights_are_refused_and_half_precision_loads(tmp_path) -> None:
     save_file(half, str(tmp_path / "half.safetensors"))
     loaded = from_pretrained(tmp_path / "half.safetensors", **model.config.to_dict())
     assert next(loaded.parameters()).dtype == torch.float32
+
+
+def test_a_guessed_head_count_of_an_unusual_width_is_warned(tmp_path) -> None:
+    """Heads are not visible in the weights: a bare state dict of width 64 is read with
+    64 channels per head, and the user is told, with the fix."""
+    bare = tmp_path / "bare.pt"
+    torch.save(_ours(num_heads=1).state_dict(), bare)
+    with pytest.warns(UserWarning, match=r"assumed num_heads=1 .*--num-heads"):
+        from_pretrained(bare)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # given: no warning
+        assert from_pretrained(bare, num_heads=1).config.num_heads == 1

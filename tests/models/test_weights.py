@@ -110,10 +110,10 @@ def test_missing_paths_name_the_path(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache.*HF_HUB_OFFLINE"):
         from_pretrained("facebook/timesformer-base-finetuned-k400")
-    with pytest.raises(FileNotFoundError, match="has no config.json"):
+    with pytest.raises(CheckpointError, match="has no config.json"):  # there, but not a model
         from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "timesformer"}')
-    with pytest.raises(FileNotFoundError, match="no weights found; expected model.safetensors"):
+    with pytest.raises(CheckpointError, match="no weights found; expected model.safetensors"):
         from_pretrained(tmp_path)
 
 

@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     with recorded_warnings() as load_warnings:
         model, settings, device = load_model_for_clips(args)
     for w in load_warnings:
-        print(f"timesformer predict: warning: {args.checkpoint}: {w}", file=sys.stderr)
+        where = "" if str(args.checkpoint) in w else f"{args.checkpoint}: "
+        print(f"timesformer predict: warning: {where}{w}", file=sys.stderr)
     names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
     log_settings(settings)
     views = args.views or ("1x1" if args.long else None)  # None: the checkpoint's test views

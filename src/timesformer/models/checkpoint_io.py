@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -120,11 +121,11 @@ def _unsafe_globals(path: Path, error: BaseException) -> list[str]:
         names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception:  # noqa: BLE001 - legacy or damaged file: read torch's message instead
         pass
-    if not names:
-        for line in str(error).splitlines():
-            if "Unsupported global: GLOBAL " in line:
-                names = [line.split("GLOBAL ", 1)[1].split()[0]]
-                break
+    if not names:  # the zip format says "Unsupported global: GLOBAL m.f ...", the legacy one
+        # "Trying to load unsupported GLOBAL m.f whose module m is blocked"
+        names = sorted(
+            set(re.findall(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(error), re.I))
+        )
     return names
 
 
@@ -203,7 +204,7 @@ def read_hf_config(path: Path) -> dict[str, Any]:
     """config.json of a Hugging Face model directory; errors say what the folder lacks."""
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"{path}: directory has no config.json, so it is not a Hugging Face model "
             f"directory. Accepted formats: {ACCEPTED_FORMATS}"
         )
@@ -230,7 +231,7 @@ def read_hf_weights(path: Path, *, allow_pickle: bool = False) -> dict[str, Tens
                     raise FileNotFoundError(f"{path / f}: shard listed in {index.name} is missing")
                 state.update(read_weights_file(path / f, allow_pickle=allow_pickle))
             return state
-    raise FileNotFoundError(
+    raise CheckpointError(
         f"{path}: no weights found; expected model.safetensors or pytorch_model.bin "
         "(or a sharded *.index.json)"
     )

@@ -416,6 +416,8 @@ def _target_config(ck: Checkpoint, overrides: dict[str, Any]) -> TimeSformerConf
         # keys alone could not tell joint from space-only: the override settles it
         base["attention_type"] = overrides["attention_type"]
         base["pos_embed"] = native.pos_embed_type(ck.state, base["attention_type"])
+    if "num_heads" in ck.assumed and "num_heads" not in overrides:
+        native.warn_guessed_heads(ck.source, base)
     cfg = TimeSformerConfig(**base).replace(**overrides)
     _check_compatible(ck, cfg, "from_pretrained")
     return cfg

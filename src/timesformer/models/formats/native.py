@@ -144,6 +144,26 @@ def infer_video_config(
     return conf, assumed, choices
 
 
+# widths whose head count every known release takes as 64 channels per head (ViT-Ti/S/B/L)
+_STANDARD_WIDTHS = (192, 384, 768, 1024)
+
+
+def warn_guessed_heads(source: str, conf: Mapping[str, Any]) -> None:
+    """Warn that a checkpoint of an unusual width stores no head count (it is not visible in
+    the weights' shapes, and another count gives another model with the same weights)."""
+    if conf.get("embed_dim") in _STANDARD_WIDTHS:
+        return
+    import warnings
+
+    warnings.warn(
+        f"{source} does not store its head count: assumed num_heads={conf.get('num_heads')} "
+        f"(64 channels per head) for width {conf.get('embed_dim')}; if it was trained with "
+        "another, pass num_heads=N (or convert it once: timesformer convert SRC DST "
+        "--num-heads N)",
+        stacklevel=4,
+    )
+
+
 def pos_embed_type(state: Mapping[str, Tensor], attention: str) -> str:
     """pos_embed setting implied by which embeddings a video state dict holds."""
     if "pos_embed" not in state:
