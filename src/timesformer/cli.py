@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,8 +40,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     return parser, available
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: `timesformer predict: error: argument --frames: ...
+    (see timesformer predict --help)`, exit status 2; subcommand parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def _build() -> tuple[argparse.ArgumentParser, dict[str, str], dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="timesformer",
         description="TimeSformer video transformers: train, evaluate, predict, explain, bench.",
     )
@@ -73,6 +82,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         return parser.parse_args(argv)  # --help, --version, an unknown command, no command
     name, rest = argv[0], argv[1:]
     sub = parsers[name]
+    rest = _attach_negative_values(sub, rest)
     if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
         args = sub.parse_args(rest)  # nested commands (data check/...): argparse's own rules
     else:
@@ -82,6 +92,32 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             args = sub.parse_args(rest)
     args.command = name
     return args
+
+
+def _attach_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--views -1x3` as `--views=-1x3`: argparse takes a value that starts with "-" and a
+    digit (but is not a plain number) for an option, and says only "expected one argument";
+    attached, the option's own check names what is wrong with the value."""
+    takes_one = {
+        s for a in parser._actions if a.option_strings and a.nargs is None for s in a.option_strings
+    }
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if (
+            tok in takes_one
+            and len(nxt) > 1
+            and nxt[0] == "-"
+            and (nxt[1].isdigit() or nxt[1] == ".")
+        ):
+            out.append(f"{tok}={nxt}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
 
 
 def _version() -> str:

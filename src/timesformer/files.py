@@ -9,10 +9,11 @@ instead of after an hour of computing.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,24 @@ def ensure_dir(folder: str | Path, what: str = "output folder") -> Path:
     os.close(fd)
     os.unlink(probe)
     return folder
+
+
+@contextlib.contextmanager
+def output_dir(folder: str | Path, what: str = "output folder") -> Iterator[Path]:
+    """`ensure_dir` for the length of a job: if the job fails, the folders this call made are
+    removed again while they are still empty, so a failed command leaves no empty folder."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists() and str(p) not in ("", ".")]
+    path = ensure_dir(folder, what)
+    try:
+        yield path
+    except BaseException:
+        for p in made:  # deepest first; stops at the first folder that holds something
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def check_output_file(path: str | Path, what: str = "output file") -> Path:

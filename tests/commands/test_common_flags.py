@@ -62,9 +62,23 @@ def test_overrides_may_sit_between_options(capsys) -> None:
     assert args.command == "eval" and args.overrides == ["data.root=x", "data.y=2"]
     args = cli._parse(["train", "--config", "c.yaml", "optim.lr=1", "--max-epochs", "2", "a.b=3"])
     assert args.overrides == ["optim.lr=1", "a.b=3"]
+    with pytest.raises(SystemExit) as e:
+        cli._parse(["predict", "v.mp4", "-c", "m.pt", "--bogus"])
+    err = capsys.readouterr().err  # one line, naming the command and its help
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("timesformer predict: error: ") and "--bogus" in err
+    assert "see timesformer predict --help" in err
+
+
+def test_a_negative_value_reaches_the_option_check(capsys) -> None:
+    from timesformer import cli
+
+    args = cli._parse(["predict", "v.mp4", "-c", "m.pt", "--views", "-1x3"])
+    assert args.views == "-1x3"  # argparse alone: "expected one argument"
     with pytest.raises(SystemExit):
-        cli._parse(["predict", "--bogus"])
-    assert "usage: timesformer predict" in capsys.readouterr().err  # the command's own usage
+        cli._parse(["predict", "v.mp4", "-c", "m.pt", "--frames", "-2"])
+    err = capsys.readouterr().err
+    assert "argument --frames" in err and "'-2'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_models_json_gives_numbers(capsys) -> None:

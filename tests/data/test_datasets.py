@@ -94,6 +94,9 @@ def test_load_label_names(tmp_path):
         load_label_names(tmp_path / "n.txt", 5)
     with pytest.raises(FileNotFoundError):
         load_label_names(tmp_path / "missing.txt")
+    (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match=r"img.png is not UTF-8 text"):
+        load_label_names(tmp_path / "img.png")
 
 
 # ---------------------------------------------------------------------------- datasets

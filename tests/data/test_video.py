@@ -124,7 +124,7 @@ def test_bad_files(tmp_path, index_videos):
         "missing.mp4": "file not found",
         "truncated.mp4": "truncated",
         "junk.mp4": "not a media file",
-        "empty.mp4": "not a media file",
+        "empty.mp4": r"an empty file \(0 bytes\)",
     }
     for name, reason in cases.items():
         with pytest.raises(VideoDecodeError, match=reason) as info:

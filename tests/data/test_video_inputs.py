@@ -18,11 +18,13 @@ from timesformer.data.video import (
 )
 
 
-@pytest.mark.parametrize("name", ["still.png", "still.jpg", "still.gif"])
-def test_an_image_is_not_a_video(tmp_path, name):
+@pytest.mark.parametrize(
+    "name, kind", [("still.png", "PNG"), ("still.jpg", "JPEG"), ("still.gif", "GIF")]
+)
+def test_an_image_is_not_a_video(tmp_path, name, kind):
     path = tmp_path / name
     Image.fromarray(index_frames(1)[0]).save(path)
-    with pytest.raises(NotAVideoError, match="an image, not a video") as info:
+    with pytest.raises(NotAVideoError, match=rf"an image \({kind}\), not a video") as info:
         VideoReader(path)
     assert isinstance(info.value, VideoDecodeError) and "\n" not in str(info.value)
 
@@ -65,3 +67,17 @@ def test_a_cut_matroska_file_warns_that_it_is_truncated(tmp_path, suffix, opts):
         idx = [0, reader.num_frames // 2]
         assert decode_index(reader.get_frames(idx)) == idx  # what is there is still exact
     assert issubclass(VideoTruncatedWarning, VideoReadWarning)
+
+
+def test_an_empty_file_and_a_broken_link_say_so(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(NotAVideoError, match=r"an empty file \(0 bytes\)"):
+        VideoReader(empty)
+    link = tmp_path / "gone.mp4"
+    link.symlink_to(tmp_path / "nowhere.mp4")
+    with pytest.raises(VideoDecodeError, match=r"a broken link \(to .*nowhere.mp4\)"):
+        VideoReader(link)
+    from timesformer.data.inputs import expand_inputs
+
+    assert [v.name for v in expand_inputs([str(tmp_path)])] == ["empty.mp4", "gone.mp4"]

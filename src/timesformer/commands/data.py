@@ -13,7 +13,7 @@ import sys
 from fractions import Fraction
 from typing import Any
 
-from .common import positive_float, positive_int
+from .common import non_negative_int, positive_float, positive_int
 
 EPILOG = """\
 examples:
@@ -35,7 +35,7 @@ def _common(p: argparse.ArgumentParser, workers: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print records as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if workers:
-        p.add_argument("--workers", type=int, default=0, metavar="N",
+        p.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                        help="processes working in parallel (default 0: this one)")  # fmt: skip
 
 
@@ -172,13 +172,19 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
-    from ..data.prepare import clip_speed, find_videos, prepare_tree
-    from ..files import ensure_dir
+    from ..data.prepare import find_videos
+    from ..files import output_dir
 
     sources = find_videos(args.src, exclude=args.dst)
     if not sources:
         raise ValueError(f"no videos found under {args.src}")
-    ensure_dir(args.dst, "destination folder")
+    with output_dir(args.dst, "destination folder"):  # removed again if nothing lands in it
+        return _prepare_into(args, sources)
+
+
+def _prepare_into(args: argparse.Namespace, sources: list[Any]) -> int:
+    from ..data.prepare import clip_speed, prepare_tree
+
     clip = dict(num_frames=args.num_frames, sampling_rate=args.sampling_rate,
                 target_fps=args.target_fps)  # fmt: skip
     bar = _bar(args, len(sources), "prepare")
@@ -214,7 +220,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 def _run_lists(args: argparse.Namespace) -> int:
     from ..data import lists
-    from ..files import ensure_dir
+    from ..files import output_dir
 
     kinds = [bool(args.src), bool(args.kinetics_csv), bool(args.ssv2_json)]
     if sum(kinds) != 1:
@@ -225,10 +231,16 @@ def _run_lists(args: argparse.Namespace) -> int:
         raise ValueError("--videos DIR is needed with --kinetics-csv / --ssv2-json")
     if args.ssv2_json and not args.ssv2_labels:
         raise ValueError("--ssv2-labels FILE (template -> id JSON) is needed with --ssv2-json")
-    from ..engine.records import recorded_warnings
 
     ratios = lists.parse_split(args.split) if args.src else None  # before any folder is made
-    ensure_dir(args.out, "output folder")
+    with output_dir(args.out, "output folder"):  # removed again if nothing lands in it
+        return _lists_into(args, ratios)
+
+
+def _lists_into(args: argparse.Namespace, ratios: Any) -> int:
+    from ..data import lists
+    from ..engine.records import recorded_warnings
+
     missing: list[dict[str, str]] = []
     if args.src:
         with recorded_warnings() as caught:

@@ -71,20 +71,24 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    video_path = Path(args.video)
+    if video_path.is_dir():
+        raise ValueError(f"video {video_path}: a folder, not a video file (explain takes one)")
+    if not video_path.is_file():
+        raise FileNotFoundError(f"video {video_path} not found")
+    from ..files import output_dir
+
+    with output_dir(args.out, "--out folder"):  # before the model runs; removed if it fails
+        return _explain(args, video_path)
+
+
+def _explain(args: argparse.Namespace, video_path: Path) -> int:
     from ..engine.predict import resolve_labels, settings_dict
     from ..engine.runtime import autocast
     from ..tools.explain import explain
     from ..tools.explain_figures import save_explanation
     from ..tools.explain_input import read_clip
 
-    video_path = Path(args.video)
-    if video_path.is_dir():
-        raise ValueError(f"video {video_path}: a folder, not a video file (explain takes one)")
-    if not video_path.is_file():
-        raise FileNotFoundError(f"video {video_path} not found")
-    from ..files import ensure_dir
-
-    ensure_dir(args.out, "--out folder")  # before the model runs
     model, settings, device = load_model_for_clips(args)
     names = resolve_labels(model, args.labels)
     video, shown, indices, times = read_clip(video_path, settings)

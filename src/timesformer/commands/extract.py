@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .common import add_clip_arguments, add_model_arguments, add_views_argument
 
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     for f in summary.failures:
-        print(f"timesformer extract: error: {f['video']}: {f['error']}", file=sys.stderr)
+        where = "" if Path(f["video"]).name in f["error"] else f"{f['video']}: "
+        print(f"timesformer extract: error: {where}{f['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:

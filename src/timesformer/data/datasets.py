@@ -104,7 +104,13 @@ def load_label_names(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label-names file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"label-names file {path} is not UTF-8 text; expected one class name per line "
+            "(or a JSON list)"
+        ) from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -122,9 +122,19 @@ def _first_column(line: str) -> str:
     return line
 
 
+def is_listed_video(p: Path) -> bool:
+    """A file a folder scan takes as a video: a video suffix, not hidden, and a file or a
+    broken link (kept, so that it is reported by name instead of vanishing)."""
+    return (
+        is_video_path(p)
+        and not p.name.startswith(".")
+        and (p.is_file() or (p.is_symlink() and not p.exists()))
+    )
+
+
 def _scan(folder: Path, recursive: bool) -> list[Path]:
     it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and is_video_path(p) and not p.name.startswith("."))
+    return sorted(p for p in it if is_listed_video(p))
 
 
 def _rel(p: Path, base: Path) -> str:

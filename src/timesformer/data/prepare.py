@@ -26,6 +26,7 @@ from typing import Any
 
 import av
 
+from .inputs import is_listed_video
 from .inspect import clip_cost_ms, run_pool
 from .rotation import display_rotation, upright
 from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
@@ -35,6 +36,8 @@ def find_videos(src: str | Path, exclude: str | Path | None = None) -> list[Path
     """Videos below ``src`` (suffix in VIDEO_EXTENSIONS), sorted, none below ``exclude`` (a
     destination inside the source: its outputs are not sources); FileNotFoundError if missing."""
     root = Path(src)
+    if root.is_file():
+        raise ValueError(f"source {root} is a file; expected a folder of videos")
     if not root.is_dir():
         raise FileNotFoundError(f"source folder not found: {root}")
     exts = set(VIDEO_EXTENSIONS)
@@ -43,7 +46,7 @@ def find_videos(src: str | Path, exclude: str | Path | None = None) -> list[Path
         skip = None  # the same folder: prepare_tree refuses it with its own message
     return sorted(
         p for p in root.rglob("*")
-        if p.suffix.lower() in exts and p.is_file() and not p.name.startswith(".")
+        if p.suffix.lower() in exts and is_listed_video(p)
         and (skip is None or not p.resolve().is_relative_to(skip))
     )  # fmt: skip
 

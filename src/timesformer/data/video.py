@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -65,6 +66,14 @@ class VideoDecodeError(RuntimeError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot read video {self.path}: {reason}")
+
+
+def missing_reason(path: str | Path) -> str:
+    """Why `path` is not there: a broken link (and its target) or no such file."""
+    p = Path(path)
+    if p.is_symlink():
+        return f"a broken link (to {os.readlink(p)})"
+    return "file not found"
 
 
 class NotAVideoError(VideoDecodeError):
@@ -123,7 +132,9 @@ class VideoReader:
         if Path(path).is_dir():
             raise NotAVideoError(path, "a folder, not a video file")
         if not Path(path).is_file():
-            raise VideoDecodeError(path, "file not found")
+            raise VideoDecodeError(path, missing_reason(path))
+        if os.path.getsize(path) == 0:
+            raise NotAVideoError(path, "an empty file (0 bytes), not a video")
         try:
             self._container = av.open(self.path, metadata_errors="ignore")
         except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
@@ -173,7 +184,9 @@ class VideoReader:
         codec); a one-frame video in a video container stays a video."""
         fmt = self._container.format.name or ""
         if fmt in _IMAGE_FORMATS or (self.num_frames == 1 and self.codec in _IMAGE_CODECS):
-            raise NotAVideoError(self.path, f"an image, not a video ({fmt}, {self.codec})")
+            kind = fmt[: -len("_pipe")] if fmt.endswith("_pipe") else self.codec
+            kind = {"jpeg": "JPEG", "mjpeg": "JPEG"}.get(kind, kind.upper())
+            raise NotAVideoError(self.path, f"an image ({kind}), not a video")
 
     def _use_index(self, index: PacketIndex) -> None:
         """Take frame timestamps, keyframes and timing from the packet index."""

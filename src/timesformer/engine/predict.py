@@ -264,7 +264,9 @@ def predict(
     if path.is_dir():
         raise VideoDecodeError(path, "a folder, not a video file")
     if not path.is_file():
-        raise VideoDecodeError(path, "no such file")
+        from ..data.video import missing_reason
+
+        raise VideoDecodeError(path, missing_reason(path))
     was_training = model.training
     model.eval()
     try:
