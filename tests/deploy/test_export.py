@@ -89,3 +89,19 @@ def test_command_line(tmp_path, checkpoint, capsys):
     assert main(["export", str(checkpoint), "--out", str(out)]) == 1  # an old export is kept
     assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == before
     assert main(["export", str(checkpoint), "--out", str(out), "--force"]) == 0
+
+
+def test_the_format_follows_the_suffix(tmp_path, checkpoint, capsys):
+    """`--out m.pt2` without --format is a torch.export archive; a suffix of the other format
+    with --format is refused before anything is written."""
+    from timesformer.commands.export import format_for
+
+    assert format_for("m.pt2", None) == "exported-program" and format_for("m.onnx", None) == "onnx"
+    assert format_for("m.bin", None) == "onnx" and format_for("m.bin", "exported-program")
+    out = tmp_path / "m.pt2"
+    assert main(["export", str(checkpoint), "--out", str(out), "--no-verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["format"] == "exported-program"
+    torch.export.load(str(out))  # a real .pt2
+    assert main(["export", str(checkpoint), "-f", "onnx", "--out", str(tmp_path / "x.pt2")]) == 1
+    err = capsys.readouterr().err
+    assert "suffix of exported-program" in err and not (tmp_path / "x.pt2").exists()

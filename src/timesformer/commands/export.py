@@ -34,8 +34,9 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--format",
         "-f",
         choices=("onnx", "exported-program"),
-        default="onnx",
-        help="onnx (onnxruntime and friends) or exported-program (torch.export .pt2)",
+        default=None,
+        help="onnx (onnxruntime and friends) or exported-program (torch.export .pt2); "
+        "default: from FILE's suffix (.pt2: exported-program, else onnx)",
     )
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="file to write")
     p.add_argument(
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.atol >= 0:
         raise ValueError(f"--atol must be >= 0; got {args.atol:g}")
+    args.format = format_for(args.out, args.format)
     try:
         check_output_file(args.out, what="export")
         model, pre = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle)
@@ -74,3 +76,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {report.path} ({report.format}, input {report.input_shape})")
         print(f"verified against PyTorch: max |logit diff| {diffs or 'not checked'}")
     return 0
+
+
+_SUFFIXES = {"onnx": ".onnx", "exported-program": ".pt2"}
+
+
+def format_for(out: str, fmt: str | None) -> str:
+    """The export format: `fmt`, or the one FILE's suffix names; a suffix of the other format
+    is refused (a .pt2 file holding ONNX would fail to load where it is used)."""
+    suffix = Path(out).suffix.lower()
+    named = next((f for f, s in _SUFFIXES.items() if s == suffix), None)
+    if fmt is None:
+        return named or "onnx"
+    if named is not None and named != fmt:
+        raise ValueError(
+            f"--out {out} has the suffix of {named}, but --format is {fmt}; "
+            f"name it {Path(out).with_suffix(_SUFFIXES[fmt]).name} or drop --format"
+        )
+    return fmt

@@ -347,7 +347,8 @@ class _Run:
         n_params = sum(p.numel() for p in self.model.parameters())
         self.say(
             f"training {cfg.model.name} ({cfg.model.attention_type}, {n_params / 1e6:.2f}M "
-            f"params) on {device} x{world}: {len(self.train_ds)} clips, {self.steps_per_epoch} "
+            f"params) on {device} x{world}{'' if t.amp == 'off' else f' in {t.amp} autocast'}: "
+            f"{len(self.train_ds)} clips, {self.steps_per_epoch} "
             f"steps/epoch of {t.batch_size} x {world} x {self.accum} clips, {t.epochs} epochs "
             f"-> {out}"
         )
