@@ -168,6 +168,27 @@ def test_bench_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
     assert "jiont" in capsys.readouterr().err
     with pytest.raises(ValueError, match="square"):
         B.build_hf_model(TimeSformerConfig(img_size=(32, 48)))
+    # bad model values: one line naming the flag, never a traceback or a silent default
+    for bad, word in ((["--set", "foo=1"], "--set foo=1: unknown model option"),
+                      (["--set", "depth=abc"], "depth must be an integer"),
+                      (["--set", "depth=-1"], "depth must be >= 1")):  # fmt: skip
+        assert cli.main(["bench", *TINY, *bad]) == 1
+        assert word in capsys.readouterr().err
+    for flag in ("--frames", "--threads", "--batch-size"):
+        with pytest.raises(SystemExit):
+            cli.main(["bench", *TINY, flag, "0"])
+        assert f"argument {flag}: expected a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad, word",
+    [({"depth": 0}, "depth must be >= 1"), ({"embed_dim": "x"}, "embed_dim must be an integer"),
+     ({"mlp_ratio": 0.0}, "must be > 0"), ({"drop_rate": 1.5}, r"drop_rate must be in \[0, 1\)"),
+     ({"num_heads": True}, "num_heads must be an integer")],
+)  # fmt: skip
+def test_model_configs_with_impossible_values_are_refused(bad, word) -> None:
+    with pytest.raises(ValueError, match=word):
+        TimeSformerConfig(**bad)
 
 
 def test_version_comes_from_the_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:

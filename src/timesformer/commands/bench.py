@@ -13,6 +13,7 @@ import yaml
 
 from ..models.config import ATTENTION_TYPES, PRESETS
 from ..tools import bench as B
+from .common import positive_int
 
 EPILOG = """\
 examples:
@@ -51,9 +52,13 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="TYPE",
         help=f"one or more of {', '.join(ATTENTION_TYPES)}, or 'all' (default: the preset's)",
     )
-    g.add_argument("--frames", type=int, default=None, help="frames per clip (default: preset)")
-    g.add_argument("--img-size", type=int, default=None, help="frame size (default: preset)")
-    g.add_argument("--batch-size", type=int, default=1, help="clips per step (default 1)")
+    g.add_argument(
+        "--frames", type=positive_int, default=None, help="frames per clip (default: preset)"
+    )
+    g.add_argument(
+        "--img-size", type=positive_int, default=None, help="frame size (default: preset)"
+    )
+    g.add_argument("--batch-size", type=positive_int, default=1, help="clips per step (default 1)")
     g.add_argument(
         "--set",
         action="append",
@@ -115,7 +120,9 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     h.add_argument(
         "--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)"
     )
-    h.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    h.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads (default: torch's)"
+    )
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print the full report as JSON")
     o.add_argument(
@@ -191,6 +198,11 @@ def _run_selected(
     args: argparse.Namespace, device: str, compare: tuple[str, ...], log: Any
 ) -> dict[str, Any]:
     overrides = _overrides(args.set)
+    try:
+        B.Case(model=args.model, overrides=overrides)  # a bad --set: one line naming it
+    except (TypeError, ValueError) as e:
+        given = " ".join(f"--set {k}={v}" for k, v in overrides.items())
+        raise ValueError(f"{given}: {str(e).strip().splitlines()[0]}") from None
     cases = [
         B.Case(
             model=args.model,

@@ -325,6 +325,11 @@ def parse_views(spec: str, key: str = "test_views") -> tuple[int, int]:
         ) from None
     if k < 1 or s < 1:
         raise ConfigError(f"{key}={spec!r}: both view counts must be >= 1")
+    if s not in (1, 3):
+        raise ConfigError(
+            f"{key}={spec!r}: S (spatial crops) must be 1 (centre) or 3 (the two ends and the "
+            "centre)"
+        )
     return k, s
 
 

@@ -195,8 +195,8 @@ def _parse_views(views: str | tuple[int, int]) -> tuple[int, int]:
 
         return parse_views(views, "views")
     k, s = views
-    if k < 1 or s < 1:
-        raise ValueError(f"views={views!r}: both view counts must be >= 1")
+    if k < 1 or s not in (1, 3):
+        raise ValueError(f"views={views!r}: expected K >= 1 temporal clips x S = 1 or 3 crops")
     return int(k), int(s)
 
 

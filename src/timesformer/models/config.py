@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -79,10 +81,35 @@ class TimeSformerConfig:
                 f"embed_resample={self.embed_resample!r} is not one of "
                 f"{', '.join(EMBED_RESAMPLE_MODES)}."
             )
+        for name in ("patch_size", "num_frames", "in_chans", "embed_dim", "depth", "num_heads",
+                     "num_classes"):  # fmt: skip
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"{name} must be an integer; got {v!r}")
+            if v < (0 if name == "num_classes" else 1):
+                what = ">= 0 (0 = no head)" if name == "num_classes" else ">= 1"
+                raise ValueError(f"{name} must be {what}; got {v}")
+        for name in (
+            "mlp_ratio",
+            "drop_rate",
+            "attn_drop_rate",
+            "drop_path_rate",
+            "layer_norm_eps",
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number; got {v!r}")
+        if not self.mlp_ratio > 0 or not self.layer_norm_eps > 0:
+            raise ValueError(
+                f"mlp_ratio and layer_norm_eps must be > 0; got {self.mlp_ratio}, "
+                f"{self.layer_norm_eps}"
+            )
+        for name in ("drop_rate", "attn_drop_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         h, w = _pair(self.img_size)
-        for name, v in (("patch_size", self.patch_size), ("num_frames", self.num_frames)):
-            if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1; got {v}")
+        if h < 1 or w < 1:
+            raise ValueError(f"img_size must be >= 1; got {self.img_size}")
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(
                 f"img_size={self.img_size} must be divisible by patch_size={self.patch_size}"
@@ -91,8 +118,6 @@ class TimeSformerConfig:
             raise ValueError(
                 f"embed_dim={self.embed_dim} must be divisible by num_heads={self.num_heads}"
             )
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 = no head); got {self.num_classes}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1); got {self.drop_path_rate}")
         if self.labels is not None and len(self.labels) != self.num_classes:
