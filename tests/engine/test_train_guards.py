@@ -154,3 +154,13 @@ def test_epoch_line_leaves_top5_out_for_few_classes() -> None:
            "val_clip_top5": 1.0}  # fmt: skip
     assert "top-5 100.0%" in epoch_line({**row, "val_classes": 10}, 2)
     assert "top-5" not in epoch_line({**row, "val_classes": 3}, 2)
+
+
+def test_a_folder_where_a_checkpoint_goes_is_refused_before_training(videos: dict, tmp_path):
+    out = tmp_path / "run"
+    (out / "last.pt").mkdir(parents=True)
+    logs: list[str] = []
+    with pytest.raises(OSError, match=r"last.pt is a folder"):
+        train(_cfg(videos, out, "train.epochs=1"), log=logs.append)
+    assert not any(line.startswith("epoch") for line in logs), logs  # no epoch was run
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt"]

@@ -24,6 +24,7 @@ from .evaluate import (
     write_eval_outputs,
 )
 from .records import RowWriter, recorded_warnings
+from .runtime import autocast
 
 
 def evaluate_checkpoint(
@@ -78,7 +79,9 @@ def evaluate_checkpoint(
     out_dir = Path(output) if output else Path(cfg.output_dir) / "eval"
     info = D.init_distributed(device or cfg.train.device)
     writer: RowWriter | None = None
+    made_dir = not out_dir.exists()
     try:
+        autocast(info.device, amp or cfg.train.amp)  # a bad amp: before any file is touched
         if info.is_main:  # before any work: a read-only output folder fails in one line
             ensure_dir(out_dir, "eval output folder")
         say = log or (lambda s: None)
@@ -122,6 +125,10 @@ def evaluate_checkpoint(
         files = write_eval_outputs(result, out_dir, extra=context)
         summary = {**result.summary(), **context, "files": files}
         return result, json_safe(summary)
+    except BaseException:
+        if made_dir and info.is_main and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed eval leaves no empty folder behind
+        raise
     finally:
         if writer is not None:
             writer.close()

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..files import atomic_write_text, ensure_dir, json_safe
+from ..files import OutputError, atomic_write_text, ensure_dir, json_safe
 from . import distributed as D
 from .build import build_dataset, build_model, fill_num_classes, label_names, run_preprocess
 from .checkpoint import (
@@ -270,6 +270,9 @@ class _Run:
             return
         cfg, out = self.cfg, self.out
         out.mkdir(parents=True, exist_ok=True)
+        for name in (LAST, BEST, "config.yaml", "metrics.jsonl", "curves.png"):
+            if (out / name).is_dir():  # found now, not after the first epoch's work
+                raise OutputError(f"{out / name} is a folder; training writes a file there")
         save_config(cfg, out / "config.yaml")
         metrics = out / "metrics.jsonl"
         if resumed:
@@ -345,13 +348,15 @@ class _Run:
         self._open_outputs(resumed=ckpt_path is not None)
         world = info.world_size
         n_params = sum(p.numel() for p in self.model.parameters())
-        self.say(
+        line = (
             f"training {cfg.model.name} ({cfg.model.attention_type}, {n_params / 1e6:.2f}M "
             f"params) on {device} x{world}{'' if t.amp == 'off' else f' in {t.amp} autocast'}: "
             f"{len(self.train_ds)} clips, {self.steps_per_epoch} "
             f"steps/epoch of {t.batch_size} x {world} x {self.accum} clips, {t.epochs} epochs "
             f"-> {out}"
         )
+        if self.start_epoch < t.epochs:  # a finished run: _resume has said so, nothing more
+            self.say(line)
         result = TrainResult(out, self.start_epoch, self.step, self.best, self.history)
         if info.is_main and (out / BEST).is_file():
             result.best_checkpoint = out / BEST
