@@ -10,6 +10,7 @@ instead of after an hour of computing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import tempfile
@@ -125,7 +126,10 @@ def ensure_dir(folder: str | Path, what: str = "output folder") -> Path:
     try:  # a real probe: os.access says yes to root even on a read-only mount
         fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
     except OSError as e:
-        raise OutputError(f"{what} {folder} is not writable: {e.strerror or e}") from None
+        why = e.strerror or str(e)
+        if e.errno == errno.ENOENT:  # the folder is there: files cannot be made in it (/proc)
+            why = "files cannot be created in it"
+        raise OutputError(f"{what} {folder} is not writable: {why}") from None
     os.close(fd)
     os.unlink(probe)
     return folder

@@ -14,7 +14,7 @@ from timesformer.data.lists import from_folder, parse_split
 
 def _touch(path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
+    path.write_bytes(b"\0")  # a stand-in: lists never decode (0 bytes is left out)
     return path
 
 
@@ -194,3 +194,16 @@ def test_ssv2_json(tmp_path):
     assert (out / "missing.csv").read_text().splitlines()[1] == (
         "train,Pushing something from left to right,9"
     )
+
+
+def test_empty_files_and_broken_links_are_left_out_and_said(class_tree, tmp_path):
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(class_tree, tree)
+    (tree / "a_walk" / "empty.mp4").write_bytes(b"")
+    (tree / "b_run" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    with pytest.warns(UserWarning, match=r"2 file\(s\) left out: empty .* or a broken link"):
+        splits, _ = from_folder(tree, (0.8, 0.1, 0.1), seed=0)
+    names = {p.rsplit("/", 1)[-1] for v in splits.values() for p, _ in v}
+    assert "empty.mp4" not in names and "gone.mp4" not in names and len(names) > 0

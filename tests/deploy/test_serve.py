@@ -78,6 +78,7 @@ def test_errors_have_their_status_and_the_service_lives_on(server, tmp_path, vid
         assert words in r.json()["error"] and r.json()["status"] == status
     r = _post(url, cut)
     assert r.status_code in (415, 422), r.text
+    assert "timesformer-upload" not in r.text  # the server's temp folder stays private
     r = httpx.post(url + "/v1/predict", data={"topk": "3"})  # no file: the same error JSON
     assert r.status_code == 422 and r.json()["status"] == 422 and "file" in r.json()["error"]
     r = _post(url, video, topk="abc")
@@ -200,3 +201,10 @@ def test_an_expired_request_queues_no_more_clips():
     clips = batcher.stats.clips
     batcher.close()
     assert clips == 1  # the expired call never reached the shared pass
+
+
+def test_decode_errors_do_not_show_the_servers_temp_folder():
+    from timesformer.deploy.serve import _private
+
+    msg = "near frame 40 (InvalidDataError: input: '/tmp/timesformer-upload-ab12cd/video.mp4')"
+    assert _private(msg) == "near frame 40 (InvalidDataError: input: 'video.mp4')"

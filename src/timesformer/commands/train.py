@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 
 from ..engine.config import RunConfig, list_recipes, load_config, resolve
 from .common import add_model_arguments, positive_int
@@ -128,11 +127,7 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(summary, indent=2))
     elif result.interrupted:
-        print(
-            f"interrupted by {result.interrupted} after {result.step} steps; "
-            f"{result.last_checkpoint} holds the state: run the same command to resume",
-            file=sys.stderr,
-        )
+        pass  # the loop has said where it stopped, what it saved and how to resume
     else:
         best = (
             f"best clip-level val top-1 {100 * result.best_metric:.1f}%"

@@ -62,12 +62,22 @@ def scan_folder(
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     samples: list[tuple[str, int]] = []
     empty = []
+    unusable: list[str] = []  # empty files and broken links: never videos
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in exts)
-        found = [(str(p), label) for p in files if p.is_file()]
+        bad = [p for p in files if (p.is_symlink() and not p.exists())
+               or (p.is_file() and p.stat().st_size == 0)]  # fmt: skip
+        unusable += [str(p) for p in bad]
+        found = [(str(p), label) for p in files if p.is_file() and p not in bad]
         samples.extend(found)
         if not found:
             empty.append(name)
+    if unusable:
+        warnings.warn(
+            f"{root}: {len(unusable)} file(s) left out: empty (0 bytes) or a broken link "
+            f"(e.g. {unusable[0]}); files are not decoded here, `timesformer data check` does",
+            stacklevel=2,
+        )
     loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in exts]
     if samples and empty:
         warnings.warn(

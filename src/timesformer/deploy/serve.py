@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hmac
 import io
+import re
 import shutil
 import tempfile
 import threading
@@ -126,10 +127,12 @@ def create_app(
             return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), opts.timeout_s)
         except (asyncio.TimeoutError, RequestExpired):
             raise UploadError(504, f"the request took longer than {opts.timeout_s:g} s") from None
-        except VideoDecodeError as e:
-            raise UploadError(422, f"the video could not be decoded: {e}") from None
+        except VideoDecodeError as e:  # the reason alone: the path is our private temp file
+            raise UploadError(
+                422, f"the video could not be decoded: {_private(e.reason)}"
+            ) from None
         except ValueError as e:
-            raise UploadError(422, str(e)) from None
+            raise UploadError(422, _private(str(e))) from None
 
     async def receive_video(file: UploadFile) -> tuple[Path, Path]:
         folder = Path(tempfile.mkdtemp(prefix="timesformer-upload-"))  # 0700, ours alone
@@ -258,6 +261,14 @@ def _explain(model: nn.Module, path: Path, settings: Any, pre: Preprocess, lock:
         "frame_times": [round(t, 3) for t in times],
         "frame_relevance": [float(r) for r in result.frame_relevance],
     }
+
+
+_UPLOAD_DIR = re.compile(r"[^\s'\"]*timesformer-upload-[^/\s'\"]*/")
+
+
+def _private(text: str) -> str:
+    """`text` without the server's temporary upload folder (FFmpeg quotes file names)."""
+    return _UPLOAD_DIR.sub("", text)
 
 
 def _class_names(model: nn.Module, pre: Preprocess) -> list[str]:

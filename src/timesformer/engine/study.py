@@ -401,7 +401,7 @@ def run_study(
         scale=scale,
         seeds=seeds,
         command=command,
-        workers=workers,
+        workers=workers if todo else 0,  # 0: this invocation computed nothing (all stored)
         threads=threads,
         seconds=result.seconds,
         runs=list(runs.values()),

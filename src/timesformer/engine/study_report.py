@@ -383,7 +383,11 @@ def _report(
         "",
         f"- command: `{meta['command'] or 'run_study(...)'}`",
         f"- machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}, Python {m['python']}; "
-        f"{meta['workers']} worker(s) x {meta['threads_per_worker']} thread(s)",
+        + (
+            f"this invocation: {meta['workers']} worker(s) x {meta['threads_per_worker']} thread(s)"
+            if meta["workers"]
+            else "this invocation computed no run (every run was stored)"
+        ),
         f"- wall time of this invocation: {meta['wall_seconds'] / 60:.1f} min; all stored runs "
         f"together: {meta['run_seconds_total'] / 60:.1f} min of run time "
         f"({len(runs)} runs, {statistics.fmean(secs) if secs else 0:.0f} s each on average), "
