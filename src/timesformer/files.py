@@ -23,17 +23,24 @@ class OutputError(OSError):
     """An output location that cannot be written (missing parent, read-only, a file not a folder)."""
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool = True) -> Path:
+def atomic_write(
+    path: str | Path,
+    write: Callable[[Path], Any],
+    durable: bool = True,
+    tmp_suffix: str | None = None,
+) -> Path:
     """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it into place.
 
     `durable` also fsyncs the folder so the rename survives a power cut (checkpoints need it).
-    On any failure the temporary file is removed and the old `path`, if any, is left untouched.
+    `tmp_suffix` is the temporary file's suffix (default: the target's); some writers insist on
+    one (torch.export wants .pt2), whatever the final name. On any failure the temporary file is
+    removed and the old `path`, if any, is left untouched.
     """
     path = Path(path)
     ensure_dir(path.parent)
-    # the suffix repeats the target's: some writers insist on it (torch.export wants .pt2)
+    suffix = path.suffix if tmp_suffix is None else tmp_suffix
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)

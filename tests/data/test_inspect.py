@@ -28,6 +28,7 @@ def videos(tmp_path_factory):
     write_video(good, _frames(40), 30.0, gop=10)
     write_video(d / "ntsc.mp4", _frames(20), 30000 / 1001, gop=10)
     write_video(d / "short.mp4", _frames(8), 30.0)
+    write_video(d / "one.mp4", _frames(1), 30.0)
     write_video(d / "sparse.mp4", _frames(70, 128)[:, ::2, ::2].repeat(2, 1).repeat(2, 2),
                 10.0, gop=100)  # fmt: skip  # one keyframe in 7 s
     write_video(d / "tiny.mp4", _frames(30, 64), 30.0)
@@ -57,6 +58,7 @@ def test_good_video_record(videos):
     "name, expected",
     [
         ("short.mp4", "shorter than one clip: 8 frames"),
+        ("one.mp4", "shorter than one clip: 1 frame, "),
         ("sparse.mp4", "sparse keyframes: 70 frames (7.0 s) apart"),
         ("tiny.mp4", "tiny: 64x64"),
         ("vfr.mp4", "variable frame rate"),

@@ -75,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
         diffs = ", ".join(f"batch {b}: {d:.1e}" for b, d in report.max_abs_diff.items())
         print(f"wrote {report.path} ({report.format}, input {report.input_shape})")
         print(f"verified against PyTorch: max |logit diff| {diffs or 'not checked'}")
+    if args.format == "exported-program" and Path(args.out).suffix.lower() != ".pt2":
+        print(
+            f"note: torch.export.load warns on names not ending in .pt2; consider renaming "
+            f"{args.out} to {Path(args.out).with_suffix('.pt2').name}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -41,7 +41,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per request (120 s)")
     p.add_argument("--workers", type=int, default=4, help="threads decoding uploads (default 4)")
     p.add_argument("--api-key", default=None,
-                   help="require 'Authorization: Bearer KEY' on /v1/ (default: $TIMESFORMER_API_KEY)")  # fmt: skip
+                   help="require 'Authorization: Bearer KEY' on /v1/; prefer $TIMESFORMER_API_KEY, "
+                        "since a key given here shows in the process list")  # fmt: skip
     return p
 
 

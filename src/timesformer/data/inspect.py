@@ -177,7 +177,7 @@ def probe_video(
     span = clip_span(num_frames, sampling_rate, rate, target_fps)
     if len(pts) < span:
         probs.append(
-            f"shorter than one clip: {len(pts)} frames, a {num_frames} x {sampling_rate} clip "
+            f"shorter than one clip: {len(pts)} frame{'' if len(pts) == 1 else 's'}, a {num_frames} x {sampling_rate} clip "
             f"spans {span:.0f} (the last frame repeats)"
         )
     if variable:

@@ -118,7 +118,8 @@ def export_model(
         if verify:
             diffs.update(verify_export(model, tmp, fmt, atol=atol))
 
-    atomic_write(out, write_and_check)
+    # torch.export saves and loads .pt2 names only (others log warnings): the temporary file is one
+    atomic_write(out, write_and_check, tmp_suffix=".pt2" if fmt == "exported-program" else None)
     cfg = model.config
     h, w = (cfg.img_size, cfg.img_size) if isinstance(cfg.img_size, int) else cfg.img_size
     return ExportReport(
@@ -248,7 +249,8 @@ def load_export(path: str | Path, fmt: str | None = None) -> Any:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         return lambda x: sess.run(None, {name: x})[0]
-    ep = torch.export.load(str(path))
+    with open(path, "rb") as f:  # a buffer: torch.export warns on file names not ending in .pt2
+        ep = torch.export.load(f)
     module = ep.module()
     return lambda x: module(x)
 
@@ -263,7 +265,8 @@ def read_contract(path: str | Path) -> dict[str, Any]:
         raw = {k.split(".", 1)[1]: props.get(k) for k in CONTRACT_KEYS}
     else:
         extra = {PT2_EXTRA["preprocess"]: "", PT2_EXTRA["config"]: "", "class_names.json": ""}
-        torch.export.load(str(path), extra_files=extra)
+        with open(path, "rb") as f:
+            torch.export.load(f, extra_files=extra)
         raw = {
             "preprocess": extra[PT2_EXTRA["preprocess"]],
             "config": extra[PT2_EXTRA["config"]],
