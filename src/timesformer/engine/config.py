@@ -145,6 +145,10 @@ class TrainSection:
     progress: bool = True  # tqdm progress bar
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
     resume: bool = True  # continue from output_dir/last.pt when it exists (false: start fresh)
+    compile: bool = False  # torch.compile the training step (inductor; compiles at the first step)
+    compile_mode: Literal[
+        "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ] = "default"
 
 
 @dataclass

@@ -38,6 +38,8 @@ IGNORED_KEYS = frozenset(
         "train.eval_every",
         "train.save_every",
         "train.resume",
+        "train.compile",  # the same step, fused: results differ by float rounding only
+        "train.compile_mode",
     }
 )
 # optimizer param-group entries that follow the config (the rest is optimizer state)

@@ -7,12 +7,17 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
+import shutil
 import signal
+import sysconfig
 import threading
 from typing import Any
 
 import torch
 
+from .config import ConfigError
 from .distributed import pick_device as pick_device
 
 AMP_CHOICES = ("off", "bf16", "fp16")
@@ -67,3 +72,28 @@ class StopFlag:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+def compile_for_training(net: torch.nn.Module, device: torch.device, mode: str = "default") -> Any:
+    """`net` under torch.compile (inductor) for training steps; the eager module stays reachable
+    as `._orig_mod` (validation runs it: another graph would cost another compile).
+
+    Why: inductor fuses the step's pointwise work (LayerNorm, GELU, softmax, casts, residuals)
+    around the matmuls; measured on a 2-core CPU, a bf16 timesformer_small step ran about 15%
+    faster after a compile of about 2.5 minutes (docs/performance.md). Raises ConfigError (one
+    line) where inductor cannot run: no C++ compiler on the CPU, no Triton on CUDA.
+    """
+    if device.type == "cpu":
+        cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "g++"
+        found = [c for c in (cxx.split()[0], "g++", "clang++", "c++") if shutil.which(c)]
+        if not found:
+            raise ConfigError(
+                "train.compile=true needs a C++ compiler (g++ or clang++) for inductor on the "
+                "CPU, and none is on PATH; install one or set train.compile=false"
+            )
+    elif device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        raise ConfigError(
+            "train.compile=true needs Triton on CUDA (pip install triton), which is not "
+            "installed; set train.compile=false"
+        )
+    return torch.compile(net, mode=mode)

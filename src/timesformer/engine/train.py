@@ -57,7 +57,7 @@ from .loaders import EpochSampler, seed_worker
 from .optim import LRSchedule, build_optimizer
 from .progress import epoch_line, plot_curves
 from .resume import resume_state
-from .runtime import StopFlag
+from .runtime import StopFlag, compile_for_training
 
 Log = Callable[[str], None]
 
@@ -345,6 +345,8 @@ class _Run:
             net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device] if device.type == "cuda" else None
             )
+        if t.compile:
+            net = compile_for_training(net, device, t.compile_mode)
         self._open_outputs(resumed=ckpt_path is not None)
         world = info.world_size
         n_params = sum(p.numel() for p in self.model.parameters())
@@ -353,7 +355,7 @@ class _Run:
             f"params) on {device} x{world}{'' if t.amp == 'off' else f' in {t.amp} autocast'}: "
             f"{len(self.train_ds)} clips, {self.steps_per_epoch} "
             f"steps/epoch of {t.batch_size} x {world} x {self.accum} clips, {t.epochs} epochs "
-            f"-> {out}"
+            f"-> {out}" + ("; torch.compile at the first step (minutes)" if t.compile else "")
         )
         if self.start_epoch < t.epochs:  # a finished run: _resume has said so, nothing more
             self.say(line)
@@ -456,7 +458,8 @@ class _Run:
             and t.eval_every
             and ((epoch + 1) % t.eval_every == 0 or last_epoch)
         ):
-            row.update(validate(net, self.val_loader, device, t.amp))
+            eager = getattr(net, "_orig_mod", net)  # under train.compile: no second graph
+            row.update(validate(eager, self.val_loader, device, t.amp))
             row["val_level"] = "clip"
         self.history.append(row)
         improved = "val_clip_top1" in row and (

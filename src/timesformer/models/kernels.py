@@ -14,10 +14,11 @@ others. So the choice is a measurement, not a rule:
 
 Training (autograd on, or attention dropout) has its own setting, `Attention.train_kernel`,
 and its "auto" is a fixed rule, never a timing: every rank of a DDP run and every resumed run
-must compute the same thing. On the CPU the explicit path runs where the sequence is short
-(`TRAIN_EXPLICIT_MAX_LEN`: PyTorch's CPU flash backward is 2-4x slower than the batched-matmul
-one there, docs/performance.md); longer sequences, CUDA and everything else use SDPA, which never
-keeps the (L, L) weights for the backward pass.
+must compute the same thing, and torch.compile keeps the rule in its graph. On the CPU the
+explicit path runs where the sequence is short (`TRAIN_EXPLICIT_MAX_LEN`: PyTorch's CPU flash
+backward is 2-4x slower than the batched-matmul one there, docs/performance.md); longer
+sequences, CUDA and everything else use SDPA, which never keeps the (L, L) weights for the
+backward pass.
 """
 
 from __future__ import annotations
@@ -148,11 +149,8 @@ def attend(
     """Attention of q, k, v (G, h, L, d) -> (G, h, L, d): `kernel` in inference, `train_kernel`
     with autograd or dropout (see the module doc)."""
     if torch.is_grad_enabled() or dropout_p > 0.0:
-        if train_kernel == "auto":
-            if torch.compiler.is_compiling() or torch.jit.is_tracing():
-                train_kernel = "sdpa"  # graphs: one fixed kernel
-            else:
-                train_kernel = training_kernel(q.shape[-2], q.dtype, q.device.type)
+        if train_kernel == "auto":  # a fixed rule, no timing: graphs (torch.compile) keep it
+            train_kernel = training_kernel(q.shape[-2], q.dtype, q.device.type)
         if train_kernel == "explicit":
             return explicit_attention(q, k, v, dropout_p)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
