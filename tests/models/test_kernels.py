@@ -98,3 +98,44 @@ def test_auto_is_the_default_and_the_environment_can_fix_it(monkeypatch) -> None
 def test_auto_does_not_time_kernels_off_the_cpu() -> None:
     q = torch.empty(4, 2, 8, 16, device="meta")
     assert kernels.choose(q, q, q) == "sdpa"
+
+
+def test_graphs_keep_the_fixed_rule_and_exports_the_standard_op(monkeypatch) -> None:
+    """Inside torch.compile "auto" follows the fixed per-length rule (no timing in a graph; an
+    8-token bf16 sequence takes the explicit path, in inference and in training); exports
+    (torch.export, ONNX) keep SDPA, the op every runtime knows."""
+    traced: list[int] = []
+    real = kernels.explicit_attention
+
+    def counting(*a, **kw):
+        traced.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(kernels, "explicit_attention", counting)
+    q, k, v = (torch.randn(4, 2, 8, 16, dtype=torch.bfloat16) for _ in range(3))
+
+    def f(q, k, v):
+        return kernels.attend(q, k, v, "auto", train_kernel="auto")
+
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad():
+            out = torch.compile(f, backend="eager")(q, k, v)
+        assert traced, "compiled inference did not take the explicit path"
+        ref = F.scaled_dot_product_attention(q, k, v)
+        assert torch.allclose(out.float(), ref.float(), atol=2e-2)
+        traced.clear()
+        qg = q.clone().requires_grad_()
+        torch.compile(f, backend="eager")(qg, k, v).float().sum().backward()
+        assert traced and qg.grad is not None
+
+        class M(torch.nn.Module):
+            def forward(self, q, k, v):
+                return f(q, k, v)
+
+        traced.clear()
+        with torch.no_grad():
+            torch.export.export(M(), (q, k, v))
+        assert not traced, "an export took the explicit path"
+    finally:
+        torch._dynamo.reset()

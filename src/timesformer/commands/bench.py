@@ -69,7 +69,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument(
         "--dtype", nargs="+", default=["fp32"], choices=list(B.DTYPES), help="fp32 and/or bf16"
     )
-    g.add_argument("--compile", action="store_true", help="torch.compile both models")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile both models (inference: weights frozen into the graph)")  # fmt: skip
     g.add_argument(
         "--cast-weights",
         action="store_true",

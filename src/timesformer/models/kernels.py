@@ -10,7 +10,9 @@ others. So the choice is a measurement, not a rule:
 - "auto" (the default, `DEFAULT_KERNEL`): per (sequence length, groups x heads, head size,
   dtype, device), time both once (a few runs each, the faster median wins) and remember the
   winner for the process. `TIMESFORMER_ATTENTION_KERNEL=sdpa|explicit` fixes the choice for
-  every "auto" model of the process (reproducible numbers across processes).
+  every "auto" model of the process (reproducible numbers across processes). Inside a
+  torch.compile graph nothing is timed: "auto" follows the fixed training rule below; exports
+  (torch.export, ONNX) keep SDPA, the op every runtime knows.
 
 Training (autograd on, or attention dropout) has its own setting, `Attention.train_kernel`,
 and its "auto" is a fixed rule, never a timing: every rank of a DDP run and every resumed run
@@ -155,8 +157,12 @@ def attend(
             return explicit_attention(q, k, v, dropout_p)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     if kernel != "sdpa":
-        if torch.compiler.is_compiling():  # no timing inside a graph: fixed SDPA
+        if torch.compiler.is_exporting():  # exported graphs (ONNX, .pt2): the standard op
             kernel = "sdpa"
+        elif torch.compiler.is_compiling():  # no timing inside a graph: the fixed rule
+            kernel = (
+                training_kernel(q.shape[-2], q.dtype, q.device.type) if kernel == "auto" else kernel
+            )
         elif kernel == "auto":
             kernel = choose(q, k, v)
         if kernel == "explicit":

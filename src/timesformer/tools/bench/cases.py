@@ -173,7 +173,9 @@ def make_runner(case: Case, impl: str, seed: int = 0) -> Runner:
         model.to(DTYPES[case.dtype])
         x = x.to(DTYPES[case.dtype])
         amp = None
-    fn = torch.compile(model) if case.compile else model
+    fn: Any = model
+    if case.compile:  # inference: weights frozen into the graph (constant-folded, pre-packed)
+        fn = torch.compile(model, options=None if case.train else {"freezing": True})
     params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(model, device) if case.train and case.optimizer else None
 
