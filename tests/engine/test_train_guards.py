@@ -164,3 +164,35 @@ def test_a_folder_where_a_checkpoint_goes_is_refused_before_training(videos: dic
         train(_cfg(videos, out, "train.epochs=1"), log=logs.append)
     assert not any(line.startswith("epoch") for line in logs), logs  # no epoch was run
     assert sorted(p.name for p in out.iterdir()) == ["last.pt"]
+
+
+def test_best_pt_breaks_a_top1_tie_on_the_validation_loss() -> None:
+    from timesformer.engine.train import _best_loss, _better
+
+    row = {"val_clip_top1": 1.0, "val_clip_loss": 0.06}
+    assert _better(row, None, None)
+    assert _better(row, 1.0, 0.48)  # the same 100%, a lower loss: the later epoch wins
+    assert not _better(row, 1.0, 0.05) and not _better(row, 1.0, 0.06)
+    assert not _better({"val_clip_top1": 0.9, "val_clip_loss": 0.01}, 1.0, 0.48)
+    history = [{"val_clip_top1": 1.0, "val_clip_loss": 0.5}, {"train_loss": 1.0},
+               {"val_clip_top1": 1.0, "val_clip_loss": 0.3}, {"val_clip_top1": 0.5, "val_clip_loss": 0.1}]  # fmt: skip
+    assert _best_loss(history, 1.0) == 0.3 and _best_loss(history, None) is None
+
+
+def test_a_validation_that_decodes_nothing_has_no_score(videos: dict, tmp_path: Path) -> None:
+    """Every validation file broken: no 0% score, no best.pt; the epoch line says so."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.mp4").write_bytes(b"not a video" * 10)
+    (bad / "b.mp4").write_bytes(b"\x00" * 300)
+    val = tmp_path / "val.csv"
+    val.write_text(f"path,label\n{bad / 'a.mp4'},0\n{bad / 'b.mp4'},1\n")
+    lines: list[str] = []
+    cfg = _cfg(videos, tmp_path / "run", f"data.val_list={val}", "train.eval_every=1",
+               "train.epochs=1", "data.test_views=1x1")  # fmt: skip
+    result = train(cfg, log=lines.append)
+    assert result.best_metric is None and not (tmp_path / "run" / "best.pt").exists()
+    row = [r for r in _rows(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "epoch"][0]
+    assert row["val_clips"] == 0 and row["val_failed"] == 2 and "val_clip_top1" not in row
+    assert any("decoded none of its 2 clips" in line for line in lines), lines
+    assert any("val: none of 2 clips decoded" in line for line in lines), lines

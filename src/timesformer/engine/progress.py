@@ -32,6 +32,10 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
             s += f" top-5 {100 * row['val_clip_top5']:.1f}%"
         if row.get("val_failed"):
             s += f" ({row['val_failed']} undecodable)"
+        if row.get("best"):
+            s += " -> best.pt"
+    elif row.get("val_level"):  # validated, but no clip decoded
+        s += f" | val: none of {row.get('val_failed', 0)} clips decoded"
     s += f" | lr {row['lr']:.2e} | bad files {row['bad_files']} | {row['epoch_seconds']:.0f}s"
     return s
 

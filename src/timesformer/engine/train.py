@@ -7,7 +7,7 @@ on GPU); only rank 0 writes. What lands in `cfg.output_dir`::
     config.yaml      the resolved configuration
     metrics.jsonl    one line per logging step ({"kind": "step"}) and per epoch ({"kind": "epoch"})
     last.pt          every `train.save_every` epochs, and on SIGINT/SIGTERM (mid-epoch)
-    best.pt          the epoch with the best clip-level validation top-1
+    best.pt          the epoch with the best clip-level validation top-1 (a tie: the lower loss)
     curves.png       loss and accuracy per epoch, at the end
     tb/              TensorBoard events when `train.tensorboard` is on
 
@@ -171,7 +171,8 @@ class _Run:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
         self.start_epoch, self.step, self.skip_steps = 0, 0, 0
         self.resumed_sums: dict[str, float] | None = None  # of a mid-epoch checkpoint
-        self.best: float | None = None
+        self.best: float | None = None  # clip-level val top-1 of best.pt
+        self.best_loss: float | None = None  # its val loss: a tie in top-1 goes to the lower
         self.history: list[dict[str, Any]] = []
         self.writer: Any = None
         self.metrics_f: Any = None
@@ -248,6 +249,7 @@ class _Run:
         )
         self.start_epoch, self.step, self.skip_steps = st.start_epoch, st.step, st.skip_steps
         self.best, self.history = st.best, st.history
+        self.best_loss = _best_loss(self.history, self.best)
         if self.skip_steps and self.info.is_main:  # rank 0 carries the whole run's sums
             self.resumed_sums = st.epoch_sums
         for note in st.notes:
@@ -459,14 +461,20 @@ class _Run:
             and ((epoch + 1) % t.eval_every == 0 or last_epoch)
         ):
             eager = getattr(net, "_orig_mod", net)  # under train.compile: no second graph
-            row.update(validate(eager, self.val_loader, device, t.amp))
+            val = validate(eager, self.val_loader, device, t.amp)
+            if val["val_clips"] == 0:  # nothing decoded: no score (a 0% would look real)
+                self.say(
+                    f"warning: validation at epoch {epoch + 1} decoded none of its "
+                    f"{val['val_failed']} clips; no validation score, best.pt not updated"
+                )
+                val = {"val_clips": 0, "val_failed": val["val_failed"]}
+            row.update(val)
             row["val_level"] = "clip"
         self.history.append(row)
-        improved = "val_clip_top1" in row and (
-            self.best is None or row["val_clip_top1"] > self.best
-        )
+        improved = "val_clip_top1" in row and _better(row, self.best, self.best_loss)
         if improved:
-            self.best = row["val_clip_top1"]
+            self.best, self.best_loss = row["val_clip_top1"], row["val_clip_loss"]
+            row["best"] = True
         # last.pt first: a failing best.pt write then loses nothing (the epoch is in last.pt)
         if improved or (epoch + 1) % t.save_every == 0 or epoch + 1 == end_epoch or st.stopped:
             p = self.save(LAST, epoch + 1, 0)
@@ -527,3 +535,19 @@ def geometry_notes(cfg: RunConfig) -> list[str]:
             "position embedding is resampled at every step; set model.img_size to the same value"
         )
     return out
+
+
+def _better(row: dict[str, Any], best: float | None, best_loss: float | None) -> bool:
+    """Whether an epoch's validation beats best.pt's: a higher clip top-1, or the same top-1
+    at a lower loss (small validation sets tie often, at 100% most of all)."""
+    if best is None:
+        return True
+    top1, loss = row["val_clip_top1"], row["val_clip_loss"]
+    return top1 > best or (top1 == best and best_loss is not None and loss < best_loss)
+
+
+def _best_loss(history: list[dict[str, Any]], best: float | None) -> float | None:
+    """The lowest val loss among the epochs of a resumed history that reached `best`."""
+    losses = [r["val_clip_loss"] for r in history
+              if r.get("val_clip_top1") == best and "val_clip_loss" in r]  # fmt: skip
+    return min(losses) if best is not None and losses else None
