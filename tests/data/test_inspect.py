@@ -29,6 +29,9 @@ def videos(tmp_path_factory):
     write_video(d / "ntsc.mp4", _frames(20), 30000 / 1001, gop=10)
     write_video(d / "short.mp4", _frames(8), 30.0)
     write_video(d / "one.mp4", _frames(1), 30.0)
+    write_video(d / "whole.mkv", _frames(90, 96), 30.0, gop=10)
+    data = (d / "whole.mkv").read_bytes()
+    (d / "cut.mkv").write_bytes(data[: len(data) // 2])  # demuxes cleanly; the header says 3 s
     write_video(d / "sparse.mp4", _frames(70, 128)[:, ::2, ::2].repeat(2, 1).repeat(2, 2),
                 10.0, gop=100)  # fmt: skip  # one keyframe in 7 s
     write_video(d / "tiny.mp4", _frames(30, 64), 30.0)
@@ -59,6 +62,7 @@ def test_good_video_record(videos):
     [
         ("short.mp4", "shorter than one clip: 8 frames"),
         ("one.mp4", "shorter than one clip: 1 frame, "),
+        ("cut.mkv", "truncated: the container states 3.00 s, the frames found cover"),
         ("sparse.mp4", "sparse keyframes: 70 frames (7.0 s) apart"),
         ("tiny.mp4", "tiny: 64x64"),
         ("vfr.mp4", "variable frame rate"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,7 +34,14 @@ import torch
 from .listfile import list_file_paths
 from .rotation import display_rotation
 from .sampling import clip_span, train_clip_indices
-from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
+from .video import (
+    VIDEO_EXTENSIONS,
+    VideoDecodeError,
+    VideoReader,
+    VideoTruncatedWarning,
+    stated_duration,
+    truncation,
+)
 
 MAX_KEYFRAME_SECONDS = 5.0
 MAX_KEYFRAME_FRAMES = 150
@@ -75,6 +83,11 @@ def _frame_rate(pts: list[int], tb: Fraction, stream: Any) -> tuple[Fraction | N
     if not variable and nominal and abs(nominal - measured) <= measured / 200:
         return nominal, False  # the container's exact rate (e.g. 30000/1001)
     return measured.limit_denominator(1001), variable
+
+
+def _format_name(cc: Any) -> str:
+    """A codec context's format name: "av1" rather than "libdav1d", "mp3" not "mp3float"."""
+    return getattr(cc.codec, "canonical_name", None) or cc.name
 
 
 def clip_cost_ms(
@@ -129,7 +142,7 @@ def probe_video(
             return rec
         stream = container.streams.video[0]
         cc = stream.codec_context
-        rec["codec"] = cc.name
+        rec["codec"] = _format_name(cc)  # the format (av1), not the decoder (libdav1d)
         fmt = container.format.name
         if fmt == "image2" or fmt.endswith("_pipe") or (cc.name in _IMAGE_CODECS and fmt != "gif"):
             if int(stream.frames or 0) <= 1:
@@ -137,7 +150,7 @@ def probe_video(
                 rec["ok"] = False
                 return rec
         if container.streams.audio:
-            rec["audio"] = container.streams.audio[0].codec_context.name
+            rec["audio"] = _format_name(container.streams.audio[0].codec_context)
         pts: list[int] = []
         keys: list[int] = []
         try:
@@ -150,6 +163,7 @@ def probe_video(
         except (av.FFmpegError, OSError) as e:
             probs.append(f"unreadable: demuxing stopped early ({e})")
         pts.sort()
+        stated = stated_duration(container, stream)
         tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 30)
         fps, variable = _frame_rate(pts, tb, stream)
         rec.update(
@@ -169,6 +183,9 @@ def probe_video(
         return rec
     rate = float(fps) if fps else 30.0
     rec["duration"] = round(float((pts[-1] - pts[0]) * tb) + 1.0 / rate, 3)
+    cut = truncation(stated, rec["duration"], rate)
+    if cut:  # a cut .mkv/.webm demuxes cleanly: only its header's duration tells
+        probs.append(cut)
     index = {q: i for i, q in enumerate(pts)}
     starts = sorted({index[k] for k in keys if k in index} | {0})
     gap = max(b - a for a, b in zip(starts, [*starts[1:], len(pts)], strict=False))
@@ -193,7 +210,10 @@ def probe_video(
         probs.append(f"display rotation: {rec['rotation']} degrees (turned upright on read)")
     if measure:
         try:
-            rec["clip_ms"] = round(clip_cost_ms(p, num_frames, sampling_rate, target_fps), 1)
+            with warnings.catch_warnings():  # already a problem above, not a second line
+                warnings.simplefilter("ignore", VideoTruncatedWarning)
+                ms = clip_cost_ms(p, num_frames, sampling_rate, target_fps)
+            rec["clip_ms"] = round(ms, 1)
         except (VideoDecodeError, av.FFmpegError, OSError, IndexError) as e:
             probs.append(f"unreadable: {getattr(e, 'reason', None) or e}")
     rec["ok"] = not probs

@@ -68,6 +68,26 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"cannot read video {self.path}: {reason}")
 
 
+def stated_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    """The duration in seconds the stream's (else the container's) header states, if any."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000  # microseconds
+    return None
+
+
+def truncation(stated: float | None, found_s: float, fps: float) -> str | None:
+    """ "truncated: ..." where a header states a duration well beyond the `found_s` seconds the
+    frames cover (a cut .mkv/.webm demuxes cleanly and keeps its header's duration), else None."""
+    if stated is None:
+        return None
+    slack = max(0.5, 3.0 / max(fps, 1e-3), 0.01 * stated)
+    if stated - found_s <= slack:
+        return None
+    return f"truncated: the container states {stated:.2f} s, the frames found cover {found_s:.2f} s"
+
+
 def missing_reason(path: str | Path) -> str:
     """Why `path` is not there: a broken link (and its target) or no such file."""
     p = Path(path)
@@ -239,20 +259,10 @@ class VideoReader:
     def _check_duration(self) -> None:
         """VideoTruncatedWarning when the container states a duration well beyond the frames
         found (a cut .mkv/.webm has no frame count, only a duration in its header)."""
-        stated = None
-        if self._stream.duration and self._stream.time_base:
-            stated = float(self._stream.duration * self._stream.time_base)
-        elif self._container.duration:
-            stated = self._container.duration / 1_000_000  # microseconds
-        if stated is None:
-            return
-        slack = max(0.5, 3.0 / self.fps, 0.01 * stated)
-        if stated - self.duration > slack:
-            self._warn(
-                f"truncated: the container states {stated:.2f} s, the frames found cover "
-                f"{self.duration:.2f} s ({self.num_frames} frames)",
-                VideoTruncatedWarning,
-            )
+        stated = stated_duration(self._container, self._stream)
+        note = truncation(stated, self.duration, self.fps)
+        if note:
+            self._warn(f"{note} ({self.num_frames} frames)", VideoTruncatedWarning)
 
     def _seek_to(self, pts: int | None) -> None:
         """Seek to the keyframe at ``pts`` (None: the very start)."""
