@@ -208,3 +208,24 @@ def test_decode_errors_do_not_show_the_servers_temp_folder():
 
     msg = "near frame 40 (InvalidDataError: input: '/tmp/timesformer-upload-ab12cd/video.mp4')"
     assert _private(msg) == "near frame 40 (InvalidDataError: input: 'video.mp4')"
+
+
+def test_long_takes_one_crop_per_clip_whatever_the_checkpoint_views(tmp_path, video):
+    """A checkpoint with 2x1 test views: long=true uses 1x1 as `predict --long` does."""
+    from timesformer.models.preprocess import Preprocess
+    from timesformer.models.weights import save_checkpoint
+
+    from .conftest import tiny_model
+
+    ckpt = tmp_path / "views2.pt"
+    pre = Preprocess.for_geometry(4, 32, sampling_rate=3, class_names=NAMES)
+    save_checkpoint(tiny_model(), ckpt, preprocess={**pre.to_dict(), "test_views": [2, 1]})
+    proc, url = start_server(ckpt)
+    try:
+        r = _post(url, video, long="true")
+        assert r.status_code == 200, r.text
+        assert r.json()["segments"]
+        assert _post(url, video).json()["views"] == "2x1"  # the checkpoint's, without long
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

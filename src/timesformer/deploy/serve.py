@@ -168,7 +168,8 @@ def create_app(
         topk: int = Form(5, ge=1, le=1000),
         long: bool = Form(False, description="cover the whole video: timeline and segments"),
     ) -> dict[str, Any]:
-        views = checked_views(views)
+        # with long, as `predict --long`: one centre crop per clip unless the request says
+        views = checked_views(views or ("1x1" if long else None))
         folder, path = await receive_video(file)
         try:
             kw = {"views": views, "topk": topk, "long": long,
