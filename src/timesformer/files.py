@@ -187,3 +187,10 @@ def json_safe(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [json_safe(v) for v in x]
     return x
+
+
+def shown(path: str | Path) -> str:
+    """`path` for a "not found" message: a relative one also says what it is relative to (the
+    current folder), since a config run from elsewhere reads its paths from there."""
+    p = Path(path)
+    return str(p) if p.is_absolute() else f"{p} (relative to the current folder {Path.cwd()})"

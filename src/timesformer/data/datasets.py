@@ -37,6 +37,7 @@ from typing import Any
 import av
 import torch
 
+from ..files import shown
 from .listfile import read_list_file
 from .sampling import segment_indices, test_views, train_clip_indices
 from .transforms import KINETICS_MEAN, KINETICS_STD, TestTransform, TrainTransform
@@ -57,7 +58,7 @@ def scan_folder(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
+        raise FileNotFoundError(f"dataset folder not found: {shown(root)}")
     exts = {e.lower() for e in (extensions or VIDEO_EXTENSIONS)}
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     samples: list[tuple[str, int]] = []
@@ -113,7 +114,7 @@ def load_label_names(
         return None
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label-names file not found: {path}")
+        raise FileNotFoundError(f"label-names file not found: {shown(path)}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -25,6 +25,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..files import shown as shown_path
+
 PATH_COLUMNS = ("path", "video", "video_path", "file", "filename", "file_name")
 LABEL_COLUMNS = ("label", "labels", "class", "class_id", "class_name", "label_id", "target")
 SEPARATOR_NAMES = {"auto": None, "space": " ", "whitespace": " ", "comma": ",", "tab": "\t"}
@@ -108,7 +110,7 @@ def _beside_labels(path: Path) -> list[str] | None:
 def _rows(path: Path, separator: str | None) -> list[tuple[int, str, str]]:
     """``[(line number, path, label text)]`` of a list file."""
     if not path.is_file():
-        raise FileNotFoundError(f"list file not found: {path}")
+        raise FileNotFoundError(f"list file not found: {shown_path(path)}")
     lines = _data_lines(path)
     if not lines:
         raise ValueError(f"list file {path} has no entries")
