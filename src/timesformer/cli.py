@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8: its own bytes
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", "") == "strict":
+            stream.reconfigure(errors="surrogateescape")
     args = _parse(argv)
     if args.command is None:
         build_parser()[0].print_help()

@@ -360,3 +360,50 @@ def test_cli_json_reports_the_finished_videos_when_interrupted(
     assert rc == 130 and "interrupted" in err
     d = json.loads(out)
     assert d["interrupted"] is True and len(d["predictions"]) == 1
+
+
+def test_cli_a_link_loop_and_a_name_that_is_not_utf8_end_nothing_else(video, ours, tmp_path,
+                                                                        capfdbinary):  # fmt: skip
+    """A folder holding a symlink loop: the loop is named and the video beside it predicted;
+    a file name that is not UTF-8 is printed and written to the CSV as its own bytes."""
+    import os
+    import shutil
+
+    path, _ = ours
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(video, folder / "ok.mp4")
+    os.symlink("l2.mp4", folder / "l1.mp4")
+    os.symlink("l1.mp4", folder / "l2.mp4")
+    odd = os.fsdecode(bytes(tmp_path) + b"/bad_\xff.mp4")  # a surrogate escape in str form
+    shutil.copy(video, odd)
+    out_csv = tmp_path / "p.csv"
+    rc = main(["predict", str(folder), odd, "--checkpoint", str(path), "--out", str(out_csv)])
+    out, err = capfdbinary.readouterr()
+    assert rc == 1
+    assert b"l1.mp4: a symbolic link loop" in err and b"l2.mp4: a symbolic link loop" in err
+    assert b"ok.mp4" in out and b"bad_" in out  # pytest's capture replaces what it cannot encode
+    rows = out_csv.read_bytes().splitlines()
+    assert any(b"bad_\xff.mp4" in r and b",ok," in r for r in rows), rows
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "timesformer.cli", "predict", odd,
+                           "--checkpoint", str(path)], capture_output=True)  # fmt: skip
+    assert proc.returncode == 0 and b"bad_\xff.mp4" in proc.stdout, proc.stderr[-800:]
+
+
+def test_reader_reasons_for_an_empty_path_and_an_unreadable_file(tmp_path) -> None:
+    import os
+
+    from timesformer.data.video import VideoDecodeError, VideoReader
+
+    with pytest.raises(VideoDecodeError, match="an empty path"):
+        VideoReader("")
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file: the permission case needs another user")
+    f = tmp_path / "locked.mp4"
+    f.write_bytes(b"x" * 100)
+    f.chmod(0)
+    with pytest.raises(VideoDecodeError, match=r"permission denied \(the file is not readable\)"):
+        VideoReader(f)

@@ -289,7 +289,7 @@ def _segments(args: argparse.Namespace, pred: Any, names: list[str], d: dict, st
 def _expand(args: list[str]) -> tuple[list[Any], list[tuple[str, str]]]:
     """The videos the arguments name (files, folders, globs, list files), and (argument, one
     line) for each that names none (a URL, a missing path). All bad: InputError up front."""
-    from ..data.inputs import InputError, expand_inputs
+    from ..data.inputs import InputError, expand_inputs, path_key
 
     found: list[Any] = []
     bad: list[tuple[str, str]] = []
@@ -301,7 +301,7 @@ def _expand(args: list[str]) -> tuple[list[Any], list[tuple[str, str]]]:
     if not found:
         raise InputError(bad[0][1])
     seen: set[Any] = set()
-    unique = [v for v in found if not (v.path.resolve() in seen or seen.add(v.path.resolve()))]
+    unique = [v for v in found if not (path_key(v.path) in seen or seen.add(path_key(v.path)))]
     return unique, bad
 
 

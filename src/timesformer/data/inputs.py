@@ -55,7 +55,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
     seen: set[Path] = set()
 
     def add(path: Path, name: str) -> None:
-        key = path.resolve()
+        key = path_key(path)
         if key not in seen:
             seen.add(key)
             out.append(VideoInput(path, name))
@@ -64,6 +64,13 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
         if is_url(arg):
             raise InputError(f"{arg}: URLs are not read; download the file first")
         path = Path(arg).expanduser()
+        try:
+            path.stat()
+        except PermissionError:  # a folder on its path is not searchable: named when read
+            add(path, path.name)
+            continue
+        except OSError:
+            pass
         if path.is_dir():
             found = _scan(path, recursive)
             if not found:
@@ -76,7 +83,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
                 raise InputError(f"list file {path} names no videos")
             for p in listed:
                 add(p, _rel(p, path.parent))
-        elif path.exists():
+        elif path.exists() or path.is_symlink():  # a broken link is named when read
             add(path, path.name)
         elif glob.has_magic(arg):
             matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
@@ -88,6 +95,15 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
         else:
             raise InputError(f"{arg}: no such file or folder")
     return out
+
+
+def path_key(path: Path) -> Path:
+    """The resolved path, the key duplicates share; a link loop or an unsearchable folder on
+    the way keeps the absolute path (the reader names the problem when the file is read)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 def read_path_list(path: Path) -> list[Path]:

@@ -26,6 +26,7 @@ Only PyAV is used: TorchCodec 0.17.0 is installed beside torch 2.13.0 here but f
 from __future__ import annotations
 
 import bisect
+import errno
 import logging
 import os
 import re
@@ -89,15 +90,39 @@ def truncation(stated: float | None, found_s: float, fps: float) -> str | None:
 
 
 def missing_reason(path: str | Path) -> str:
-    """Why `path` is not there: a broken link (and its target) or no such file."""
+    """Why `path` is not there: a link loop, a broken link (and its target) or no such file."""
     p = Path(path)
     if p.is_symlink():
+        try:
+            os.stat(p)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return "a symbolic link loop"
         return f"a broken link (to {os.readlink(p)})"
     return "file not found"
 
 
 class NotAVideoError(VideoDecodeError):
     """The path is not a video file: an image, a folder or a URL (the reason says which)."""
+
+
+def check_video_file(path: str | Path) -> None:
+    """Raise VideoDecodeError (NotAVideoError for a folder or an empty file) unless `path` is a
+    non-empty file this process may read: one reason per case, before FFmpeg sees it."""
+    if not str(path):
+        raise VideoDecodeError(path, "an empty path, not a video file")
+    try:
+        if Path(path).is_dir():
+            raise NotAVideoError(path, "a folder, not a video file")
+        if not Path(path).is_file():
+            raise VideoDecodeError(path, missing_reason(path))
+        size = os.path.getsize(path)
+    except PermissionError:
+        raise VideoDecodeError(path, "permission denied (a folder on its path)") from None
+    if size == 0:
+        raise NotAVideoError(path, "an empty file (0 bytes), not a video")
+    if not os.access(path, os.R_OK):
+        raise VideoDecodeError(path, "permission denied (the file is not readable)")
 
 
 class VideoReadWarning(UserWarning):
@@ -149,12 +174,7 @@ class VideoReader:
         self.warnings: list[str] = []
         if isinstance(path, str) and _URL.match(path):
             raise NotAVideoError(path, "URLs are not read; download the file first")
-        if Path(path).is_dir():
-            raise NotAVideoError(path, "a folder, not a video file")
-        if not Path(path).is_file():
-            raise VideoDecodeError(path, missing_reason(path))
-        if os.path.getsize(path) == 0:
-            raise NotAVideoError(path, "an empty file (0 bytes), not a video")
+        check_video_file(path)
         try:
             self._container = av.open(self.path, metadata_errors="ignore")
         except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:

@@ -239,7 +239,7 @@ def predict(
 
     Raises `VideoDecodeError` (a RuntimeError naming the file) for a missing or unreadable video.
     """
-    from ..data import VideoDecodeError, VideoReader
+    from ..data import VideoReader
 
     st = _settings_for(model, settings).with_overrides(
         source="argument", num_frames=num_frames, img_size=img_size,
@@ -261,12 +261,9 @@ def predict(
     if long and K != 1:
         raise ValueError(f"views={views!r} with long=True: K must be 1 (the clips cover the video)")
     path = Path(video_path)
-    if path.is_dir():
-        raise VideoDecodeError(path, "a folder, not a video file")
-    if not path.is_file():
-        from ..data.video import missing_reason
+    from ..data.video import check_video_file
 
-        raise VideoDecodeError(path, missing_reason(path))
+    check_video_file(path)
     was_training = model.training
     model.eval()
     try:

@@ -27,7 +27,10 @@ class RowWriter:
     def __init__(self, path: str | Path, header: Sequence[str]) -> None:
         self.path = Path(path)
         try:
-            self._f: TextIO | None = self.path.open("w", newline="", encoding="utf-8")
+            # surrogateescape: a file name that is not UTF-8 is written as its own bytes
+            self._f: TextIO | None = self.path.open(
+                "w", newline="", encoding="utf-8", errors="surrogateescape"
+            )
         except OSError as e:
             raise _output_error(self.path, e) from e
         self._w = csv.writer(self._f)
