@@ -81,3 +81,47 @@ def test_an_empty_file_and_a_broken_link_say_so(tmp_path):
     from timesformer.data.inputs import expand_inputs
 
     assert [v.name for v in expand_inputs([str(tmp_path)])] == ["empty.mp4", "gone.mp4"]
+
+
+def _two_video_streams(path, thumb_frames: int = 3, main_frames: int = 30) -> None:
+    """An mkv whose first video stream is a small 3-frame thumbnail track."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as c:
+        small, big = c.add_stream("libx264", rate=30), c.add_stream("libx264", rate=30)
+        for s, (w, h) in ((small, (32, 24)), (big, (64, 48))):
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for s, n, (w, h) in ((small, thumb_frames, (32, 24)), (big, main_frames, (64, 48))):
+            for i in range(n):
+                img = np.full((h, w, 3), (i * 8) % 256, np.uint8)
+                for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+
+
+def test_the_main_video_stream_is_read_not_a_thumbnail_track(tmp_path):
+    from timesformer.data.inspect import probe_video
+
+    _two_video_streams(tmp_path / "two.mkv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoReadWarning)  # no "truncated" from the thumbnail
+        with VideoReader(tmp_path / "two.mkv") as r:
+            assert (r.num_frames, r.width, r.height) == (30, 64, 48)
+            assert r.get_frames([0, 29]).shape == (2, 48, 64, 3)
+    rec = probe_video(tmp_path / "two.mkv", num_frames=4, sampling_rate=2)
+    assert (rec["frames"], rec["width"]) == (30, 64)
+
+
+def test_frames_beyond_the_pixel_limit_are_refused(tmp_path, monkeypatch):
+    write_video(tmp_path / "v.mp4", index_frames(4), 25.0)
+    monkeypatch.setenv("TIMESFORMER_MAX_FRAME_PIXELS", "1000")
+    with pytest.raises(VideoDecodeError, match=r"frames of \d+x\d+ .* larger than .*MAX_FRAME"):
+        VideoReader(tmp_path / "v.mp4")
+    monkeypatch.setenv("TIMESFORMER_MAX_FRAME_PIXELS", "lots")
+    with pytest.raises(ValueError, match="expected a whole number"):
+        VideoReader(tmp_path / "v.mp4")
+    monkeypatch.delenv("TIMESFORMER_MAX_FRAME_PIXELS")
+    with VideoReader(tmp_path / "v.mp4") as r:  # the 8K UHD default
+        assert r.num_frames == 4

@@ -201,7 +201,8 @@ def packet_index(
     """The PacketIndex of ``stream`` in ``path`` and where it came from ("memory", "disk" or
     "scan"): the memory cache, then the disk folder (see :func:`index_dir_for`), then a scan
     (stored in both). ``use_cache=False`` always scans and stores nothing."""
-    if not use_cache:
+    if not use_cache or stream.index != container.streams.video[0].index:
+        # keys name the file, not the stream: only the first video stream is cached
         return scan_packets(container, stream), "scan"
     key = file_key(path)
     hit = MEMORY_CACHE.get(key)

@@ -41,6 +41,7 @@ from .video import (
     VideoTruncatedWarning,
     stated_duration,
     truncation,
+    video_stream,
 )
 
 MAX_KEYFRAME_SECONDS = 5.0
@@ -140,7 +141,7 @@ def probe_video(
             probs.append("no video stream (audio only?)")
             rec["ok"] = False
             return rec
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         cc = stream.codec_context
         rec["codec"] = _format_name(cc)  # the format (av1), not the decoder (libdav1d)
         fmt = container.format.name

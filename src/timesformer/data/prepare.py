@@ -29,7 +29,7 @@ import av
 from .inputs import is_listed_video
 from .inspect import clip_cost_ms, run_pool
 from .rotation import display_rotation, upright
-from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
+from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, video_stream
 
 
 def find_videos(src: str | Path, exclude: str | Path | None = None) -> list[Path]:
@@ -99,7 +99,7 @@ def _encode(
     w, h = size
     sw, sh = (h, w) if turned else (w, h)  # scale before turning: fewer pixels to rotate
     with av.open(str(src), metadata_errors="ignore") as inp:
-        ins = inp.streams.video[0]
+        ins = video_stream(inp)
         rate = fps or Fraction(ins.average_rate or ins.guessed_rate or 30).limit_denominator(1001)
         with av.open(str(tmp), "w", format="mp4") as out:
             st = out.add_stream("libx264", rate=rate)

@@ -106,6 +106,34 @@ class NotAVideoError(VideoDecodeError):
     """The path is not a video file: an image, a folder or a URL (the reason says which)."""
 
 
+def video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    """The video stream to read: FFmpeg's best one (`av_find_best_stream`: cover art skipped,
+    the main stream over a thumbnail track), else the first; None without video."""
+    streams = container.streams.video
+    if not streams:
+        return None
+    try:
+        best = container.streams.best("video")
+    except (av.FFmpegError, ValueError):
+        best = None
+    return best if best is not None else streams[0]
+
+
+MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD; larger frames are refused (TIMESFORMER_MAX_FRAME_PIXELS)
+
+
+def max_frame_pixels() -> int:
+    """The largest frame (width x height) a reader decodes: a tiny file of huge frames would
+    otherwise take gigabytes. $TIMESFORMER_MAX_FRAME_PIXELS overrides the 8K UHD default."""
+    text = os.environ.get("TIMESFORMER_MAX_FRAME_PIXELS", "").strip()
+    try:
+        return int(text) if text else MAX_FRAME_PIXELS
+    except ValueError:
+        raise ValueError(
+            f"TIMESFORMER_MAX_FRAME_PIXELS={text!r}: expected a whole number of pixels"
+        ) from None
+
+
 def check_video_file(path: str | Path) -> None:
     """Raise VideoDecodeError (NotAVideoError for a folder or an empty file) unless `path` is a
     non-empty file this process may read: one reason per case, before FFmpeg sees it."""
@@ -182,11 +210,20 @@ class VideoReader:
                 path, f"cannot open: truncated, corrupt or not a media file ({_err(e)})"
             ) from e
         try:
-            if not self._container.streams.video:
+            stream = video_stream(self._container)
+            if stream is None:
                 raise VideoDecodeError(path, "no video stream (audio only?)")
-            self._stream = self._container.streams.video[0]
+            self._stream = stream
             if self._stream.codec_context is None:
                 raise VideoDecodeError(path, "no decoder for its video stream (unknown codec)")
+            w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+            if w * h > max_frame_pixels():
+                raise VideoDecodeError(
+                    path,
+                    f"frames of {w}x{h} ({w * h / 1e6:.0f} MP) are larger than the "
+                    f"{max_frame_pixels() / 1e6:.0f} MP this reads (8K UHD; set "
+                    "TIMESFORMER_MAX_FRAME_PIXELS to allow more)",
+                )
             if threads != 1:
                 self._stream.thread_type = "AUTO"
                 self._stream.thread_count = max(threads, 0)

@@ -156,10 +156,12 @@ def probe_duration(path: str | Path) -> float:
     """Seconds of video from the container header (no decoding); 0 when unreadable."""
     import av
 
+    from ..data.video import video_stream
+
     try:
         with av.open(str(path), metadata_errors="ignore") as c:
-            if c.streams.video:
-                s = c.streams.video[0]
+            s = video_stream(c)
+            if s is not None:
                 if s.duration is not None and s.time_base is not None:
                     return float(s.duration * s.time_base)
             if c.duration is not None:
