@@ -407,3 +407,42 @@ def test_reader_reasons_for_an_empty_path_and_an_unreadable_file(tmp_path) -> No
     f.chmod(0)
     with pytest.raises(VideoDecodeError, match=r"permission denied \(the file is not readable\)"):
         VideoReader(f)
+
+
+def test_long_timelines_follow_the_timestamps(ours, tmp_path) -> None:
+    """Variable frame rate: clip times are those of the clips' own frames, not index / mean
+    fps; a few frames hours apart give one clip per frame at most, not thousands; a stream
+    whose timestamps repeat is read with a warning."""
+    import warnings
+
+    from timesformer.data import VideoReader, cover_clips
+
+    model, st = load_for_inference(ours[0])  # 4 frames at rate 3 (30 fps): 12-frame clips
+    frames = np.random.default_rng(0).integers(0, 255, (60, 32, 32, 3), dtype=np.uint8)
+    pts = [i * 10 for i in range(30)] + [300 + i * 100 for i in range(30)]  # ms: 100 fps, 10 fps
+    write_video(tmp_path / "vfr.mp4", frames, 30.0, pts=pts, time_base=(1, 1000))
+    pred = predict(model, tmp_path / "vfr.mp4", settings=st, long=True)
+    with VideoReader(tmp_path / "vfr.mp4") as r:
+        fps, n = r.fps, r.num_frames
+    clips = cover_clips(n, st.num_frames, st.sampling_rate, fps, target_fps=st.target_fps)
+    assert len(pred.clips) == len(clips) > 2
+    for c, idx in zip(pred.clips[1:], clips[1:]):  # clip starts fall on their frames' times
+        first, after = pts[idx[0]] / 1000, pts[min(idx[0] + 1, 59)] / 1000
+        assert first - 1e-6 <= c.start <= after + 1e-6, (c.start, first, after)
+    assert pred.clips[1].start < 0.35  # the fast first half: 12 frames in 0.12 s (mean fps: 1.8 s)
+    assert pred.clips[-1].end == pytest.approx(pred.duration)
+
+    sparse = tmp_path / "sparse.mkv"
+    write_video(sparse, frames[:10], 30.0, pts=[i * 1000 for i in range(10)], time_base=(1, 1))
+    long = predict(model, sparse, settings=st, long=True)
+    assert len(long.clips) <= 10 and long.clips[-1].end == pytest.approx(long.duration)
+
+    write_video(tmp_path / "a.ts", frames[:10], 30.0)
+    write_video(tmp_path / "b.ts", frames[10:20], 30.0)
+    joined = tmp_path / "joined.ts"  # as `cat a.ts b.ts`: the clock starts again halfway
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with VideoReader(joined) as r:
+            assert r.num_frames >= 18
+    assert any("repeat another frame's timestamp" in str(w.message) for w in seen)

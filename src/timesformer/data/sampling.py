@@ -257,7 +257,9 @@ def cover_clips(
     windows when smaller than the span, until a clip reaches the video's end.
     """
     _check_video(video_frames)
-    span = exact_span(num_frames, sampling_rate, fps, target_fps)
+    # at least one frame per clip: a video of a few frames hours apart (a rate far below the
+    # target's) would otherwise give thousands of clips of the same frames
+    span = max(exact_span(num_frames, sampling_rate, fps, target_fps), Fraction(1))
     if stride is None:  # back to back
         count = max(1, math.ceil(video_frames / span))
         return [_spread(j * span, span, num_frames, video_frames) for j in range(count)]

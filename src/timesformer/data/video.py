@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import errno
 import logging
+import math
 import os
 import re
 import warnings
@@ -277,6 +278,13 @@ class VideoReader:
             raise VideoDecodeError(
                 self.path, f"truncated: the container states {stated} frames, {len(pts)} present"
             )
+        repeated = len(pts) - len(set(pts))
+        if repeated:
+            self._warn(
+                f"{repeated} of {len(pts)} frames repeat another frame's timestamp (a stream whose "
+                "clock restarts, e.g. joined files?): frames are ordered by timestamp, and those "
+                "come back as their namesakes"
+            )
         self._pts: list[int] = pts  # presentation order
         self._keys: list[int] = index.keys.tolist()
         first = self._pts[0]
@@ -466,6 +474,21 @@ class VideoReader:
         for i, frame in self._decode_sorted(sorted(set(idx))):
             got[i] = self._to_rgb(frame)
         return torch.from_numpy(np.stack([got[i] for i in idx]))  # (T, H, W, 3)
+
+    def time_of(self, position: float) -> float:
+        """Seconds from the first frame to frame ``position`` by the timestamps (variable frame
+        rates included); a fractional position lies between its two frames' times, one past the
+        last frame at the video's rate."""
+        if position <= 0:
+            return 0.0
+        i = min(math.floor(position), self.num_frames - 1)
+        t = (self._pts[i] - self._pts[0]) * self._time_base
+        nxt = (
+            (self._pts[i + 1] - self._pts[0]) * self._time_base
+            if i + 1 < self.num_frames
+            else t + 1.0 / self.fps
+        )
+        return float(t + (position - i) * (nxt - t))
 
     def index_at(self, time: float) -> int:
         """Index of the frame shown at ``time`` seconds from the start (clamped to the video)."""

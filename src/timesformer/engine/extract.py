@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,19 +164,27 @@ class _Plan:
     stride: float | None
 
 
-def video_clips(plan: _Plan, total: int, fps: float, duration: float) -> tuple[list, dict]:
-    """Frame indices of every clip of a video and the metadata of its rows."""
+def video_clips(
+    plan: _Plan,
+    total: int,
+    fps: float,
+    duration: float,
+    time_of: Callable[[float], float] | None = None,
+) -> tuple[list, dict]:
+    """Frame indices of every clip of a video and the metadata of its rows. `time_of` maps a
+    frame position to seconds by the video's timestamps (default: position / fps)."""
     from ..data import clip_span, contract_views, cover_clips
 
     st = plan.st
     meta: dict[str, Any] = {}
+    at = time_of or (lambda pos: pos / fps)
     if plan.mode == "windows":
-        span = clip_span(st.num_frames, st.sampling_rate, fps, st.target_fps)
+        span = max(clip_span(st.num_frames, st.sampling_rate, fps, st.target_fps), 1.0)
         step = span if plan.stride is None else float(plan.stride)
         clips = cover_clips(total, st.num_frames, st.sampling_rate, fps,
                             target_fps=st.target_fps, stride=plan.stride)  # fmt: skip
         meta["windows"] = [
-            [round(j * step / fps, 6), round(min((j * step + span) / fps, duration), 6)]
+            [round(min(at(j * step), duration), 6), round(min(at(j * step + span), duration), 6)]
             for j in range(len(clips))
         ]
         meta["feat_stride"], meta["window_frames"] = step, span
@@ -206,7 +214,7 @@ class _ClipStream(IterableDataset):
         try:
             with VideoReader(path) as reader:
                 fps, duration, total = float(reader.fps), float(reader.duration), reader.num_frames
-                clips, meta = video_clips(self.plan, total, fps, duration)
+                clips, meta = video_clips(self.plan, total, fps, duration, reader.time_of)
                 meta.update(fps=fps, duration=duration, video_frames=int(total))
                 yield ("start", pos, meta, len(clips))
                 tf = contract_transform(st, self.plan.S)

@@ -362,12 +362,14 @@ def _predict_long(
 
     st, fps, duration = job.st, job.fps, job.duration
     clips = cover_clips(job.total, st.num_frames, st.sampling_rate, fps, target_fps=st.target_fps)
-    span = clip_span(st.num_frames, st.sampling_rate, fps, st.target_fps)  # frames per clip
+    span = max(clip_span(st.num_frames, st.sampling_rate, fps, st.target_fps), 1.0)  # frames
     transform = _transform(st, S)
     clip_probs: list[Tensor | None] = [None] * len(clips)  # (C,) per clip, mean over crops
     pending: list[tuple[int, Tensor]] = []  # (clip position, crops (S, 3, T, s, s))
-    # clip j covers frames [j * span, (j + 1) * span); the last one ends with the video
-    bounds = [min(j * span / fps, duration) for j in range(len(clips))] + [duration]
+    # clip j covers frames [j * span, (j + 1) * span); its times are those frames' timestamps
+    # (right for variable frame rates too); the last one ends with the video
+    bounds = [min(job.reader.time_of(j * span), duration) for j in range(len(clips))]
+    bounds.append(duration)
 
     def clip_at(j: int, row: Tensor) -> ClipPrediction:
         top = _topk(row, job.names, job.topk)
