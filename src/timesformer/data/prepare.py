@@ -61,13 +61,29 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return (scaled, even) if width >= height else (even, scaled)
 
 
+MAX_REPEAT = 100  # the most output frames per source frame a rate change may write
+
+
+class _TooManyFrames(ValueError):
+    """A rate change that would repeat each source frame more than MAX_REPEAT times."""
+
+
 def _expected(path: Path, short_side: int, fps: Fraction | None) -> tuple[int, int, int, float]:
     """(frames, width, height, fps) an output of ``path`` must have (upright geometry)."""
     with VideoReader(path, upright=True) as r:
         w, h = output_size(r.width, r.height, short_side)
         if fps is None:
             return r.num_frames, w, h, r.fps
-        return max(1, int(round(r.num_frames / r.fps * float(fps)))), w, h, float(fps)
+        frames = max(1, int(round(r.num_frames / r.fps * float(fps))))
+        if frames > max(MAX_REPEAT * r.num_frames, r.num_frames + 1000):
+            # a few frames far apart (or a broken clock): the constant-rate copy would repeat
+            # each of them thousands of times
+            raise _TooManyFrames(
+                f"its {r.num_frames} frames span {r.duration:.0f} s ({r.fps:.3g} fps): at "
+                f"{float(fps):g} fps the copy would hold {frames} frames; not re-encoded "
+                "(--fps 0 keeps the source's frames)",
+            )
+        return frames, w, h, float(fps)
 
 
 def verify_output(path: Path, frames: int, width: int, height: int, fps: float) -> str:
@@ -158,6 +174,9 @@ def prepare_video(
     rate = None if not fps else Fraction(fps).limit_denominator(1001)
     try:
         frames, w, h, want_fps = _expected(src, short_side, rate)
+    except _TooManyFrames as e:
+        rec["reason"] = str(e)
+        return rec
     except (VideoDecodeError, av.FFmpegError, OSError) as e:
         rec["reason"] = f"cannot read source: {getattr(e, 'reason', None) or e}"
         return rec
