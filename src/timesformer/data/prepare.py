@@ -81,7 +81,7 @@ def _expected(path: Path, short_side: int, fps: Fraction | None) -> tuple[int, i
             raise _TooManyFrames(
                 f"its {r.num_frames} frames span {r.duration:.0f} s ({r.fps:.3g} fps): at "
                 f"{float(fps):g} fps the copy would hold {frames} frames; not re-encoded "
-                "(--fps 0 keeps the source's frames)",
+                "(are its timestamps right?)",
             )
         return frames, w, h, float(fps)
 
