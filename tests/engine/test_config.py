@@ -238,3 +238,14 @@ def test_no_decay_on_norms_biases_embeddings() -> None:
     assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 2
     sgd = build_optimizer(model, load_config("k400").optim)
     assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["momentum"] == 0.9
+
+
+def test_a_key_in_the_wrong_section_and_an_empty_output_dir() -> None:
+    from timesformer.engine.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown key 'train.lr'\. Did you mean 'optim.lr'\?"):
+        load_config(None, ["train.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"'optim.lrr'\. Did you mean 'optim.lr'\?"):
+        load_config(None, ["optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match="output_dir is empty"):
+        load_config(None, ["output_dir="])

@@ -192,10 +192,12 @@ _RANGES = {key: bounds for bounds, keys in _BOUNDS for key in keys}
 
 
 def _suggest(key: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
-    if not close:  # match on the last component ("lr" -> "optim.lr")
-        tail = key.rsplit(".", 1)[-1]
-        close = [c for c in choices if c.rsplit(".", 1)[-1] == tail][:1]
+    # the same last component first ("lr" or "train.lr" -> "optim.lr": a key in the wrong
+    # section), then the closest spelling
+    tail = key.rsplit(".", 1)[-1]
+    close = [c for c in choices if c != key and c.rsplit(".", 1)[-1] == tail][:1]
+    if not close:
+        close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
@@ -341,6 +343,10 @@ def _check_consistency(cfg: RunConfig, source: str) -> None:
     from ..models.config import ATTENTION_TYPES, POS_EMBED_TYPES, PRESETS
 
     m, d, o = cfg.model, cfg.data, cfg.optim
+    if not str(cfg.output_dir).strip():
+        raise ConfigError(
+            f"{source}: output_dir is empty; name the folder the run writes to (e.g. runs/exp1)"
+        )
     if m.name not in PRESETS:
         raise ConfigError(
             f"{source}: model.name={m.name!r} is not a preset ({', '.join(PRESETS)})."
