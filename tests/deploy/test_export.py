@@ -118,3 +118,16 @@ def test_a_program_under_another_name_writes_quietly(tmp_path, checkpoint, capfd
     assert read_contract(out)["config"]["attention_type"]
     load_export(out)(torch.randn(1, 3, 4, 32, 32))
     assert "pt2_archive" not in capfd.readouterr().err
+
+
+def test_an_export_given_as_a_checkpoint_is_named(tmp_path, checkpoint):
+    from timesformer.models.checkpoint_io import CheckpointError
+    from timesformer.models.weights import from_pretrained
+
+    for name in ("m.pt2", "m.onnx", "program.bin"):
+        fmt = "onnx" if name.endswith(".onnx") else "exported-program"
+        out = tmp_path / name
+        assert main(["export", str(checkpoint), "-f", fmt, "--out", str(out), "--no-verify"]) == 0
+        kind = "an ONNX export" if fmt == "onnx" else "a torch.export program"
+        with pytest.raises(CheckpointError, match=f"{kind}.*, not a checkpoint"):
+            from_pretrained(out)

@@ -185,7 +185,8 @@ def _write_program(model: nn.Module, path: Path, props: dict[str, str]) -> None:
         PT2_EXTRA["config"]: props["timesformer.config"],
         "class_names.json": props["timesformer.class_names"],
     }
-    torch.export.save(ep, str(path), extra_files=extra)
+    with open(path, "wb") as f:  # a file object: the archive's folder is not the temp name
+        torch.export.save(ep, f, extra_files=extra)
 
 
 def _write_onnx(model: nn.Module, path: Path, props: dict[str, str]) -> None:

@@ -129,6 +129,26 @@ def _unsafe_globals(path: Path, error: BaseException) -> list[str]:
     return names
 
 
+def _refuse_exports(path: Path, magic: bytes) -> None:
+    """CheckpointError naming an export (`timesformer export`'s ONNX or .pt2 file) given
+    where a checkpoint goes: it holds a traced graph, not weights this package rebuilds from."""
+    hint = "pass the checkpoint it was exported from, or run the export itself (docs/deploy.md)"
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path}: an ONNX export, not a checkpoint; {hint}")
+    if magic == b"PK\x03\x04":
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                program = any(n.endswith("/archive_format") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError):
+            return
+        if program:
+            raise CheckpointError(
+                f"{path}: a torch.export program (.pt2), not a checkpoint; {hint}"
+            )
+
+
 def torch_load(path: Path, *, allow_pickle: bool = False) -> Any:
     """torch.load with the safe unpickler; the payload hash is verified when present.
 
@@ -137,6 +157,7 @@ def torch_load(path: Path, *, allow_pickle: bool = False) -> Any:
     """
     with open(path, "rb") as f:
         magic = f.read(4)
+    _refuse_exports(path, magic)
     if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # neither zip nor pickle
         raise CheckpointError(
             f"{path}: unknown checkpoint format (not a torch or safetensors file). "
