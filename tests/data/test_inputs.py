@@ -50,3 +50,12 @@ def test_refusals_name_the_argument(tmp_path, monkeypatch, arg, words):
 def test_empty_folder(tmp_path):
     with pytest.raises(InputError, match="holds no video files"):
         expand_inputs([str(tmp_path)])
+
+
+def test_a_text_file_that_lists_no_file_is_not_read_as_videos(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello this is not a list\nof videos at all\n")
+    with pytest.raises(InputError, match=r"none of its 2 entries is a file"):
+        expand_inputs([str(tmp_path / "notes.txt")])
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "ok.txt").write_text("a.mp4\nmissing.mp4\n")  # one there: the rest per file
+    assert [v.name for v in expand_inputs([str(tmp_path / "ok.txt")])] == ["a.mp4", "missing.mp4"]

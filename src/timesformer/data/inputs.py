@@ -81,6 +81,11 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
             listed = read_path_list(path)
             if not listed:
                 raise InputError(f"list file {path} names no videos")
+            if not any(p.exists() or p.is_symlink() for p in listed):
+                raise InputError(
+                    f"list file {path}: none of its {len(listed)} entries is a file (first: "
+                    f"{listed[0]}); expected one video path per line, relative to the list's folder"
+                )
             for p in listed:
                 add(p, _rel(p, path.parent))
         elif path.exists() or path.is_symlink():  # a broken link is named when read
