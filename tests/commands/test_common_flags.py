@@ -133,3 +133,18 @@ def test_other_errors_under_torchrun_name_the_rank(monkeypatch, capsys, tmp_path
     assert main(["train", "--config", str(tmp_path / "none.yaml")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("timesformer train: error: [rank 3] ") and "none.yaml" in err
+
+
+def test_failed_starts_leave_no_empty_output_folder(tmp_path) -> None:
+    """extract --out and predict --segments --out-dir make their folder early (to fail fast on
+    a read-only place); a run that then fails removes it again while it is empty."""
+    from timesformer.cli import main
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x" * 10)
+    assert main(["extract", str(video), "-c", str(tmp_path / "nope.pt"),
+                 "--out", str(tmp_path / "feats")]) == 1  # fmt: skip
+    assert not (tmp_path / "feats").exists()
+    assert main(["predict", str(tmp_path / "nope.mp4"), "-c", str(tmp_path / "nope.pt"),
+                 "--segments", "--out-dir", str(tmp_path / "segs")]) == 1  # fmt: skip
+    assert not (tmp_path / "segs").exists()

@@ -77,10 +77,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.inputs import expand_inputs
-    from ..engine.distributed import env_world, pick_device
-    from ..engine.extract_run import run_extract
     from ..files import OutputError, ensure_dir
-    from .common import load_model_for_clips
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
@@ -91,10 +88,24 @@ def run(args: argparse.Namespace) -> int:
     if args.stride is not None and args.stride <= 0:
         raise ValueError(f"--stride {args.stride:g}: expected a positive frame count")
     inputs = expand_inputs(args.inputs)
+    made = not Path(args.out).exists()
     try:  # before the model loads: a mistyped or read-only --out fails at once
         ensure_dir(args.out)
     except OutputError as e:
         raise ValueError(str(e)) from None
+    try:
+        return _extract(args, inputs)
+    except BaseException:
+        if made and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
+            Path(args.out).rmdir()  # a failed start leaves no empty folder behind
+        raise
+
+
+def _extract(args: argparse.Namespace, inputs: list) -> int:
+    from ..engine.distributed import env_world, pick_device
+    from ..engine.extract_run import run_extract
+    from .common import load_model_for_clips
+
     rank, _, local_rank = env_world()
     device = pick_device(args.device or "auto", local_rank, what="--device")
     model, settings, device = load_model_for_clips(args, device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .common import (
@@ -122,6 +123,16 @@ def image_kind(path: Any) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; a --out-dir it made is removed again if the run leaves it empty."""
+    made = getattr(args, "out_dir", None) is not None and not Path(args.out_dir).exists()
+    try:
+        return _run(args)
+    finally:
+        if made and Path(args.out_dir).is_dir() and not any(Path(args.out_dir).iterdir()):
+            Path(args.out_dir).rmdir()
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..data import VideoDecodeError
     from ..engine.predict import predict, resolve_labels, settings_dict
     from ..engine.records import RowWriter, recorded_warnings
