@@ -196,3 +196,33 @@ def test_a_validation_that_decodes_nothing_has_no_score(videos: dict, tmp_path: 
     assert row["val_clips"] == 0 and row["val_failed"] == 2 and "val_clip_top1" not in row
     assert any("decoded none of its 2 clips" in line for line in lines), lines
     assert any("val: none of 2 clips decoded" in line for line in lines), lines
+
+
+def test_a_stop_after_an_epoch_still_draws_curves_and_resume_hides_init_notes(videos, tmp_path):
+    """SIGTERM during epoch 2: curves.png holds epoch 1; the resumed run does not claim the
+    weights were freshly initialised (they come from last.pt)."""
+    cfg = _cfg(videos, tmp_path / "run", "model.time_embed_init_std=0.02")
+    ds = _SignalAt(build_dataset(resolve(cfg), "train"), at=9)  # epoch 2 (8 clips per epoch)
+    first: list[str] = []
+    stopped = train(cfg, train_dataset=ds, log=first.append)
+    assert stopped.interrupted == "SIGTERM" and stopped.epochs_done == 1
+    assert (tmp_path / "run" / "curves.png").is_file()
+    assert any("time_embed initialised" in line for line in first)
+    again: list[str] = []
+    train(cfg, log=again.append)
+    assert any("resumed from" in line for line in again), again
+    assert not any("time_embed initialised" in line for line in again), again
+
+
+def test_the_progress_bar_only_draws_on_a_terminal(monkeypatch) -> None:
+    import sys
+
+    from timesformer.engine.progress import progress_bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert progress_bar(10, 0, "epoch 1/1", True) is None
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = progress_bar(10, 0, "epoch 1/1", True)
+    assert bar is not None
+    bar.close()
+    assert progress_bar(10, 0, "epoch 1/1", False) is None

@@ -7,8 +7,12 @@ from typing import Any
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar over optimizer steps (None when disabled: other ranks, `train.progress` off)."""
-    if not enabled:
+    """A tqdm bar over optimizer steps (None when disabled: other ranks, `train.progress` off,
+    or stderr not a terminal, e.g. a log file, where bar frames would only fill it up)."""
+    import sys
+
+    interactive = sys.stderr.isatty() or "ipykernel" in sys.modules  # a notebook draws widgets
+    if not enabled or not interactive:
         return None
     from tqdm.auto import tqdm
 

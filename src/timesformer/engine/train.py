@@ -149,7 +149,10 @@ class _Run:
         torch.manual_seed(t.seed)
         np.random.seed(t.seed)
         random.seed(t.seed)
-        self.model = model = build_model(cfg, self.say)
+        # how the weights start: said once fit() knows the run is not resumed (then they come
+        # from the checkpoint and these lines would mislead)
+        self.init_notes: list[str] = []
+        self.model = model = build_model(cfg, self.init_notes.append)
         names = label_names(cfg)
         if names is None and train_ds is not None:
             names = getattr(train_ds, "label_names", None)
@@ -342,6 +345,9 @@ class _Run:
         """Resume if asked, then run the epochs; checkpoints, metrics and curves on rank 0."""
         cfg, t, info, out, device = self.cfg, self.cfg.train, self.info, self.out, self.device
         ckpt_path = self._resume(resume, allow_change)
+        if ckpt_path is None:
+            for note in self.init_notes:
+                self.say(note)
         net: nn.Module = self.model
         if info.distributed:
             net = nn.parallel.DistributedDataParallel(
@@ -382,8 +388,11 @@ class _Run:
                 self.writer.close()
         result.step, result.best_metric, result.history = self.step, self.best, self.history
         result.seconds = time.time() - t0
-        if info.is_main and self.history and result.interrupted is None:
-            plot_curves(self.history, out / "curves.png")
+        if info.is_main and self.history:  # a stopped run too: its epochs so far
+            try:
+                plot_curves(self.history, out / "curves.png")
+            except (OSError, ValueError, RuntimeError) as e:  # a figure never fails a run
+                self.say(f"warning: could not draw {out / 'curves.png'} ({e})")
         D.barrier()
         return result
 
