@@ -446,3 +446,18 @@ def test_long_timelines_follow_the_timestamps(ours, tmp_path) -> None:
         with VideoReader(joined) as r:
             assert r.num_frames >= 18
     assert any("repeat another frame's timestamp" in str(w.message) for w in seen)
+
+
+def test_cli_an_animated_gif_is_a_video_and_ts_files_are_scanned(ours, tmp_path, capsys):
+    from PIL import Image
+
+    from timesformer.data.inspect import collect_videos
+
+    path, _ = ours
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(6)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=40)
+    assert main(["predict", str(tmp_path / "anim.gif"), "--checkpoint", str(path)]) == 0
+    assert "anim.gif" in capsys.readouterr().out
+    write_video(tmp_path / "clip.ts", np.zeros((4, 32, 32, 3), np.uint8), 25.0)
+    assert collect_videos([tmp_path]) == [str(tmp_path / "clip.ts")]  # data check's scan

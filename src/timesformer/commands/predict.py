@@ -101,25 +101,6 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 CSV_COLUMNS = ("path", "start", "end", "label", "prob", "topk", "status", "error", "warnings")
-_IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
-)  # fmt: skip
-
-
-def image_kind(path: Any) -> str | None:
-    """ "PNG", "JPEG", ... when the file starts like a still image (magic bytes), else None.
-
-    A stand-in until the reader says so itself: FFmpeg decodes an image as a one-frame video.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return None
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    return next((kind for magic, kind in _IMAGE_MAGIC if head.startswith(magic)), None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,10 +167,7 @@ def _run(args: argparse.Namespace) -> int:
 
             with recorded_warnings() as caught:
                 try:
-                    kind = image_kind(item.path)
-                    if kind is not None:
-                        raise VideoDecodeError(path, f"an image ({kind}), not a video")
-                    pred = predict(
+                    pred = predict(  # the reader names images (an animated GIF is a video)
                         model, item.path, topk=args.topk, views=views, long=args.long,
                         settings=settings, labels=names, batch_size=args.batch_size,
                         device=device, amp=args.amp, progress=progress, on_clip=on_clip,

@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .flv .wmv .3gp .ogv .mxf".split()
-)
+from .video import VIDEO_EXTENSIONS as _SCANNED
+
+VIDEO_EXTENSIONS = frozenset(_SCANNED)  # one list for every command (data/video.py)
 LIST_EXTENSIONS = frozenset({".txt", ".csv", ".lst", ".list", ".tsv"})
 _URL_PREFIXES = ("http://", "https://", "ftp://", "rtsp://", "rtmp://", "s3://", "gs://")
 

@@ -45,8 +45,10 @@ from .rotation import display_rotation, upright
 
 log = logging.getLogger(__name__)
 
+# what folder scans take as videos, in every command (predict, extract, data check/prepare/lists)
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".flv", ".3gp", ".wmv",
+    ".ts", ".mts", ".m2ts", ".mxf",
 )  # fmt: skip
 
 # Seeking costs about as much as decoding a few frames: skip ahead only past more than this.
