@@ -125,3 +125,40 @@ def test_frames_beyond_the_pixel_limit_are_refused(tmp_path, monkeypatch):
     monkeypatch.delenv("TIMESFORMER_MAX_FRAME_PIXELS")
     with VideoReader(tmp_path / "v.mp4") as r:  # the 8K UHD default
         assert r.num_frames == 4
+
+
+def test_audio_longer_than_the_video_is_not_a_cut_file(tmp_path):
+    """An mkv whose video starts 5 s into 8 s of audio: Matroska gives the video track the
+    file's 8 s, which is not a truncation."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as c:
+        a = c.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        v = c.add_stream("libx264", rate=30)
+        v.width, v.height = 64, 48
+        t = 0
+        while t < 48000 * 8:
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                           layout="mono")  # fmt: skip
+            f.sample_rate, f.pts, f.time_base = 48000, t, Fraction(1, 48000)
+            t += 1024
+            for p in a.encode(f):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+        for i in range(60):
+            f = av.VideoFrame.from_ndarray(index_frames(60)[i][:48, :64], format="rgb24")
+            f.pts, f.time_base = 150 + i, Fraction(1, 30)
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoTruncatedWarning)
+        with VideoReader(path) as r:
+            assert r.num_frames == 60

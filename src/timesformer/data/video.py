@@ -73,12 +73,17 @@ class VideoDecodeError(RuntimeError):
 
 
 def stated_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    """The duration in seconds the stream's (else the container's) header states, if any."""
+    """The duration in seconds the stream's (else the container's) header states, if any. The
+    container's counts only without other streams: with audio it may be the audio's (a video
+    that starts late, or ends early, is not a cut file)."""
+    alone = len(container.streams) == len(container.streams.video)
+    whole = container.duration / 1_000_000 if container.duration else None  # microseconds
     if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / 1_000_000  # microseconds
-    return None
+        own = float(stream.duration * stream.time_base)
+        if alone or whole is None or abs(own - whole) > 1e-3:
+            return own
+        return None  # Matroska gives every track the file's duration: maybe the audio's
+    return whole if alone else None
 
 
 def truncation(stated: float | None, found_s: float, fps: float) -> str | None:
