@@ -148,3 +148,27 @@ def test_failed_starts_leave_no_empty_output_folder(tmp_path) -> None:
     assert main(["predict", str(tmp_path / "nope.mp4"), "-c", str(tmp_path / "nope.pt"),
                  "--segments", "--out-dir", str(tmp_path / "segs")]) == 1  # fmt: skip
     assert not (tmp_path / "segs").exists()
+
+
+def test_extract_goes_on_past_a_missing_input(tmp_path, capsys) -> None:
+    """As predict: a missing argument is named, the other videos are extracted, exit 1."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from timesformer.cli import main
+    from timesformer.data.synthetic import write_video
+    from timesformer.models import TimeSformer, TimeSformerConfig
+    from timesformer.models.weights import save_checkpoint
+
+    cfg = TimeSformerConfig(img_size=32, patch_size=16, num_frames=2, embed_dim=16, depth=1,
+                            num_heads=1, num_classes=2)  # fmt: skip
+    save_checkpoint(TimeSformer(cfg).eval(), tmp_path / "m.pt")
+    write_video(tmp_path / "ok.mp4", np.zeros((8, 32, 32, 3), np.uint8), 25.0)
+    rc = main(["extract", str(tmp_path / "nope.mp4"), str(tmp_path / "ok.mp4"),
+               "-c", str(tmp_path / "m.pt"), "--out", str(tmp_path / "f")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "nope.mp4: no such file or folder" in err
+    rows = [json.loads(x) for x in (tmp_path / "f" / "index.jsonl").read_text().splitlines()]
+    assert [Path(r["video"]).name for r in rows] == ["ok.mp4"]

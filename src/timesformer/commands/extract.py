@@ -76,7 +76,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.inputs import expand_inputs
+    from ..data.inputs import expand_each
     from ..files import OutputError, ensure_dir
 
     if args.batch_size < 1:
@@ -87,14 +87,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--stride: only with --mode windows (got --mode {args.mode})")
     if args.stride is not None and args.stride <= 0:
         raise ValueError(f"--stride {args.stride:g}: expected a positive frame count")
-    inputs = expand_inputs(args.inputs)
+    inputs, bad_inputs = expand_each(args.inputs)
+    for _, msg in bad_inputs:  # each named once; the other inputs are still extracted
+        print(f"timesformer extract: error: {msg}", file=sys.stderr)
     made = not Path(args.out).exists()
     try:  # before the model loads: a mistyped or read-only --out fails at once
         ensure_dir(args.out)
     except OutputError as e:
         raise ValueError(str(e)) from None
     try:
-        return _extract(args, inputs)
+        return max(_extract(args, inputs), 1 if bad_inputs else 0)
     except BaseException:
         if made and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
             Path(args.out).rmdir()  # a failed start leaves no empty folder behind

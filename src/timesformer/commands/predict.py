@@ -126,7 +126,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.segments:
         args.long = True
         _check_segment_args(args)
-    inputs, bad_inputs = _expand(args.videos)
+    from ..data.inputs import expand_each
+
+    inputs, bad_inputs = expand_each(args.videos)
     if args.out:
         from ..files import check_output_file
 
@@ -273,25 +275,6 @@ def _segments(args: argparse.Namespace, pred: Any, names: list[str], d: dict, st
         stems.add(stem)
         d["files"] = write_prediction_outputs(args.out_dir, stem, pred, names, segs)
     return segs
-
-
-def _expand(args: list[str]) -> tuple[list[Any], list[tuple[str, str]]]:
-    """The videos the arguments name (files, folders, globs, list files), and (argument, one
-    line) for each that names none (a URL, a missing path). All bad: InputError up front."""
-    from ..data.inputs import InputError, expand_inputs, path_key
-
-    found: list[Any] = []
-    bad: list[tuple[str, str]] = []
-    for arg in args:
-        try:
-            found.extend(expand_inputs([arg]))
-        except InputError as e:
-            bad.append((arg, str(e)))
-    if not found:
-        raise InputError(bad[0][1])
-    seen: set[Any] = set()
-    unique = [v for v in found if not (path_key(v.path) in seen or seen.add(path_key(v.path)))]
-    return unique, bad
 
 
 def _topk_text(topk: Any) -> str:

@@ -102,6 +102,26 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
     return out
 
 
+def expand_each(
+    args: list[str] | tuple[str, ...],
+) -> tuple[list[VideoInput], list[tuple[str, str]]]:
+    """`expand_inputs` argument by argument: the videos (without duplicates) and (argument, one
+    line) for each that names none (a URL, a missing path), so that one bad argument does not
+    stop a batch. Every argument bad: InputError."""
+    found: list[VideoInput] = []
+    bad: list[tuple[str, str]] = []
+    for arg in args:
+        try:
+            found.extend(expand_inputs([arg]))
+        except InputError as e:
+            bad.append((arg, str(e)))
+    if not found:
+        raise InputError(bad[0][1] if bad else "no input given")
+    seen: set[Path] = set()
+    unique = [v for v in found if not (path_key(v.path) in seen or seen.add(path_key(v.path)))]
+    return unique, bad
+
+
 def path_key(path: Path) -> Path:
     """The resolved path, the key duplicates share; a link loop or an unsearchable folder on
     the way keeps the absolute path (the reader names the problem when the file is read)."""
