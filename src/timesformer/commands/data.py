@@ -83,7 +83,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "(default 30)")  # fmt: skip
     r.add_argument("--gop", type=int, default=16, help="frames between keyframes (default 16)")
     r.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
-    r.add_argument("--sample", type=int, default=8,
+    r.add_argument("--sample", type=non_negative_int, default=8,
                    help="videos timed for the before/after clip speed (default 8; 0: none)")  # fmt: skip
     _clip(r)
     _common(r)

@@ -57,6 +57,10 @@ def scan_folder(
     ``extensions`` (default: common video suffixes), sorted by path.
     """
     root = Path(root)
+    if root.is_file():
+        raise NotADirectoryError(
+            f"{root} is a file; expected a dataset folder (one subfolder of videos per class)"
+        )
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {shown(root)}")
     exts = {e.lower() for e in (extensions or VIDEO_EXTENSIONS)}

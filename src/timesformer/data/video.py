@@ -176,6 +176,8 @@ def _err(e: BaseException) -> str:
         # FFmpeg's decoders report some damaged packets as EPERM, which PyAV raises as a
         # PermissionError: it is about the data, not file permissions
         return f"damaged data (FFmpeg: {getattr(e, 'strerror', None) or text})"
+    if isinstance(e, av.FFmpegError) and getattr(e, "strerror", None):
+        return f"FFmpeg: {e.strerror}"  # without the errno number and the file name again
     return f"{type(e).__name__}: {text}"
 
 
