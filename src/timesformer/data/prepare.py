@@ -129,7 +129,9 @@ def _encode(
                 nonlocal written
                 rgb = frame.reformat(sw, sh, format="rgb24", interpolation="AREA").to_ndarray()
                 arr = upright(rgb, rotation)  # (h, w, 3)
-                vf = av.VideoFrame.from_ndarray(arr, format="rgb24")
+                # to yuv420p here, not inside encode (that conversion is not repeatable in a
+                # process that decodes too: data/synthetic.py)
+                vf = av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(format="yuv420p")
                 vf.pts = written
                 for packet in st.encode(vf):
                     out.mux(packet)

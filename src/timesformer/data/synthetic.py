@@ -105,7 +105,10 @@ def write_video(
             opts.update(crf=str(crf), **{"b": "0", "deadline": "realtime", "cpu-used": "8"})
         stream.options = opts
         for i, arr in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            # converted to yuv420p here, not by the encoder: PyAV's encode-time conversion gave
+            # different pixels for the same frames once videos had been decoded in the process
+            # (a third of a demo dataset differed from run to run, and so did the demo's results)
+            frame = av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(format="yuv420p")
             if pts is not None:
                 frame.pts = int(pts[i])
                 frame.time_base = tb or Fraction(1, 1) / rate
