@@ -180,4 +180,3 @@ def test_synth_command(tmp_path, capsys):
     assert info["labels"] == ["left", "right"] and (out / "test.csv").is_file()
     assert main(["synth", str(out), "--classes", "left,nowhere"]) == 1
     assert "nowhere" in capsys.readouterr().err
-
