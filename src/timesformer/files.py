@@ -23,24 +23,17 @@ class OutputError(OSError):
     """An output location that cannot be written (missing parent, read-only, a file not a folder)."""
 
 
-def atomic_write(
-    path: str | Path,
-    write: Callable[[Path], Any],
-    durable: bool = True,
-    tmp_suffix: str | None = None,
-) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool = True) -> Path:
     """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it into place.
 
     `durable` also fsyncs the folder so the rename survives a power cut (checkpoints need it).
-    `tmp_suffix` is the temporary file's suffix (default: the target's); some writers insist on
-    one (torch.export wants .pt2), whatever the final name. On any failure the temporary file is
-    removed and the old `path`, if any, is left untouched.
+    On any failure the temporary file is removed and the old `path`, if any, is left untouched.
     """
     path = Path(path)
     ensure_dir(path.parent)
-    suffix = path.suffix if tmp_suffix is None else tmp_suffix
+    # the suffix repeats the target's: some writers insist on it
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
+        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -146,18 +139,28 @@ def ensure_dir(folder: str | Path, what: str = "output folder") -> Path:
 def output_dir(folder: str | Path, what: str = "output folder") -> Iterator[Path]:
     """`ensure_dir` for the length of a job: if the job fails, the folders this call made are
     removed again while they are still empty, so a failed command leaves no empty folder."""
-    folder = Path(folder)
-    made = [p for p in (folder, *folder.parents) if not p.exists() and str(p) not in ("", ".")]
+    made = missing_dirs(folder)
     path = ensure_dir(folder, what)
     try:
         yield path
     except BaseException:
-        for p in made:  # deepest first; stops at the first folder that holds something
-            try:
-                p.rmdir()
-            except OSError:
-                break
+        remove_empty(made)
         raise
+
+
+def missing_dirs(folder: str | Path) -> list[Path]:
+    """`folder` and its parents that do not exist yet, deepest first: what `ensure_dir` makes."""
+    folder = Path(folder)
+    return [p for p in (folder, *folder.parents) if not p.exists() and str(p) not in ("", ".")]
+
+
+def remove_empty(made: list[Path]) -> None:
+    """Remove the folders of `missing_dirs` again, deepest first, while they are empty."""
+    for p in made:  # stops at the first folder that holds something (or is already gone)
+        try:
+            p.rmdir()
+        except OSError:
+            break
 
 
 def check_output_file(path: str | Path, what: str = "output file") -> Path:

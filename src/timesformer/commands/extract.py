@@ -77,7 +77,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.inputs import expand_each
-    from ..files import OutputError, ensure_dir
+    from ..files import OutputError, ensure_dir, missing_dirs, remove_empty
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     inputs, bad_inputs = expand_each(args.inputs)
     for _, msg in bad_inputs:  # each named once; the other inputs are still extracted
         print(f"timesformer extract: error: {msg}", file=sys.stderr)
-    made = not Path(args.out).exists()
+    made = missing_dirs(args.out)
     try:  # before the model loads: a mistyped or read-only --out fails at once
         ensure_dir(args.out)
     except OutputError as e:
@@ -98,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return max(_extract(args, inputs), 1 if bad_inputs else 0)
     except BaseException:
-        if made and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
-            Path(args.out).rmdir()  # a failed start leaves no empty folder behind
+        remove_empty(made)  # a failed start leaves no empty folder behind
         raise
 
 

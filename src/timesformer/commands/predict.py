@@ -105,12 +105,13 @@ CSV_COLUMNS = ("path", "start", "end", "label", "prob", "topk", "status", "error
 
 def run(args: argparse.Namespace) -> int:
     """The command; a --out-dir it made is removed again if the run leaves it empty."""
-    made = getattr(args, "out_dir", None) is not None and not Path(args.out_dir).exists()
+    from ..files import missing_dirs, remove_empty
+
+    made = missing_dirs(args.out_dir) if getattr(args, "out_dir", None) is not None else []
     try:
         return _run(args)
     finally:
-        if made and Path(args.out_dir).is_dir() and not any(Path(args.out_dir).iterdir()):
-            Path(args.out_dir).rmdir()
+        remove_empty(made)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -261,7 +262,6 @@ def _check_segment_args(args: argparse.Namespace) -> None:
 
 def _segments(args: argparse.Namespace, pred: Any, names: list[str], d: dict, stems: set) -> Any:
     """Segments of one video into its JSON dict `d`, and the CSV/PNG files with --out-dir."""
-    from pathlib import Path
 
     from ..engine.segments import prediction_segments, write_prediction_outputs
 

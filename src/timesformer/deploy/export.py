@@ -118,8 +118,9 @@ def export_model(
         if verify:
             diffs.update(verify_export(model, tmp, fmt, atol=atol))
 
-    # torch.export saves and loads .pt2 names only (others log warnings): the temporary file is one
-    atomic_write(out, write_and_check, tmp_suffix=".pt2" if fmt == "exported-program" else None)
+    # programs are saved to, and read from, open files: torch.export's own name check (it warns
+    # on names not ending in .pt2) never sees the temporary name
+    atomic_write(out, write_and_check)
     cfg = model.config
     h, w = (cfg.img_size, cfg.img_size) if isinstance(cfg.img_size, int) else cfg.img_size
     return ExportReport(
