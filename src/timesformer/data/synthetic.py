@@ -41,7 +41,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (50, 90, 240),
 }
 APPEARANCE_CLASSES: tuple[str, ...] = tuple(f"{c} {s}" for s in SHAPES for c in COLOURS)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: repeatable H.264 encodes (write_video)
 _MAX_TURN = math.radians(30)  # rotation per frame stays below half the square's symmetry
 
 _ENCODERS = {"h264": "libx264", "mpeg4": "mpeg4", "vp9": "libvpx-vp9"}
@@ -91,7 +91,11 @@ def write_video(
         if gop:
             stream.codec_context.gop_size = gop
         if codec == "h264":
-            opts.update(crf=str(crf), preset="veryfast")
+            # one thread and no macroblock tree: with libx264's mbtree on, the same frames gave a
+            # different file about 1 time in 20 (more under CPU load; even single-threaded), which
+            # made the demo's results differ from run to run; a thread count that follows the
+            # machine's cores would tie the bytes to the machine
+            opts.update(crf=str(crf), preset="veryfast", threads="1", **{"x264-params": "mbtree=0"})
             if gop:
                 opts.update(keyint_min=str(gop), sc_threshold="0")
             if bframes is not None:
