@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,17 +70,23 @@ def free_port() -> int:
 def start_server(
     checkpoint: Path, *extra: str, env: dict | None = None
 ) -> tuple[subprocess.Popen, str]:
-    """`timesformer serve` in a child process; returns (process, base URL) once /healthz answers."""
+    """`timesformer serve` in a child process; returns (process, base URL) once /healthz answers.
+
+    Its stderr (the access log) goes to a file, `proc.stderr_path`: a pipe nobody reads would
+    fill up and stall the server."""
     port = free_port()
     cmd = [sys.executable, "-m", "timesformer.cli", "serve", "-c", str(checkpoint),
            "--port", str(port), *extra]  # fmt: skip
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    log = Path(tempfile.mkdtemp(prefix="serve-log-")) / "stderr.txt"
+    with open(log, "w") as err:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                                stderr=err, text=True)  # fmt: skip
+    proc.stderr_path = log  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return proc, url

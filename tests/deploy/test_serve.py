@@ -87,6 +87,12 @@ def test_errors_have_their_status_and_the_service_lives_on(server, tmp_path, vid
     assert r.status_code == 422 and "at most 30" in r.json()["error"], r.text
     r = _post(url, video, route="/v1/extract", views="0x1")
     assert r.status_code == 422 and r.json()["status"] == 422
+    for route, field, takes in [("/v1/explain", "topk", "it takes file"),
+                                ("/v1/predict", "top_k", "file, views, topk, long"),
+                                ("/v1/extract", "pool", "file, views")]:  # fmt: skip
+        r = _post(url, video, route=route, **{field: "3"})  # a typo is named, not ignored
+        assert r.status_code == 422 and f"unknown field '{field}'" in r.json()["error"], r.text
+        assert takes in r.json()["error"]
     r = httpx.get(url + "/nope")
     assert r.status_code == 404 and r.json() == {"error": "Not Found", "status": 404}
     assert _post(url, video).status_code == 200  # still serving
@@ -130,6 +136,24 @@ def test_api_key(checkpoint, video):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    # the access log: a line per request, with why for an error, and never the key
+    log = proc.stderr_path.read_text()
+    lines = [ln for ln in log.splitlines() if " /v1/predict " in ln]
+    assert len(lines) == 3, log
+    assert " 127.0.0.1 POST /v1/predict 401 " in lines[0] and "wrong API key" in lines[0]
+    assert " POST /v1/predict 200 " in lines[2] and lines[2].endswith(" ms")
+    assert "s3cret" not in log and "nope" not in log
+
+
+def test_quiet_serve_logs_no_requests(checkpoint, video):
+    proc, url = start_server(checkpoint, "--quiet")
+    try:
+        assert _post(url, video, topk="2").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    log = proc.stderr_path.read_text()
+    assert "serving" in log and "/v1/predict" not in log and "/healthz" not in log, log
 
 
 def _rss_kb(pid: int) -> int:

@@ -43,6 +43,9 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' on /v1/; prefer $TIMESFORMER_API_KEY, "
                         "since a key given here shows in the process list")  # fmt: skip
+    p.add_argument("--quiet", action="store_true",
+                   help="no line per request on stderr (default: time, client, method, path, "
+                        "status, milliseconds and, for an error, why)")  # fmt: skip
     return p
 
 
@@ -72,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, timeout_s=args.timeout,
         decode_workers=args.workers, api_key=args.api_key or os.environ.get("TIMESFORMER_API_KEY"),
         device=str(device_of(args)), amp=args.amp, allow_pickle=args.allow_pickle,
+        access_log=not args.quiet,
     )  # fmt: skip
     url = f"http://{args.host}:{args.port}"
 

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hmac
 import io
+import logging
 import re
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ from .uploads import UploadError, check_video, save_upload
 
 STATIC = Path(__file__).with_name("static")
 MAX_VIEWS = 30  # K x S clips per request: the paper's largest protocol is 10 x 3
+ACCESS_LOG = logging.getLogger("timesformer.serve")  # a line per request: `serve` shows it
 
 
 @dataclass
@@ -53,6 +55,7 @@ class ServeOptions:
     device: str = "cpu"
     amp: str = "off"
     allow_pickle: bool = False  # full unpickling of the checkpoint: runs code from the file
+    access_log: bool = True  # `serve` prints ACCESS_LOG's lines on stderr
 
 
 def create_app(
@@ -79,12 +82,14 @@ def create_app(
     )
     app.state.batcher = batcher
 
-    def error(status: int, message: str) -> JSONResponse:
+    def error(status: int, message: str, request: Request | None = None) -> JSONResponse:
+        if request is not None:  # the access log says why
+            request.state.error = message
         return JSONResponse({"error": message, "status": status}, status_code=status)
 
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, e: UploadError) -> JSONResponse:
-        return error(e.status, str(e))
+        return error(e.status, str(e), request)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_form(request: Request, e: RequestValidationError) -> JSONResponse:
@@ -93,11 +98,21 @@ def create_app(
         for err in e.errors():
             where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query"))
             parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
-        return error(422, "; ".join(parts) or "invalid request")
+        return error(422, "; ".join(parts) or "invalid request", request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        return error(e.status_code, str(e.detail))
+        return error(e.status_code, str(e.detail), request)
+
+    async def check_fields(request: Request, *allowed: str) -> None:
+        """422 naming a form field the route does not take (a typo must not pass unnoticed)."""
+        form = await request.form()  # parsed once already: Starlette keeps it
+        unknown = sorted(set(form.keys()) - set(allowed))
+        if unknown:
+            names = ", ".join(repr(k) for k in unknown)
+            raise UploadError(
+                422, f"unknown field {names} for {request.url.path}; it takes {', '.join(allowed)}"
+            )
 
     def checked_views(views: str | None) -> str:
         """The request's views (default: the contract's), refused past MAX_VIEWS clips."""
@@ -114,12 +129,30 @@ def create_app(
     async def _guard(request: Request, call_next: Any) -> Any:
         if request.url.path.startswith("/v1/"):
             if opts.api_key and not _authorised(request.headers.get("authorization"), opts.api_key):
-                return error(401, "missing or wrong API key: send Authorization: Bearer KEY")
+                return error(401, "missing or wrong API key: send Authorization: Bearer KEY",
+                             request)  # fmt: skip
             size = request.headers.get("content-length")
             if size and size.isdigit() and int(size) > limit + 64 * 1024:
                 return error(413, f"upload of {int(size) / 2**20:.1f} MB is over the "
-                                  f"{opts.max_upload_mb:g} MB limit (--max-upload-mb)")  # fmt: skip
+                                  f"{opts.max_upload_mb:g} MB limit (--max-upload-mb)",
+                             request)  # fmt: skip
         return await call_next(request)
+
+    @app.middleware("http")  # added last, so it runs first: it also sees the guard's refusals
+    async def _access(request: Request, call_next: Any) -> Any:
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            if opts.access_log:
+                why = getattr(request.state, "error", "")
+                client = request.client.host if request.client else "-"
+                ACCESS_LOG.info("%s %s %s %d %.0f ms%s", client, request.method,
+                                request.url.path, status, (time.perf_counter() - t0) * 1e3,
+                                f": {why}" if why else "")  # fmt: skip
 
     async def run_job(fn: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -163,11 +196,13 @@ def create_app(
 
     @app.post("/v1/predict")
     async def predict_route(
+        request: Request,
         file: UploadFile = File(..., description="the video"),
         views: str | None = Form(None, description="KxS test views, e.g. 1x3"),
         topk: int = Form(5, ge=1, le=1000),
         long: bool = Form(False, description="cover the whole video: timeline and segments"),
     ) -> dict[str, Any]:
+        await check_fields(request, "file", "views", "topk", "long")
         # with long, as `predict --long`: one centre crop per clip unless the request says
         views = checked_views(views or ("1x1" if long else None))
         folder, path = await receive_video(file)
@@ -189,8 +224,9 @@ def create_app(
 
     @app.post("/v1/extract")
     async def extract_route(
-        file: UploadFile = File(...), views: str | None = Form(None)
+        request: Request, file: UploadFile = File(...), views: str | None = Form(None)
     ) -> dict[str, Any]:
+        await check_fields(request, "file", "views")
         views = checked_views(views)
         folder, path = await receive_video(file)
         try:
@@ -201,7 +237,8 @@ def create_app(
                 "views": views, "num_clips": n, "pool": "cls"}  # fmt: skip
 
     @app.post("/v1/explain")
-    async def explain_route(file: UploadFile = File(...)) -> dict[str, Any]:
+    async def explain_route(request: Request, file: UploadFile = File(...)) -> dict[str, Any]:
+        await check_fields(request, "file")
         folder, path = await receive_video(file)
         try:
             return await run_job(_explain, model, path, settings, preprocess, explain_lock)
@@ -316,6 +353,12 @@ def serve(
     settings = _settings_from(model, pre)
     app = create_app(model, settings, pre, opts)
     check_address(host, port)
+    if opts.access_log and not ACCESS_LOG.handlers:
+        handler = logging.StreamHandler()  # stderr, beside the "serving ..." line
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        ACCESS_LOG.addHandler(handler)
+        ACCESS_LOG.setLevel(logging.INFO)
+        ACCESS_LOG.propagate = False
     if on_ready is not None:
         on_ready()
     uvicorn.run(app, host=host, port=port, log_level="warning")
