@@ -47,6 +47,18 @@ def test_train_without_flags_keeps_the_config(capsys: pytest.CaptureFixture[str]
     assert cfg["train"]["amp"] == "bf16" and cfg["model"]["pretrained"] is None
 
 
+def test_print_config_takes_num_classes_from_the_labels(capsys, tmp_path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\nfox\n")
+    assert main(["train", "--config", "demo", f"data.labels={labels}", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["num_classes"] == 3
+    gone = tmp_path / "gone.txt"  # unreadable labels: the preset's count, and a note says so
+    assert main(["train", "--config", "demo", f"data.labels={gone}", "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    assert yaml.safe_load(out)["model"]["num_classes"] == 400
+    assert "preset's" in err and "gone.txt" in err
+
+
 def test_bad_device_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     video = tmp_path / "v.mp4"
     video.write_bytes(b"")  # inputs are checked before the device: this one exists

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 
 from ..engine.config import RunConfig, list_recipes, load_config, resolve
 from .common import add_model_arguments, positive_int
@@ -96,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         import yaml
 
+        from ..engine.build import fill_num_classes
+
+        try:  # num_classes as training will set it: from the labels or class folders
+            cfg = fill_num_classes(cfg)
+        except (OSError, ValueError) as e:
+            print(f"note: model.num_classes is the preset's, since the labels could not be read: "
+                  f"{e}", file=sys.stderr)  # fmt: skip
         print(yaml.safe_dump(resolve(cfg).to_dict(), sort_keys=False), end="")
         return 0
     from ..engine.train import train
