@@ -10,7 +10,7 @@ import torch
 from _video_helpers import NUM_FRAMES, decode_index, index_frames
 
 from timesformer.data.synthetic import write_video
-from timesformer.data.video import VideoDecodeError, VideoReader, read_frames
+from timesformer.data.video import VideoDecodeError, VideoReader, VideoReadWarning, read_frames
 
 
 @pytest.mark.parametrize("name", ["h264_bframes.mp4", "h264.mkv", "mpeg4.avi", "vp9.webm"])
@@ -189,3 +189,21 @@ def test_ffmpeg_eperm_reads_as_damaged_data_not_permissions() -> None:
 
     assert _err(av.PermissionError(1, "Operation not permitted")).startswith("damaged data")
     assert _err(ValueError("bad")) == "ValueError: bad"
+
+
+def test_frame_size_change_mid_stream_is_scaled_to_the_streams(tmp_path):
+    """Two MPEG-TS pieces joined (legal: a broadcast's resolution switch), the second at twice
+    the size: its frames come back at the stream's size, exact, with one warning."""
+    first = index_frames(30)  # 48 x 64
+    second = index_frames(60)[30:].repeat(2, axis=1).repeat(2, axis=2)  # 96 x 128, same layout
+    write_video(tmp_path / "a.ts", first, 30.0, gop=10, bframes=0)  # no B-frames: both pieces
+    write_video(tmp_path / "b.ts", second, 30.0, gop=10, bframes=0,  # get the same clock offset
+                pts=range(30, 60), time_base=(1, 30))  # fmt: skip
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    with VideoReader(joined) as reader:
+        assert (reader.num_frames, reader.height, reader.width) == (60, 48, 64)
+        with pytest.warns(VideoReadWarning, match="frame size changes mid-stream"):
+            frames = reader.get_frames([0, 29, 30, 45, 59])
+        assert tuple(frames.shape) == (5, 48, 64, 3)
+        assert decode_index(frames) == [0, 29, 30, 45, 59]

@@ -251,6 +251,7 @@ class VideoReader:
         self.height: int = int(cc.height or self._stream.height)
         self.width: int = int(cc.width or self._stream.width)
         self._stored_size = (self.height, self.width)  # as decoded, before any turn
+        self._rescaled = False  # a frame of another size has been seen (and said)
         self.rotation: int = display_rotation(self._container, self._stream)
         self._turn = self.rotation if upright else 0  # clockwise degrees applied to frames
         if self._turn in (90, 270):
@@ -409,12 +410,13 @@ class VideoReader:
             try:
                 for frame in frames:
                     idx = self._frame_index(frame.pts)
-                    if (frame.height, frame.width) != self._stored_size:
+                    if (frame.height, frame.width) != self._stored_size and not self._rescaled:
+                        self._rescaled = True  # legal in MPEG-TS and H.264: say it once
                         h, w = self._stored_size
-                        raise VideoDecodeError(
-                            self.path,
-                            f"frame {max(idx, 0)} is {frame.width}x{frame.height}, the stream "
-                            f"{w}x{h} (corrupt file?)",
+                        self._warn(
+                            f"the frame size changes mid-stream (frame {max(idx, 0)} is "
+                            f"{frame.width}x{frame.height}, the stream {w}x{h}): such frames "
+                            "are scaled to the stream's size"
                         )
                     if first and idx > needed[pos] and not from_start:
                         overshoot = True
@@ -459,6 +461,9 @@ class VideoReader:
                 )
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        h, w = self._stored_size
+        if (frame.height, frame.width) != (h, w):  # a mid-stream size change: the stream's size
+            frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
         return upright(frame.to_ndarray(format="rgb24"), self._turn)  # (H, W, 3) uint8
 
     def _check(self, indices: Sequence[int]) -> list[int]:
