@@ -180,3 +180,24 @@ def test_check_bad_input_one_line(videos, capsys, argv, match):
     assert main(["data", "check", *argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0] and "Traceback" not in err[0]
+
+
+def test_full_decode_finds_damage_the_timed_clip_misses(tmp_path):
+    """Garbage over the last part of the frame data: the clip timed from the start decodes, so
+    only --full (every frame, errors not concealed) reports the file as damaged."""
+    path = tmp_path / "late_damage.mp4"
+    write_video(path, _frames(120, 64), 30.0, gop=10, bframes=0)
+    data = bytearray(path.read_bytes())
+    start = len(data) * 3 // 4  # the mdat holds the frames in order: the last quarter's data
+    data[start : start + 2000] = np.random.default_rng(1).integers(0, 255, 2000, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    quick = probe_video(path, num_frames=2, sampling_rate=1, target_fps=None)
+    assert quick["decoded_frames"] is None
+    full = probe_video(path, num_frames=2, sampling_rate=1, target_fps=None, full=True)
+    damaged = [p for p in full["problems"] if p.startswith("damaged:")]
+    assert not full["ok"] and len(damaged) == 1, full["problems"]
+    assert not any(p.startswith("damaged:") for p in quick["problems"])
+    clean = tmp_path / "clean.mp4"
+    write_video(clean, _frames(120, 64), 30.0, gop=10, bframes=0)
+    rec = probe_video(clean, num_frames=2, sampling_rate=1, target_fps=None, full=True)
+    assert rec["decoded_frames"] == 120 and not any("damaged" in p for p in rec["problems"])

@@ -13,7 +13,8 @@ import sys
 from fractions import Fraction
 from typing import Any
 
-from .common import non_negative_int, positive_float, positive_int
+from ..cli import UsageError
+from .common import int_in, non_negative_int, positive_float, positive_int
 
 EPILOG = """\
 examples:
@@ -70,6 +71,9 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     c.add_argument("--separator", default=None, help="list-file separator (default: detect)")
     c.add_argument("--no-decode", dest="measure", action="store_false",
                    help="skip timing the decode of one training clip per video")  # fmt: skip
+    c.add_argument("--full", action="store_true",
+                   help="also decode every frame of every video (as slow as decoding them all): "
+                        "finds damage anywhere in a file, not only in the clip timed")  # fmt: skip
     _clip(c)
     _common(c)
     r = sub.add_parser("prepare", help="re-encode a tree to H.264: short side, fps, keyframes",
@@ -77,12 +81,18 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                        "paths, .mp4), upright, resumable, verified.")  # fmt: skip
     r.add_argument("src", metavar="SRC", help="folder of videos (searched recursively)")
     r.add_argument("dst", metavar="DST", help="output folder")
-    r.add_argument("--short-side", type=int, default=256, help="output short side (default 256)")
+    r.add_argument(
+        "--short-side", type=int_in(2), default=256, help="output short side (default 256)"
+    )
     r.add_argument("--fps", type=_rate, default=Fraction(30),
                    help="output frame rate, e.g. 30 or 30000/1001; 0 keeps the source rate "
                    "(default 30)")  # fmt: skip
-    r.add_argument("--gop", type=int, default=16, help="frames between keyframes (default 16)")
-    r.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
+    r.add_argument(
+        "--gop", type=positive_int, default=16, help="frames between keyframes (default 16)"
+    )
+    r.add_argument(
+        "--crf", type=int_in(0, 51), default=23, help="x264 quality, lower is better (default 23)"
+    )
     r.add_argument("--sample", type=non_negative_int, default=8,
                    help="videos timed for the before/after clip speed (default 8; 0: none)")  # fmt: skip
     _clip(r)
@@ -150,6 +160,7 @@ def _run_check(args: argparse.Namespace) -> int:
         records = check_videos(
             paths, workers=args.workers, progress=arrived, num_frames=args.num_frames,
             sampling_rate=args.sampling_rate, target_fps=args.target_fps, measure=args.measure,
+            full=args.full,
         )  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: the report keeps the videos checked so far
         if args.out and done:
@@ -224,15 +235,18 @@ def _run_lists(args: argparse.Namespace) -> int:
 
     kinds = [bool(args.src), bool(args.kinetics_csv), bool(args.ssv2_json)]
     if sum(kinds) != 1:
-        raise ValueError(
+        raise UsageError(
             "give one source: SRC (a class-folder tree), --kinetics-csv or --ssv2-json"
         )
     if (args.kinetics_csv or args.ssv2_json) and not args.videos:
-        raise ValueError("--videos DIR is needed with --kinetics-csv / --ssv2-json")
+        raise UsageError("--videos DIR is needed with --kinetics-csv / --ssv2-json")
     if args.ssv2_json and not args.ssv2_labels:
-        raise ValueError("--ssv2-labels FILE (template -> id JSON) is needed with --ssv2-json")
+        raise UsageError("--ssv2-labels FILE (template -> id JSON) is needed with --ssv2-json")
 
-    ratios = lists.parse_split(args.split) if args.src else None  # before any folder is made
+    try:  # before any folder is made
+        ratios = lists.parse_split(args.split) if args.src else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     with output_dir(args.out, "output folder"):  # removed again if nothing lands in it
         return _lists_into(args, ratios)
 
@@ -292,6 +306,12 @@ def run(args: argparse.Namespace) -> int:
     fn = {"check": _run_check, "prepare": _run_prepare, "lists": _run_lists}[action]
     try:
         return fn(args)
+    except UsageError as e:  # the command line: exit 2 with the action's own help
+        if getattr(args, "debug", False):
+            raise
+        prog = f"timesformer data {action}"
+        print(f"{prog}: error: {e} (see {prog} --help)", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as e:  # one clear line; cli.main handles the rest
         if getattr(args, "debug", False):
             raise

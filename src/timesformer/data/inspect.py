@@ -39,6 +39,7 @@ from .video import (
     VideoDecodeError,
     VideoReader,
     VideoTruncatedWarning,
+    _err,
     stated_duration,
     truncation,
     video_stream,
@@ -47,6 +48,7 @@ from .video import (
 MAX_KEYFRAME_SECONDS = 5.0
 MAX_KEYFRAME_FRAMES = 150
 MIN_SHORT_SIDE = 128
+ERR_DETECT = "explode"  # FFmpeg: stop at damaged data instead of concealing it (data check --full)
 LIST_SUFFIXES = (".csv", ".txt", ".lst", ".list", ".tsv")
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 _IMAGE_CODECS = {"png", "mjpeg", "jpeg2000", "bmp", "tiff", "webp", "gif", "jpegls", "qoi"}
@@ -54,7 +56,7 @@ _IMAGE_CODECS = {"png", "mjpeg", "jpeg2000", "bmp", "tiff", "webp", "gif", "jpeg
 FIELDS = (
     "path", "ok", "problems", "format", "codec", "width", "height", "rotation", "fps",
     "variable_fps", "frames", "duration", "keyframe_interval_frames", "keyframe_interval_s",
-    "audio", "clip_ms", "bytes",
+    "audio", "clip_ms", "decoded_frames", "bytes",
 )  # fmt: skip
 
 
@@ -111,6 +113,32 @@ def clip_cost_ms(
     return (time.perf_counter() - start) * 1000.0
 
 
+def decode_all(path: str | Path) -> tuple[int, str]:
+    """Decode every frame of the video stream in order: (frames decoded, the first failure).
+
+    The decoder is told to stop on errors it would otherwise hide (``err_detect``), so damaged
+    data anywhere in the file shows, not only in the clip ``probe_video`` times."""
+    decoded, why = 0, ""
+    with av.open(str(path), metadata_errors="ignore") as container:
+        stream = video_stream(container)
+        stream.codec_context.options = {"err_detect": ERR_DETECT}
+        stream.thread_type = "AUTO"  # a whole-file pass: every core helps
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except (av.FFmpegError, OSError) as e:
+                why = why or f"demuxing stopped after frame {decoded} ({_err(e)})"
+                break
+            try:
+                decoded += len(packet.decode())  # the last, empty packet flushes the decoder
+            except av.FFmpegError as e:
+                why = why or f"near frame {decoded}: {_err(e)}"
+    return decoded, why
+
+
 def probe_video(
     path: str | Path,
     *,
@@ -118,8 +146,11 @@ def probe_video(
     sampling_rate: int = 32,
     target_fps: float | None = 30.0,
     measure: bool = True,
+    full: bool = False,
 ) -> dict[str, Any]:
-    """One file -> a record (module doc); never raises for a bad file, only reports it."""
+    """One file -> a record (module doc); never raises for a bad file, only reports it.
+
+    ``full``: also decode every frame (``decode_all``; as slow as decoding the video)."""
     p = Path(path)
     if not p.is_file():
         return _record(p, ok=False, problems=["unreadable: file not found"])
@@ -217,6 +248,16 @@ def probe_video(
             rec["clip_ms"] = round(ms, 1)
         except (VideoDecodeError, av.FFmpegError, OSError, IndexError) as e:
             probs.append(f"unreadable: {getattr(e, 'reason', None) or e}")
+    if full:
+        try:
+            decoded, why = decode_all(p)
+        except (av.FFmpegError, OSError) as e:
+            decoded, why = 0, _err(e)
+        rec["decoded_frames"] = decoded
+        missing = len(pts) - decoded
+        if missing > 0 or why:
+            lost = f"{missing} of {len(pts)} frames did not decode" if missing > 0 else "errors"
+            probs.append(f"damaged: {lost}" + (f" (first {why})" if why else ""))
     rec["ok"] = not probs
     return rec
 
