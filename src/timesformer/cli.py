@@ -142,6 +142,10 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
     return (FileNotFoundError, OutputError, ValueError, RuntimeError, KeyError, OSError)
 
 
+class UsageError(ValueError):
+    """A bad flag value or combination found after parsing: exit 2, as argparse's own errors."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status. Ctrl-C at any point (importing torch included) is
     "interrupted" and 130, not a traceback."""
@@ -188,6 +192,12 @@ def _run(mod: Any, args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
+    except UsageError as e:
+        if getattr(args, "debug", False):
+            raise
+        prog = f"timesformer {args.command}"
+        print(f"{prog}: error: {e} (see {prog} --help)", file=sys.stderr)
+        return 2
     except _one_line_errors() as e:
         if getattr(args, "debug", False):
             raise

@@ -184,3 +184,27 @@ def test_extract_goes_on_past_a_missing_input(tmp_path, capsys) -> None:
     assert rc == 1 and "nope.mp4: no such file or folder" in err
     rows = [json.loads(x) for x in (tmp_path / "f" / "index.jsonl").read_text().splitlines()]
     assert [Path(r["video"]).name for r in rows] == ["ok.mp4"]
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["predict", "{v}", "-c", "{m}", "--topk", "0"], "--topk must be >= 1"),
+        (["predict", "{v}", "-c", "{m}", "--every-clip"], "--every-clip: only with --long"),
+        (["extract", "{v}", "-c", "{m}", "--out", "{o}", "--batch-size", "0"], "--batch-size"),
+        (["export", "{m}", "--out", "{o}/m.onnx", "--atol", "-1"], "--atol must be >= 0"),
+        (["serve", "-c", "{m}", "--max-batch", "0"], "--max-batch must be >= 1"),
+        (["data", "lists", "--out", "{o}"], "give one source"),
+    ],
+)
+def test_a_wrong_command_line_exits_2_whoever_finds_it(capsys, tmp_path, argv, words) -> None:
+    """Exit 2 for a bad flag value or combination, found by argparse or after it (as argparse
+    itself does); 1 stays for what the command meets (files, checkpoints, configs)."""
+    video, model = tmp_path / "v.mp4", tmp_path / "m.pt"
+    video.write_bytes(b"")  # never opened: the flags fail first
+    model.write_bytes(b"")
+    argv = [a.format(v=video, m=model, o=tmp_path / "out") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and err[0].endswith("--help)"), err
+    assert not (tmp_path / "out").exists()

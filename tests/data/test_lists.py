@@ -111,21 +111,21 @@ def test_lists_rerun_with_fewer_splits_removes_the_stale_ones(class_tree, tmp_pa
 
 
 @pytest.mark.parametrize(
-    "argv, match",
+    "argv, match, code",
     [
-        (["{src}", "--split", "0.5,0.6"], "--split: expected 2 or 3 non-negative fractions"),
-        (["{src}", "--split", "a,b"], "--split"),
-        (["{tmp}/nope"], "dataset folder not found"),
-        (["{src}", "--out", "/proc/lists"], "output folder"),
-        (["--kinetics-csv", "{tmp}/k.csv"], "--videos DIR is needed"),
-        ([], "give one source"),
+        (["{src}", "--split", "0.5,0.6"], "--split: expected 2 or 3 non-negative fractions", 2),
+        (["{src}", "--split", "a,b"], "--split", 2),
+        (["{tmp}/nope"], "dataset folder not found", 1),
+        (["{src}", "--out", "/proc/lists"], "output folder", 1),
+        (["--kinetics-csv", "{tmp}/k.csv"], "--videos DIR is needed", 2),
+        ([], "give one source", 2),
     ],
 )
-def test_lists_bad_input_one_line(class_tree, tmp_path, capsys, argv, match):
+def test_lists_bad_input_one_line(class_tree, tmp_path, capsys, argv, match, code):
     argv = [a.format(src=class_tree, tmp=tmp_path) for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "o")]
-    assert main(["data", "lists", *argv]) == 1
+    assert main(["data", "lists", *argv]) == code  # 2: the command line; 1: what it names
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0], err
 

@@ -113,19 +113,23 @@ def test_prepare_command(tree, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "extra, match",
+    "extra, match, code",
     [
-        (["{tmp}/nope", "{tmp}/d"], "source folder not found"),
-        (["{src}", "{src}"], "is the source folder"),
-        (["{src}", "/proc/dst"], "destination folder"),
-        (["{src}", "{tmp}/d", "--gop", "0"], "--gop must be >= 1"),
-        (["{src}", "{tmp}/d", "--short-side", "0"], "--short-side must be >= 2"),
-        (["{src}", "{tmp}/d", "--crf", "99"], "--crf must be in 0..51"),
+        (["{tmp}/nope", "{tmp}/d"], "source folder not found", 1),
+        (["{src}", "{src}"], "is the source folder", 1),
+        (["{src}", "/proc/dst"], "destination folder", 1),
+        (["{src}", "{tmp}/d", "--gop", "0"], "--gop: expected a positive integer, got '0'", 2),
+        (["{src}", "{tmp}/d", "--short-side", "0"], "--short-side: expected an integer >= 2", 2),
+        (["{src}", "{tmp}/d", "--crf", "99"], "--crf: expected an integer in 0..51", 2),
     ],
 )
-def test_prepare_bad_input_one_line(tree, tmp_path, capsys, extra, match):
+def test_prepare_bad_input_one_line(tree, tmp_path, capsys, extra, match, code):
     argv = [a.format(tmp=tmp_path, src=tree) for a in extra]
-    assert main(["data", "prepare", *argv, "--sample", "0"]) == 1
+    try:
+        rc = main(["data", "prepare", *argv, "--sample", "0"])
+    except SystemExit as e:  # argparse's own: the flag's type refused it
+        rc = e.code
+    assert rc == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0]
 

@@ -109,13 +109,13 @@ def test_bad_start_says_why_and_never_claims_to_serve(checkpoint, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = str(taken.getsockname()[1])
-        cases = [(["-c", str(bad)], str(bad)), (["-c", str(checkpoint), "--port", busy], busy),
-                 (["-c", str(checkpoint), "--port", "99999"], "1..65535"),
-                 (["-c", str(checkpoint), "--timeout", "-5"], "--timeout must be > 0")]  # fmt: skip
-        for extra, words in cases:
+        cases = [(["-c", str(bad)], str(bad), 1), (["-c", str(checkpoint), "--port", busy], busy, 1),
+                 (["-c", str(checkpoint), "--port", "99999"], "1..65535", 2),
+                 (["-c", str(checkpoint), "--timeout", "-5"], "--timeout must be > 0", 2)]  # fmt: skip
+        for extra, words, code in cases:  # 2: the command line is wrong; 1: what it names is
             cmd = [sys.executable, "-m", "timesformer.cli", "serve", "--json", *extra]
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            assert r.returncode == 1 and r.stdout == "", (extra, r.stdout)
+            assert r.returncode == code and r.stdout == "", (extra, r.stdout)
             lines = r.stderr.strip().splitlines()
             assert len(lines) == 1 and words in lines[0] and "serving" not in r.stderr, lines
 

@@ -162,9 +162,9 @@ def test_fast_inference_path_matches_the_training_path() -> None:
 
 
 def test_bench_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["bench", *TINY, "--set", "depth"]) == 1
+    assert cli.main(["bench", *TINY, "--set", "depth"]) == 2  # the command line is wrong
     assert "KEY=VALUE" in capsys.readouterr().err
-    assert cli.main(["bench", *TINY, "--attention-type", "jiont"]) == 1
+    assert cli.main(["bench", *TINY, "--attention-type", "jiont"]) == 2
     assert "jiont" in capsys.readouterr().err
     with pytest.raises(ValueError, match="square"):
         B.build_hf_model(TimeSformerConfig(img_size=(32, 48)))

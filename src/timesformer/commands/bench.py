@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import yaml
 
+from ..cli import UsageError
 from ..models.config import ATTENTION_TYPES, PRESETS
 from ..tools import bench as B
 from .common import positive_int
@@ -137,7 +138,7 @@ def _overrides(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. depth=2")
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. depth=2")
         k, v = item.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out
@@ -150,7 +151,7 @@ def _attention_types(values: list[str] | None) -> list[str | None]:
         return list(ATTENTION_TYPES)
     for v in values:
         if v not in ATTENTION_TYPES:
-            raise ValueError(f"--attention-type {v!r} is not one of {', '.join(ATTENTION_TYPES)}")
+            raise UsageError(f"--attention-type {v!r} is not one of {', '.join(ATTENTION_TYPES)}")
     return list(values)
 
 
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"--device {device}: torch sees no CUDA device here")
     if args.repeats < 1 or args.warmup < 0:
-        raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
     from ..files import check_output_file
 
     if args.write:  # before minutes of timing

@@ -45,6 +45,22 @@ def positive_int(text: str) -> int:
     return _int_at_least(text, 1, "a positive integer")
 
 
+def int_in(low: int, high: int | None = None) -> Any:
+    """argparse type: an integer in low..high (no upper bound when high is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            want = f"an integer in {low}..{high}" if high is not None else f"an integer >= {low}"
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
+        return value
+
+    return parse
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 (a worker count: 0 is "in this process")."""
     return _int_at_least(text, 0, "an integer >= 0")

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli import UsageError
 from .common import add_allow_pickle_argument
 
 EPILOG = """\
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ..files import OutputError, check_output_file
 
     if not args.atol >= 0:
-        raise ValueError(f"--atol must be >= 0; got {args.atol:g}")
+        raise UsageError(f"--atol must be >= 0; got {args.atol:g}")
     args.format = format_for(args.out, args.format)
     try:
         check_output_file(args.out, what="export")

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli import UsageError
 from .common import add_clip_arguments, add_model_arguments, add_views_argument
 
 EPILOG = """\
@@ -80,13 +81,13 @@ def run(args: argparse.Namespace) -> int:
     from ..files import OutputError, ensure_dir, missing_dirs, remove_empty
 
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+        raise UsageError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.workers < 0:
-        raise ValueError(f"--workers must be >= 0; got {args.workers}")
+        raise UsageError(f"--workers must be >= 0; got {args.workers}")
     if args.stride is not None and args.mode != "windows":
-        raise ValueError(f"--stride: only with --mode windows (got --mode {args.mode})")
+        raise UsageError(f"--stride: only with --mode windows (got --mode {args.mode})")
     if args.stride is not None and args.stride <= 0:
-        raise ValueError(f"--stride {args.stride:g}: expected a positive frame count")
+        raise UsageError(f"--stride {args.stride:g}: expected a positive frame count")
     inputs, bad_inputs = expand_each(args.inputs)
     for _, msg in bad_inputs:  # each named once; the other inputs are still extracted
         print(f"timesformer extract: error: {msg}", file=sys.stderr)

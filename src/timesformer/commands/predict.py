@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli import UsageError
 from .common import (
     add_clip_arguments,
     add_labels_argument,
@@ -120,9 +121,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..engine.records import RowWriter, recorded_warnings
 
     if args.topk < 1:
-        raise ValueError(f"--topk must be >= 1; got {args.topk}")
+        raise UsageError(f"--topk must be >= 1; got {args.topk}")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+        raise UsageError(f"--batch-size must be >= 1; got {args.batch_size}")
     _check_mode_args(args)
     if args.segments:
         args.long = True
@@ -228,16 +229,16 @@ def _check_mode_args(args: argparse.Namespace) -> None:
         given = [f"--{k.replace('_', '-')}" for k in (*SEGMENT_DEFAULTS, "out_dir")
                  if getattr(args, k) is not None]  # fmt: skip
         if given:
-            raise ValueError(f"{', '.join(given)}: only with --segments")
+            raise UsageError(f"{', '.join(given)}: only with --segments")
     for k, v in SEGMENT_DEFAULTS.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     if args.every_clip and not (args.long or args.segments):
-        raise ValueError("--every-clip: only with --long (the timeline of clips)")
+        raise UsageError("--every-clip: only with --long (the timeline of clips)")
     if (args.long or args.segments) and args.views:
         k = args.views.lower().split("x")[0].strip()
         if k != "1":
-            raise ValueError(
+            raise UsageError(
                 f"--views {args.views} with --long: the clips already cover the whole video, so "
                 "K must be 1 (1xS: S crops per clip)"
             )
@@ -248,11 +249,11 @@ def _check_segment_args(args: argparse.Namespace) -> None:
     from ..files import OutputError, ensure_dir
 
     if args.smooth < 1:
-        raise ValueError(f"--smooth {args.smooth}: expected >= 1 windows")
+        raise UsageError(f"--smooth {args.smooth}: expected >= 1 windows")
     if args.min_windows < 1:
-        raise ValueError(f"--min-windows {args.min_windows}: expected >= 1 windows")
+        raise UsageError(f"--min-windows {args.min_windows}: expected >= 1 windows")
     if not 0.0 <= args.min_score <= 1.0:
-        raise ValueError(f"--min-score {args.min_score}: expected a probability in [0, 1]")
+        raise UsageError(f"--min-score {args.min_score}: expected a probability in [0, 1]")
     if args.out_dir is not None:
         try:
             ensure_dir(args.out_dir)

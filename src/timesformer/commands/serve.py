@@ -10,6 +10,7 @@ import json
 import os
 import sys
 
+from ..cli import UsageError
 from .common import add_model_arguments, device_of
 
 EPILOG = """\
@@ -61,15 +62,15 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("max_batch", "workers", "port"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
     if args.port > 65535:
-        raise ValueError(f"--port must be 1..65535; got {args.port}")
+        raise UsageError(f"--port must be 1..65535; got {args.port}")
     for name in ("max_upload_mb", "max_duration", "timeout"):
         value = getattr(args, name)
         if not value > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0; got {value:g}")
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0; got {value:g}")
     if not args.max_wait_ms >= 0:
-        raise ValueError(f"--max-wait-ms must be >= 0; got {args.max_wait_ms:g}")
+        raise UsageError(f"--max-wait-ms must be >= 0; got {args.max_wait_ms:g}")
     opts = ServeOptions(
         max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, timeout_s=args.timeout,

@@ -7,6 +7,8 @@ import argparse
 import shlex
 import sys
 
+from .common import positive_int
+
 
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.description = (
@@ -23,10 +25,10 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="a smaller recipe (fewer videos and epochs): table1 in under 15 min on 2 cores",
     )
-    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per cell (default 3)")
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="parallel training processes (default: min(cores, 2)); threads are split among them",
     )
