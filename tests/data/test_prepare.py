@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
+import av
+import numpy as np
 import pytest
 from _rotated import halves, write_rotated
 
@@ -145,3 +148,31 @@ def test_frames_far_apart_are_not_multiplied(tmp_path):
     r = prepare_video(src, tmp_path / "out" / "far.mp4", short_side=32, fps=30)
     assert r["status"] == "failed" and "would hold 300000 frames" in r["reason"], r
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_anamorphic_source_is_flagged_and_prepared_square(tmp_path):
+    """Pixels 4:3 wide (64x48 stored, 85x48 shown): the reader keeps the stored shape (as the
+    reference pipelines), data check says so, data prepare writes square pixels."""
+    src = tmp_path / "anamorphic.mp4"
+    with av.open(str(src), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), "rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with VideoReader(src) as reader:
+        assert reader.sample_aspect_ratio == Fraction(4, 3) and (reader.width, reader.height) == (
+            64,
+            48,
+        )
+    rec = probe_video(src, num_frames=2, sampling_rate=1)
+    assert rec["sample_aspect_ratio"] == "4:3"
+    assert any(p.startswith("anamorphic:") and "displayed 85x48" in p for p in rec["problems"])
+    out = prepare_video(src, tmp_path / "square.mp4", short_side=48, fps=None)
+    assert out["status"] == "written" and (out["width"], out["height"]) == (84, 48)
+    with VideoReader(tmp_path / "square.mp4") as reader:
+        assert reader.sample_aspect_ratio == 1 and (reader.width, reader.height) == (84, 48)

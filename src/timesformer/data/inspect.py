@@ -40,6 +40,7 @@ from .video import (
     VideoReader,
     VideoTruncatedWarning,
     _err,
+    pixel_aspect,
     stated_duration,
     truncation,
     video_stream,
@@ -54,9 +55,10 @@ _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x0
 _IMAGE_CODECS = {"png", "mjpeg", "jpeg2000", "bmp", "tiff", "webp", "gif", "jpegls", "qoi"}
 
 FIELDS = (
-    "path", "ok", "problems", "format", "codec", "width", "height", "rotation", "fps",
-    "variable_fps", "frames", "duration", "keyframe_interval_frames", "keyframe_interval_s",
-    "audio", "clip_ms", "decoded_frames", "bytes",
+    "path", "ok", "problems", "format", "codec", "width", "height", "rotation",
+    "sample_aspect_ratio", "fps", "variable_fps", "frames", "duration",
+    "keyframe_interval_frames", "keyframe_interval_s", "audio", "clip_ms", "decoded_frames",
+    "bytes",
 )  # fmt: skip
 
 
@@ -209,6 +211,8 @@ def probe_video(
             rec["rotation"] = display_rotation(container, stream)
         except (av.FFmpegError, OSError):
             rec["rotation"] = 0
+        sar = pixel_aspect(stream)
+        rec["sample_aspect_ratio"] = f"{sar.numerator}:{sar.denominator}"
     if not pts:
         probs.append("zero video frames")
         rec["ok"] = False
@@ -240,6 +244,13 @@ def probe_video(
         probs.append(f"tiny: {rec['width']}x{rec['height']} (short side < {MIN_SHORT_SIDE})")
     if rec["rotation"]:
         probs.append(f"display rotation: {rec['rotation']} degrees (turned upright on read)")
+    if sar != 1:
+        shown = f"{round(rec['width'] * sar)}x{rec['height']}"
+        probs.append(
+            f"anamorphic: pixels are {rec['sample_aspect_ratio']}, not square; frames are read at "
+            f"their stored {rec['width']}x{rec['height']}, not the displayed {shown} "
+            "(`data prepare` makes them square)"
+        )
     if measure:
         try:
             with warnings.catch_warnings():  # already a problem above, not a second line

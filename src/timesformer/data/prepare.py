@@ -71,7 +71,12 @@ class _TooManyFrames(ValueError):
 def _expected(path: Path, short_side: int, fps: Fraction | None) -> tuple[int, int, int, float]:
     """(frames, width, height, fps) an output of ``path`` must have (upright geometry)."""
     with VideoReader(path, upright=True) as r:
-        w, h = output_size(r.width, r.height, short_side)
+        # the displayed shape: an anamorphic source's stored width stretched by its pixel
+        # aspect (the stored width is the upright height after a quarter turn)
+        sar = r.sample_aspect_ratio
+        tall = r.rotation in (90, 270)
+        shown = (r.width, round(r.height * sar)) if tall else (round(r.width * sar), r.height)
+        w, h = output_size(max(1, shown[0]), max(1, shown[1]), short_side)
         if fps is None:
             return r.num_frames, w, h, r.fps
         frames = max(1, int(round(r.num_frames / r.fps * float(fps))))

@@ -181,6 +181,15 @@ def _err(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"
 
 
+def pixel_aspect(stream: av.video.stream.VideoStream) -> Fraction:
+    """A video stream's sample (pixel) aspect ratio, width / height: the container's, else the
+    bitstream's; 1 when neither states one (0/1 means unknown in FFmpeg)."""
+    for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if sar and sar.numerator > 0 and sar.denominator > 0:
+            return Fraction(sar.numerator, sar.denominator)
+    return Fraction(1)
+
+
 class VideoReader:
     """Random access to the frames of one video file (a context manager).
 
@@ -194,7 +203,10 @@ class VideoReader:
     ``cache_index=False`` always scans. ``rotation``: the display rotation (clockwise degrees,
     0/90/180/270, see data/rotation.py); with ``upright=True`` (default) frames come out turned
     for display and ``width``/``height`` are the displayed ones; ``upright=False`` keeps them as
-    stored. Raises VideoDecodeError on open for a missing file, an unreadable container, no
+    stored. ``sample_aspect_ratio``: the shape of a stored pixel (width / height, a Fraction; 1
+    for square or unstated); frames come out as stored, as in the reference pipelines, so an
+    anamorphic video is read squeezed (``data check`` says so, ``data prepare`` makes the pixels
+    square). Raises VideoDecodeError on open for a missing file, an unreadable container, no
     video stream (e.g. audio only) or zero frames, and NotAVideoError for an image, a folder or
     a URL.
     """
@@ -253,6 +265,7 @@ class VideoReader:
         self._stored_size = (self.height, self.width)  # as decoded, before any turn
         self._rescaled = False  # a frame of another size has been seen (and said)
         self.rotation: int = display_rotation(self._container, self._stream)
+        self.sample_aspect_ratio: Fraction = pixel_aspect(self._stream)
         self._turn = self.rotation if upright else 0  # clockwise degrees applied to frames
         if self._turn in (90, 270):
             self.width, self.height = self.height, self.width
