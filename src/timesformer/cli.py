@@ -12,6 +12,8 @@ import importlib
 import sys
 from typing import Any, NoReturn
 
+from .commands import UsageError
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("timesformer.commands.models", "list presets with parameters and GMACs"),
@@ -140,10 +142,6 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
     from .files import OutputError
 
     return (FileNotFoundError, OutputError, ValueError, RuntimeError, KeyError, OSError)
-
-
-class UsageError(ValueError):
-    """A bad flag value or combination found after parsing: exit 2, as argparse's own errors."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -184,6 +184,8 @@ def test_config_file_problems_name_the_file(tmp_path: Path) -> None:
 def test_saved_config_round_trips(tmp_path: Path) -> None:
     c = resolve(load_config("ssv2", ["optim.lr=0.02", "data.root=/videos"]))
     path = save_config(c, tmp_path / "run" / "config.yaml")
+    first = path.read_text().splitlines()[0]  # says what its relative paths are relative to
+    assert first.startswith("# relative paths below are relative to ") and str(Path.cwd()) in first
     again = load_config(path)
     assert again == c
     assert isinstance(RunConfig.from_dict(c.to_dict()), RunConfig)

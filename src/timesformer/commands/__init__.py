@@ -1,1 +1,8 @@
 """Subcommands of the `timesformer` CLI: each module has `register(parser)` and `run(args)`."""
+
+
+class UsageError(ValueError):
+    """A bad flag value or combination found after parsing: exit 2, as argparse's own errors.
+
+    Here, not in cli.py: `python -m timesformer.cli` runs cli.py as `__main__`, and a class
+    defined there would be a second class, which its handler would not catch."""

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 import yaml
 
-from ..cli import UsageError
 from ..models.config import ATTENTION_TYPES, PRESETS
 from ..tools import bench as B
+from . import UsageError
 from .common import positive_int
 
 EPILOG = """\

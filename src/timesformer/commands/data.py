@@ -13,7 +13,7 @@ import sys
 from fractions import Fraction
 from typing import Any
 
-from ..cli import UsageError
+from . import UsageError
 from .common import int_in, non_negative_int, positive_float, positive_int
 
 EPILOG = """\

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UsageError
+from . import UsageError
 from .common import add_allow_pickle_argument
 
 EPILOG = """\

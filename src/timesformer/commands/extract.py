@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UsageError
+from . import UsageError
 from .common import add_clip_arguments, add_model_arguments, add_views_argument
 
 EPILOG = """\

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import UsageError
+from . import UsageError
 from .common import (
     add_clip_arguments,
     add_labels_argument,

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from ..cli import UsageError
+from . import UsageError
 from .common import add_model_arguments, device_of
 
 EPILOG = """\

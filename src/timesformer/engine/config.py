@@ -585,10 +585,13 @@ def model_overrides(m: ModelSection) -> dict[str, Any]:
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> Path:
-    """Write `cfg` as YAML (the run directory's config.yaml)."""
+    """Write `cfg` as YAML (the run directory's config.yaml), headed by a comment naming the
+    folder its relative paths are relative to (the one training ran in)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    here = str(Path.cwd()).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    head = f"# relative paths below are relative to {here} (where this run started)\n"
+    path.write_text(head + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return path
 
 
