@@ -148,7 +148,19 @@ def test_audio_only_file(tmp_path):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    with pytest.raises(VideoDecodeError, match="no video stream"):
+    with pytest.raises(VideoDecodeError, match=r"no video stream \(audio only\)"):
+        VideoReader(path)
+
+
+def test_a_damaged_track_header_is_not_called_audio_only(tmp_path):
+    """The handler box zeroed: FFmpeg sees a data stream; the message says what is there."""
+    path = tmp_path / "hdlr.mp4"
+    write_video(path, index_frames(6), 30.0)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"hdlr")
+    data[at + 4 : at + 60] = bytes(56)
+    path.write_bytes(bytes(data))
+    with pytest.raises(VideoDecodeError, match=r"only 1 data stream \(a damaged header\?\)"):
         VideoReader(path)
 
 

@@ -40,6 +40,7 @@ from .video import (
     VideoReader,
     VideoTruncatedWarning,
     _err,
+    no_video_reason,
     pixel_aspect,
     stated_duration,
     truncation,
@@ -171,7 +172,7 @@ def probe_video(
     with container:
         rec["format"] = container.format.name
         if not container.streams.video:
-            probs.append("no video stream (audio only?)")
+            probs.append(no_video_reason(container))
             rec["ok"] = False
             return rec
         stream = video_stream(container)

@@ -32,6 +32,7 @@ import math
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -181,6 +182,17 @@ def _err(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"
 
 
+def no_video_reason(container: av.container.InputContainer) -> str:
+    """Why a container has no video stream, from the streams it does have."""
+    kinds = [s.type for s in container.streams]
+    if "audio" in kinds and all(k in ("audio", "subtitle", "data") for k in kinds):
+        return "no video stream (audio only)"
+    if not kinds:
+        return "no video stream: no streams at all (a damaged or incomplete header?)"
+    held = ", ".join(f"{n} {k}" for k, n in sorted(Counter(kinds).items()))
+    return f"no video stream, only {held} stream{'s' if len(kinds) > 1 else ''} (a damaged header?)"
+
+
 def pixel_aspect(stream: av.video.stream.VideoStream) -> Fraction:
     """A video stream's sample (pixel) aspect ratio, width / height: the container's, else the
     bitstream's; 1 when neither states one (0/1 means unknown in FFmpeg)."""
@@ -234,7 +246,7 @@ class VideoReader:
         try:
             stream = video_stream(self._container)
             if stream is None:
-                raise VideoDecodeError(path, "no video stream (audio only?)")
+                raise VideoDecodeError(path, no_video_reason(self._container))
             self._stream = stream
             if self._stream.codec_context is None:
                 raise VideoDecodeError(path, "no decoder for its video stream (unknown codec)")
