@@ -203,7 +203,7 @@ def test_ffmpeg_eperm_reads_as_damaged_data_not_permissions() -> None:
     assert _err(ValueError("bad")) == "ValueError: bad"
 
 
-def test_frame_size_change_mid_stream_is_scaled_to_the_streams(tmp_path):
+def test_frame_size_change_mid_stream_is_scaled_to_the_streams(tmp_path, monkeypatch):
     """Two MPEG-TS pieces joined (legal: a broadcast's resolution switch), the second at twice
     the size: its frames come back at the stream's size, exact, with one warning."""
     first = index_frames(30)  # 48 x 64
@@ -219,3 +219,9 @@ def test_frame_size_change_mid_stream_is_scaled_to_the_streams(tmp_path):
             frames = reader.get_frames([0, 29, 30, 45, 59])
         assert tuple(frames.shape) == (5, 48, 64, 3)
         assert decode_index(frames) == [0, 29, 30, 45, 59]
+    # the pixel limit holds for the frames that come later too, not only the stream's header
+    monkeypatch.setenv("TIMESFORMER_MAX_FRAME_PIXELS", str(64 * 48))
+    with VideoReader(joined) as reader:
+        assert decode_index(reader.get_frames([0, 29])) == [0, 29]
+        with pytest.raises(VideoDecodeError, match="frame 31 is 128x96, larger than"):
+            reader.get_frames([31])

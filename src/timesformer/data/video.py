@@ -435,14 +435,6 @@ class VideoReader:
             try:
                 for frame in frames:
                     idx = self._frame_index(frame.pts)
-                    if (frame.height, frame.width) != self._stored_size and not self._rescaled:
-                        self._rescaled = True  # legal in MPEG-TS and H.264: say it once
-                        h, w = self._stored_size
-                        self._warn(
-                            f"the frame size changes mid-stream (frame {max(idx, 0)} is "
-                            f"{frame.width}x{frame.height}, the stream {w}x{h}): such frames "
-                            "are scaled to the stream's size"
-                        )
                     if first and idx > needed[pos] and not from_start:
                         overshoot = True
                         break
@@ -451,6 +443,9 @@ class VideoReader:
                         self._skip_ok = False  # a wanted frame went missing: no more skipping
                         retry = True
                         break
+                    shape_ok = (frame.height, frame.width) == self._stored_size
+                    if not shape_ok and needed[pos] <= idx:  # a frame returned: check its size
+                        self._check_resized(frame, idx)
                     while pos < len(needed) and needed[pos] <= idx:
                         if needed[pos] < idx:
                             self.substituted += 1  # the decoder never produced it: use the next
@@ -484,6 +479,20 @@ class VideoReader:
                     f"frame {needed[pos]} of {self.num_frames} could not be decoded "
                     "(truncated or corrupt file?)",
                 )
+
+    def _check_resized(self, frame: av.VideoFrame, idx: int) -> None:
+        """A frame of another size (legal in MPEG-TS, H.264): past the pixel limit refused."""
+        if frame.width * frame.height > max_frame_pixels():
+            raise VideoDecodeError(
+                self.path,
+                f"frame {max(idx, 0)} is {frame.width}x{frame.height}, larger than the "
+                f"{max_frame_pixels() / 1e6:.3g} MP this reads",
+            )
+        if not self._rescaled:
+            self._rescaled = True
+            h, w = self._stored_size
+            self._warn(f"the frame size changes mid-stream (frame {max(idx, 0)} is {frame.width}x"
+                       f"{frame.height}, the stream {w}x{h}): scaled to the stream's size")  # fmt: skip
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         h, w = self._stored_size
