@@ -200,6 +200,29 @@ def load_model_for_clips(args: argparse.Namespace, device: Any = None) -> tuple[
     return model, settings, device
 
 
+def add_compile_argument(p: argparse.ArgumentParser) -> None:
+    """--compile: the model through torch.compile, for long batch jobs."""
+    p.add_argument(
+        "--compile", action="store_true",
+        help="run the model through torch.compile (inductor, weights frozen): faster per clip "
+        "(0.67x the time, bf16 on an AMX CPU) after a first batch that compiles for minutes on "
+        "a CPU; pays off over many videos. Needs a C++ compiler (Triton on CUDA)",
+    )  # fmt: skip
+
+
+def maybe_compile(args: argparse.Namespace, model: Any, device: Any, command: str) -> None:
+    """Compile `model` in place when --compile is given (batches of exactly --batch-size)."""
+    if not getattr(args, "compile", False):
+        return
+    import sys
+
+    from ..engine.runtime import compile_for_inference
+
+    compile_for_inference(model, device, args.batch_size)
+    print(f"timesformer {command}: compiling the model for batches of {args.batch_size} on first "
+          "use (minutes on a CPU, once per run)", file=sys.stderr)  # fmt: skip
+
+
 def log_settings(settings: Any) -> None:
     """The one stderr line: each clip setting and where it came from."""
     import sys

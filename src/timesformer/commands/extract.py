@@ -11,7 +11,12 @@ import sys
 from pathlib import Path
 
 from . import UsageError
-from .common import add_clip_arguments, add_model_arguments, add_views_argument
+from .common import (
+    add_clip_arguments,
+    add_compile_argument,
+    add_model_arguments,
+    add_views_argument,
+)
 
 EPILOG = """\
 examples:
@@ -69,6 +74,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="dtype of the saved arrays (default fp32); compute precision is --amp",
     )
     p.add_argument("--batch-size", type=int, default=8, help="model inputs per forward pass")
+    add_compile_argument(p)
     p.add_argument(
         "--workers", type=int, default=2, help="DataLoader processes decoding videos (default 2)"
     )
@@ -106,11 +112,12 @@ def run(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace, inputs: list) -> int:
     from ..engine.distributed import env_world, pick_device
     from ..engine.extract_run import run_extract
-    from .common import load_model_for_clips
+    from .common import load_model_for_clips, maybe_compile
 
     rank, _, local_rank = env_world()
     device = pick_device(args.device or "auto", local_rank, what="--device")
     model, settings, device = load_model_for_clips(args, device)
+    maybe_compile(args, model, device, "extract")
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     summary = run_extract(
         model, inputs, args.out, mode=args.mode, views=args.views, stride=args.stride,

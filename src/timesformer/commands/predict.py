@@ -14,11 +14,13 @@ from typing import Any
 from . import UsageError
 from .common import (
     add_clip_arguments,
+    add_compile_argument,
     add_labels_argument,
     add_model_arguments,
     add_views_argument,
     load_model_for_clips,
     log_settings,
+    maybe_compile,
 )
 
 EPILOG = """\
@@ -89,6 +91,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "DIR/<video>.timeline.png")  # fmt: skip
     add_labels_argument(p)
     p.add_argument("--batch-size", type=int, default=4, help="model inputs per forward pass")
+    add_compile_argument(p)
     p.add_argument(
         "--out",
         "-o",
@@ -141,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         where = "" if str(args.checkpoint) in w else f"{args.checkpoint}: "
         print(f"timesformer predict: warning: {where}{w}", file=sys.stderr)
     names = resolve_labels(model, args.labels)  # a bad --labels file fails here, once
+    maybe_compile(args, model, device, "predict")
     log_settings(settings)
     views = args.views or ("1x1" if args.long else None)  # None: the checkpoint's test views
     stems: set[str] = set()
