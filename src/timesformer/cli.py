@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Any, NoReturn
 
-from .commands import UsageError
+from .commands import UsageError, usage_line
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
         text = " ".join(message.split())
-        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+        self.exit(2, usage_line(self.prog, text) + "\n")
 
 
 def _build() -> tuple[argparse.ArgumentParser, dict[str, str], dict[str, argparse.ArgumentParser]]:
@@ -193,8 +193,7 @@ def _run(mod: Any, args: argparse.Namespace) -> int:
     except UsageError as e:
         if getattr(args, "debug", False):
             raise
-        prog = f"timesformer {args.command}"
-        print(f"{prog}: error: {e} (see {prog} --help)", file=sys.stderr)
+        print(usage_line(f"timesformer {args.command}", str(e)), file=sys.stderr)
         return 2
     except _one_line_errors() as e:
         if getattr(args, "debug", False):

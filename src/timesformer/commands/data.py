@@ -13,7 +13,7 @@ import sys
 from fractions import Fraction
 from typing import Any
 
-from . import UsageError
+from . import UsageError, usage_line
 from .common import int_in, non_negative_int, positive_float, positive_int
 
 EPILOG = """\
@@ -309,8 +309,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as e:  # the command line: exit 2 with the action's own help
         if getattr(args, "debug", False):
             raise
-        prog = f"timesformer data {action}"
-        print(f"{prog}: error: {e} (see {prog} --help)", file=sys.stderr)
+        print(usage_line(f"timesformer data {action}", str(e)), file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:  # one clear line; cli.main handles the rest
         if getattr(args, "debug", False):
