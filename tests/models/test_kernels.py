@@ -34,12 +34,67 @@ def test_every_kernel_gives_the_sdpa_logits_for_every_scheme(att: str) -> None:
     x = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():
         ref = model(x)
-        for kernel in ("explicit", "auto"):
+        for kernel in ("explicit", "joined", "auto"):
             model.set_inference_options(attention_kernel=kernel)
             assert (model(x) - ref).abs().max().item() < 1e-5, kernel
         model.set_inference_options(attention_kernel="sdpa")
     # "auto" measured each shape once and remembered the winner
-    assert kernels.choices() and set(kernels.choices().values()) <= {"sdpa", "explicit"}
+    names = {"sdpa", "explicit", "joined2", "joined4", "joined8"}
+    assert kernels.choices() and set(kernels.choices().values()) <= names
+
+
+def _qkv_views(G: int, L: int, h: int, d: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """q, k, v (G, h, L, d) as the model makes them: views of one (G, L, 3, h, d) qkv output."""
+    qkv = torch.randn(G, L, 3, h, d).to(dtype)
+    return tuple(qkv.permute(2, 0, 3, 1, 4).unbind(0))
+
+
+@pytest.mark.parametrize("G", [1, 3, 8, 10])
+@pytest.mark.parametrize("groups", [2, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_joined_attention_is_attention_within_each_group(
+    G: int, groups: int, dtype: torch.dtype
+) -> None:
+    """Joining k groups into one masked sequence changes nothing: every token attends only to
+    its own group's L tokens (leftover groups, G % k, run plainly)."""
+    q, k, v = _qkv_views(G, 8, 3, 16, dtype)
+    ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float())  # (G, h, L, d)
+    got = kernels.joined_attention(q, k, v, groups)
+    assert got.shape == ref.shape and got.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    assert (got.float() - ref).abs().max().item() < tol
+
+
+def test_joined_attention_joins_model_layouts_and_falls_back_on_others(monkeypatch) -> None:
+    joins = []
+    real = kernels._join
+    monkeypatch.setattr(kernels, "_join", lambda t, g: joins.append(g) or real(t, g))
+    q, k, v = _qkv_views(8, 8, 2, 16, torch.float32)
+    kernels.joined_attention(q, k, v, 4)
+    assert joins == [4, 4, 4]  # the qkv layout is joinable: no copies, one SDPA call
+    joins.clear()
+    qc = torch.randn(8, 2, 8, 16)  # (G, h, L, d) contiguous: head-major, not joinable
+    got = kernels.joined_attention(qc, qc, qc, 4)
+    assert joins == []
+    assert torch.allclose(got, F.scaled_dot_product_attention(qc, qc, qc), atol=1e-6)
+
+
+def test_joined_attention_trains() -> None:
+    """Gradients through the joined kernel equal SDPA's (it may be forced for training)."""
+    qkv = torch.randn(6, 8, 3, 2, 16, requires_grad=True)
+    grads = []
+    for kind in ("sdpa", "joined4"):
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        (kernels._run(kind, q, k, v) ** 2).sum().backward()
+        grads.append(qkv.grad.clone())
+        qkv.grad = None
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_joined_rule_aims_at_a_short_joined_sequence() -> None:
+    assert kernels.joined_groups(8, torch.bfloat16) == 4
+    assert kernels.joined_groups(8, torch.float32) == 2
+    assert kernels.joined_groups(197, torch.bfloat16) == 1
 
 
 def test_inference_kernel_setting_does_not_reach_training() -> None:
@@ -60,7 +115,9 @@ def test_inference_kernel_setting_does_not_reach_training() -> None:
 
 
 def test_unknown_kernel_is_one_clear_error() -> None:
-    with pytest.raises(ValueError, match="attention kernel 'fast' is not one of sdpa, explicit"):
+    with pytest.raises(
+        ValueError, match="attention kernel 'fast' is not one of sdpa, explicit, joined, auto"
+    ):
         _model("divided_space_time").set_inference_options(attention_kernel="fast")
 
 

@@ -86,9 +86,10 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument(
         "--attention-kernel",
         default="auto",
-        choices=["sdpa", "explicit", "auto"],
-        help="ours, inference: SDPA, explicit batched matmul + softmax, or the faster per "
-        "shape measured once (default auto, as the model's default)",
+        choices=["sdpa", "explicit", "joined", "auto"],
+        help="ours, inference: SDPA, explicit batched matmul + softmax, SDPA over short "
+        "groups joined under a block mask, or the fastest per shape measured once (default "
+        "auto, as the model's default)",
     )
     g.add_argument(
         "--train",

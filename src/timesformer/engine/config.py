@@ -59,7 +59,7 @@ class ModelSection:
     grad_checkpointing: bool = False
     # how training computes (results equal to float rounding; TimeSformer.set_training_options):
     # "auto" = the explicit batched-matmul attention for short sequences on the CPU, else SDPA
-    train_attention_kernel: Literal["auto", "sdpa", "explicit"] = "auto"
+    train_attention_kernel: Literal["auto", "sdpa", "explicit", "joined"] = "auto"
     train_packed_linears: bool = True  # CPU fp32: linears on oneDNN-packed weights
     # architecture overrides (small models for CPU runs and the demo)
     patch_size: int | None = None

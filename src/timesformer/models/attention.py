@@ -56,7 +56,7 @@ class Attention(nn.Module):
         self.proj = packed.Linear(dim, dim)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
-        self.kernel = kernels.DEFAULT_KERNEL  # inference: "sdpa", "explicit", "auto" (kernels.py)
+        self.kernel = kernels.DEFAULT_KERNEL  # inference: one of kernels.KERNELS
         self.train_kernel = "auto"  # training: "auto" is a fixed rule per length (kernels.py)
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:

@@ -7,9 +7,14 @@ others. So the choice is a measurement, not a rule:
 
 - "sdpa": always `F.scaled_dot_product_attention`;
 - "explicit": always the batched matmul path (scores in the input dtype, softmax in fp32);
+- "joined": SDPA over k consecutive groups joined into one sequence of k*L tokens, with a
+  block-diagonal mask so that each token still attends only within its own group: the same
+  function, k times fewer and k times longer sequences (the flash kernel's cost per sequence
+  dominates at L = 8; k = `joined_groups`, where the inputs' layout allows it, else SDPA);
 - "auto" (the default, `DEFAULT_KERNEL`): per (sequence length, groups x heads, head size,
-  dtype, device), time both once (a few runs each, the faster median wins) and remember the
-  winner for the process. `TIMESFORMER_ATTENTION_KERNEL=sdpa|explicit` fixes the choice for
+  dtype, device), time the candidates once (SDPA, explicit, and joined with k = 2, 4, 8 where
+  k*L <= 64; a few runs each, the fastest median wins) and remember the winner for the
+  process. `TIMESFORMER_ATTENTION_KERNEL=sdpa|explicit|joined` fixes the choice for
   every "auto" model of the process (reproducible numbers across processes). Inside a
   torch.compile graph nothing is timed: "auto" follows the fixed training rule below; exports
   (torch.export, ONNX) keep SDPA, the op every runtime knows.
@@ -33,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-KERNELS = ("sdpa", "explicit", "auto")
+KERNELS = ("sdpa", "explicit", "joined", "auto")
 # The inference default: measured per shape (docs/performance.md: on one CPU the explicit path
 # won 8-token temporal attention 2x in fp32 and both shapes 2-4x in bf16, SDPA won 197-token
-# spatial attention in fp32; on CUDA "auto" is always SDPA).
+# spatial attention in fp32; on an AMX Xeon joined SDPA won 8-token temporal attention 2x in
+# bf16 (4 groups, 32 tokens) and 1.5x in fp32 (2 groups); on CUDA "auto" is always SDPA).
 DEFAULT_KERNEL = "auto"
 ENV_KERNEL = "TIMESFORMER_ATTENTION_KERNEL"  # fixes what "auto" picks, for every shape
 _CHOICE: dict[tuple, str] = {}  # "auto" winners, per shape key
@@ -80,6 +86,83 @@ def explicit_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) 
     return torch.bmm(p, v.reshape(G * h, L, d)).view(G, h, L, d)
 
 
+# "joined": the joined sequence length the fixed rule aims at, per element size (bytes), and
+# the longest joined sequence "auto" tries (docs/performance.md, round 8).
+JOINED_TARGET_LEN = {2: 32, 4: 16}
+JOINED_MAX_LEN = 64
+_MASKS: dict[tuple, Tensor] = {}
+
+
+def joined_groups(length: int, dtype: torch.dtype) -> int:
+    """How many groups of `length` tokens the fixed "joined" rule joins (1: none)."""
+    target = JOINED_TARGET_LEN.get(torch.empty((), dtype=dtype).element_size(), 0)
+    return max(1, target // length)
+
+
+def _joinable(t: Tensor) -> bool:
+    """Whether the groups of t (G, h, L, d) lie one after another in memory, token-major, so
+    that k consecutive groups are one (h, k*L, d) sequence of the same layout (a view)."""
+    G, h, L, d = t.shape
+    return G == 1 or t.stride(0) == L * t.stride(2)
+
+
+def _block_mask(groups: int, length: int, device: torch.device) -> Tensor:
+    """(k*L, k*L) boolean mask, True within each of the k diagonal L x L blocks."""
+    key = (groups, length, device)
+    mask = _MASKS.get(key)
+    if mask is None:
+        blk = torch.arange(groups * length, device=device) // length  # (k*L,) group of a token
+        mask = _MASKS[key] = blk[:, None] == blk[None, :]
+    return mask
+
+
+def _join(t: Tensor, groups: int) -> Tensor:
+    """(G, h, L, d) with G a multiple of k -> the view (G/k, h, k*L, d) (see `_joinable`)."""
+    G, h, L, d = t.shape
+    s0, s1, s2, s3 = t.stride()
+    return t.as_strided((G // groups, h, groups * L, d), (s0 * groups, s1, s2, s3))
+
+
+def joined_attention(
+    q: Tensor, k: Tensor, v: Tensor, groups: int, dropout_p: float = 0.0
+) -> Tensor:
+    """SDPA on q, k, v (G, h, L, d) with `groups` consecutive groups joined into one masked
+    sequence: (G, h, L, d), the same function as SDPA on the groups. Falls back to plain SDPA
+    where k is 1 or the layout is not joinable; the G % k groups left over run plainly."""
+    G, h, L, d = q.shape
+    if groups <= 1 or G < groups or not all(_joinable(t) for t in (q, k, v)):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    main = G - G % groups
+    mask = _block_mask(groups, L, q.device)
+    qj, kj, vj = (_join(t[:main], groups) for t in (q, k, v))  # (main/k, h, k*L, d) views
+    o = F.scaled_dot_product_attention(qj, kj, vj, attn_mask=mask, dropout_p=dropout_p)
+    # back to (main, h, L, d): a view where the kernel wrote token-major (the CPU kernels do)
+    o = o.transpose(1, 2).reshape(main, L, h, d).transpose(1, 2)
+    if main == G:
+        return o
+    rest = F.scaled_dot_product_attention(q[main:], k[main:], v[main:], dropout_p=dropout_p)
+    return torch.cat([o, rest], dim=0)
+
+
+def _candidates(L: int) -> dict[str, tuple[str, int]]:
+    """ "auto"'s candidates for sequences of L tokens: name -> (kernel, groups)."""
+    cands = {"sdpa": ("sdpa", 1), "explicit": ("explicit", 1)}
+    for k in (2, 4, 8):
+        if k * L <= JOINED_MAX_LEN:
+            cands[f"joined{k}"] = ("joined", k)
+    return cands
+
+
+def _run(name: str, q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """Run the kernel `name` ("sdpa", "explicit", "joined" (the fixed rule's k) or "joined<k>")."""
+    if name == "explicit":
+        return explicit_attention(q, k, v, dropout_p)
+    if name.startswith("joined"):
+        groups = int(name[6:]) if name[6:] else joined_groups(q.shape[-2], q.dtype)
+        return joined_attention(q, k, v, groups, dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+
+
 def _median_time(fn, runs: int) -> float:
     fn()  # warm-up
     ts = []
@@ -91,19 +174,20 @@ def _median_time(fn, runs: int) -> float:
 
 
 def measure_choice(q: Tensor, k: Tensor, v: Tensor, runs: int = 3) -> dict[str, float]:
-    """Median seconds of each kernel on this shape (no autograd): {"sdpa": s, "explicit": s}."""
+    """Median seconds of each candidate on this shape (no autograd): {"sdpa": s, "explicit": s,
+    "joined4": s, ...} (joined k groups, see `_candidates`)."""
+    times = {}
     with torch.no_grad():
-        return {
-            "sdpa": _median_time(lambda: F.scaled_dot_product_attention(q, k, v), runs),
-            "explicit": _median_time(lambda: explicit_attention(q, k, v), runs),
-        }
+        for name in _candidates(q.shape[-2]):
+            times[name] = _median_time(lambda n=name: _run(n, q, k, v), runs)
+    return times
 
 
 def _forced() -> str | None:
     """The kernel `TIMESFORMER_ATTENTION_KERNEL` fixes, or None where it is unset."""
     forced = os.environ.get(ENV_KERNEL, "").strip()
-    if forced and forced not in ("sdpa", "explicit"):
-        raise ValueError(f"{ENV_KERNEL}={forced!r}: expected 'sdpa' or 'explicit'")
+    if forced and forced not in ("sdpa", "explicit", "joined"):
+        raise ValueError(f"{ENV_KERNEL}={forced!r}: expected 'sdpa', 'explicit' or 'joined'")
     return forced or None
 
 
@@ -136,7 +220,8 @@ def choose(q: Tensor, k: Tensor, v: Tensor) -> str:
 
 
 def choices() -> dict[tuple, str]:
-    """The "auto" choices made so far in this process, {(L, G*h, d, dtype, device): kernel}."""
+    """The "auto" choices made so far in this process, {(L, G*h, d, dtype, device): kernel}
+    ("sdpa", "explicit", "joined<k>" for k groups joined, or a forced kernel's name)."""
     return dict(_CHOICE)
 
 
@@ -153,9 +238,7 @@ def attend(
     if torch.is_grad_enabled() or dropout_p > 0.0:
         if train_kernel == "auto":  # a fixed rule, no timing: graphs (torch.compile) keep it
             train_kernel = training_kernel(q.shape[-2], q.dtype, q.device.type)
-        if train_kernel == "explicit":
-            return explicit_attention(q, k, v, dropout_p)
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        return _run(train_kernel, q, k, v, dropout_p)
     if kernel != "sdpa":
         if torch.compiler.is_exporting():  # exported graphs (ONNX, .pt2): the standard op
             kernel = "sdpa"
@@ -165,6 +248,4 @@ def attend(
             )
         elif kernel == "auto":
             kernel = choose(q, k, v)
-        if kernel == "explicit":
-            return explicit_attention(q, k, v)
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    return _run(kernel, q, k, v)

@@ -371,7 +371,8 @@ class TimeSformer(nn.Module):
         rounding, fewer copies, and steps run over chunks of at most `chunk_tokens` tokens (None:
         no chunking), so that long clips need far less memory. `fast=False` runs the training
         path (used by the benchmark as the baseline). `attention_kernel`: "sdpa", "explicit"
-        (batched matmul + softmax) or "auto" (the faster of the two per shape, measured once);
+        (batched matmul + softmax), "joined" (SDPA over groups joined under a block mask) or
+        "auto" (the fastest per shape, measured once);
         see `inference.py` and `kernels.py`. `packed_linears`: on the CPU, the fast path's linears
         run on weights packed once for oneDNN (faster; `packed.py`)."""
         inference.set_options(self.blocks, fast, chunk_tokens, attention_kernel, packed_linears)
@@ -381,7 +382,7 @@ class TimeSformer(nn.Module):
     ) -> None:
         """How training (autograd) computes: `attention_kernel` "auto" (a fixed rule per sequence
         length and dtype: the explicit batched matmul for short sequences on the CPU, else SDPA),
-        "sdpa" or "explicit"; `packed_linears`: CPU fp32 linears on oneDNN-packed weights. Both
+        "sdpa", "explicit" or "joined"; `packed_linears`: CPU fp32 linears on oneDNN-packed weights. Both
         change results only by float rounding; see `kernels.py` and `packed.py`."""
         check_kernel(attention_kernel)
         for m in self.modules():

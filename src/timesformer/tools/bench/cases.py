@@ -46,7 +46,7 @@ class Case:
     # bf16: cast the weights and the clip once (model.to(bfloat16)) instead of autocast
     cast_weights: bool = False
     optimizer: bool = False  # training step: also an AdamW step (foreach; fused where asked)
-    attention_kernel: str = "auto"  # ours, inference: "sdpa", "explicit", "auto" (kernels.py)
+    attention_kernel: str = "auto"  # ours, inference: one of kernels.KERNELS
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
