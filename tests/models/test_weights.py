@@ -139,6 +139,39 @@ def _ours_dict(model: TimeSformer) -> dict:
             "model": dict(model.state_dict())}  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "field, value, where",
+    [
+        ("embed_dim", 16384, "patch_embed.proj.weight"),
+        ("depth", 64, "blocks"),
+        ("mlp_ratio", 10000.0, "fc1"),
+        ("img_size", 100000, "pos_embed"),
+        ("num_frames", 10**7, "time_embed"),
+        ("num_classes", 10**6, "head.weight"),
+    ],
+)
+def test_a_config_its_weights_contradict_is_refused_before_anything_is_built(
+    field: str, value: object, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an edited config would otherwise allocate the model it describes (gigabytes)
+    ck = _ours_dict(_ours())
+    ck["config"][field] = value
+    if field == "embed_dim":
+        ck["config"]["num_heads"] = 64
+    built = []
+    monkeypatch.setattr(TimeSformer, "__init__", lambda *a, **k: built.append(1))
+    with pytest.raises(ValueError, match=f"config says {field}=.*{where}.*config was edited"):
+        from_pretrained(ck)
+    assert not built
+
+
+def test_block_weights_with_a_gap_are_refused() -> None:
+    ck = _ours_dict(_ours())
+    ck["model"]["blocks.999999.norm1.weight"] = torch.zeros(64)
+    with pytest.raises(ValueError, match=r"numbered 0\.\.999999 with gaps"):
+        from_pretrained(ck)
+
+
 def test_missing_unexpected_and_misshapen_keys_are_listed() -> None:
     model = _ours()
     ck = _ours_dict(model)
@@ -150,10 +183,10 @@ def test_missing_unexpected_and_misshapen_keys_are_listed() -> None:
     with pytest.raises(ValueError, match="unexpected keys: blocks.0.extra.weight"):
         from_pretrained(ck)
     ck = _ours_dict(model)
-    ck["model"]["blocks.0.mlp.fc1.weight"] = torch.zeros(100, 64)
+    ck["model"]["blocks.1.mlp.fc1.weight"] = torch.zeros(100, 64)
     with pytest.raises(
         ValueError,
-        match=r"shape mismatch: blocks.0.mlp.fc1.weight expected \(128, 64\), found \(100, 64\)",
+        match=r"shape mismatch: blocks.1.mlp.fc1.weight expected \(128, 64\), found \(100, 64\)",
     ):
         from_pretrained(ck)
     ck = _ours_dict(model)

@@ -410,6 +410,8 @@ def _timm_vit(state: dict[str, Tensor], source: str, extra: dict[str, Any]) -> C
 def _target_config(ck: Checkpoint, overrides: dict[str, Any]) -> TimeSformerConfig:
     """The checkpoint's architecture with `overrides` applied and checked against it."""
     base = dict(ck.config)
+    if not ck.is_image:  # before anything is built from it
+        native.check_stated_config(ck.state, base, ck.source)
     if ck.is_image:
         base.setdefault("num_classes", TimeSformerConfig.num_classes)
     elif overrides.get("attention_type") in ck.attention_choices and ck.format != "ours":

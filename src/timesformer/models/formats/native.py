@@ -214,3 +214,56 @@ def image_shapes(state: Mapping[str, Tensor], source: str, img_size: Any = None)
     elif img_size is not None:
         conf["img_size"] = img_size
     return conf
+
+
+def check_stated_config(state: Mapping[str, Tensor], conf: Mapping[str, Any], source: str) -> None:
+    """Refuse a stated architecture (our config, a config.json) that the file's own weights
+    contradict, before any model is built from it: a config edited to embed_dim=16384 or
+    img_size=100000 would otherwise allocate the model it describes (gigabytes) first."""
+    keys = block_keys(state)
+    if "patch_embed.proj.weight" not in state or not keys:
+        return  # nothing to compare: the strict load names what is missing
+    try:
+        blocks = {int(k.split(".")[1]) for k in keys}
+    except ValueError:
+        raise ValueError(f"{source}: block weights are not numbered (blocks.<i>.*)") from None
+    if blocks != set(range(len(blocks))):
+        raise ValueError(
+            f"{source}: the block weights are numbered {min(blocks)}..{max(blocks)} with gaps "
+            f"({len(blocks)} blocks found); expected blocks 0..{len(blocks) - 1}"
+        )
+    found = image_shapes(state, source, conf.get("img_size"))
+    D = found["embed_dim"]
+    pairs: list[tuple[str, Any, Any, str]] = [
+        ("embed_dim", conf.get("embed_dim", D), D, "patch_embed.proj.weight"),
+        ("patch_size", conf.get("patch_size", found["patch_size"]), found["patch_size"],
+         "patch_embed.proj.weight"),
+        ("in_chans", conf.get("in_chans", found["in_chans"]), found["in_chans"],
+         "patch_embed.proj.weight"),
+        ("depth", conf.get("depth", found["depth"]), found["depth"], "blocks.*"),
+    ]  # fmt: skip
+    fc1 = state.get("blocks.0.mlp.fc1.weight")  # (hidden, D)
+    if fc1 is not None and "mlp_ratio" in conf:
+        hidden = int(D * float(conf["mlp_ratio"]))
+        pairs.append(("mlp_ratio", conf["mlp_ratio"], fc1.shape[0] / D, "blocks.0.mlp.fc1.weight"))
+        if hidden == int(fc1.shape[0]):
+            pairs.pop()
+    if "pos_embed" in state and "img_size" in conf:
+        P = found["patch_size"]
+        grid = tuple(s // P for s in _pair(conf["img_size"]))
+        if grid != tuple(s // P for s in _pair(found["img_size"])):
+            pairs.append(("img_size", conf["img_size"], found["img_size"], "pos_embed"))
+    te = state.get("time_embed")
+    if te is not None and te.ndim == 3 and "num_frames" in conf:
+        pairs.append(("num_frames", conf["num_frames"], int(te.shape[1]), "time_embed"))
+    if "num_classes" in conf:
+        head = state.get("head.weight")
+        pairs.append(("num_classes", conf["num_classes"],
+                      0 if head is None else int(head.shape[0]), "head.weight"))  # fmt: skip
+    for name, stated, real, where in pairs:
+        if stated != real:
+            raise ValueError(
+                f"{source}: its config says {name}={stated!r} but its weights have "
+                f"{name}={real!r} ({where}): the file is damaged or its config was edited; "
+                "expected a config that describes its own weights"
+            )
