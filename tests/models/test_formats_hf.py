@@ -113,3 +113,19 @@ def test_a_config_that_disagrees_with_its_weights_is_refused(tmp_path: Path) -> 
     (tmp_path / "config.json").write_text(json.dumps(conf))
     with pytest.raises(ValueError, match=r"says num_frames=\d+ but the weights' time embedding"):
         from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "key, value", [("num_frames", "abc"), ("hidden_size", 7.5), ("layer_norm_eps", "x")]
+)
+def test_a_config_value_of_the_wrong_type_is_named(tmp_path: Path, key: str, value: object) -> None:
+    import json
+
+    save_hf(_ours(), tmp_path)
+    conf = json.loads((tmp_path / "config.json").read_text())
+    conf[key] = value
+    (tmp_path / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(
+        ValueError, match=rf"config\.json has {key}=.*; expected (an integer|a fin)"
+    ):
+        from_pretrained(tmp_path)

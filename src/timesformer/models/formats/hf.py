@@ -7,6 +7,7 @@ readers shared with Hugging Face ViT (`common_config`) live here too.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -108,13 +109,13 @@ def read_config(
     num_classes = int(state["head.weight"].shape[0]) if "head.weight" in state else 0
     dpr = conf.get("timesformer_drop_path_rate", conf.get("drop_path_rate", 0.0))
     c.update(
-        num_frames=int(conf.get("num_frames", 8)),
+        num_frames=_num(conf, "num_frames", 8, int, source),
         attention_type=attention,
         pos_embed="space_time",
         num_classes=num_classes,
-        drop_rate=float(conf.get("hidden_dropout_prob", 0.0)),
-        attn_drop_rate=float(conf.get("attention_probs_dropout_prob", 0.0)),
-        drop_path_rate=float(dpr),
+        drop_rate=_num(conf, "hidden_dropout_prob", 0.0, float, source),
+        attn_drop_rate=_num(conf, "attention_probs_dropout_prob", 0.0, float, source),
+        drop_path_rate=_num({"drop_path_rate": dpr}, "drop_path_rate", 0, float, source),
         labels=_labels(conf, num_classes),
     )
     _check_embeddings(c, state, source)
@@ -142,6 +143,18 @@ def _check_embeddings(c: Mapping[str, Any], state: Mapping[str, Tensor], source:
         )
 
 
+def _num(conf: Mapping[str, Any], key: str, default: Any, kind: type, source: str) -> Any:
+    """config.json's `key` as an int or float (`kind`), or one error naming the key."""
+    value = conf.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and kind is int and float(value).is_integer():
+        return int(value)
+    if ok and kind is float and math.isfinite(value):
+        return float(value)
+    what = "an integer" if kind is int else "a finite number"
+    raise ValueError(f"{source}: config.json has {key}={value!r}; expected {what}")
+
+
 def common_config(conf: Mapping[str, Any], source: str, eps: float) -> dict[str, Any]:
     """TimeSformerConfig fields shared by HF Timesformer and ViT config.json files."""
     if conf.get("hidden_act", "gelu") != "gelu":
@@ -154,17 +167,19 @@ def common_config(conf: Mapping[str, Any], source: str, eps: float) -> dict[str,
             raise ValueError(f"{source}: non-square patch_size {patch} is not supported")
         patch = patch[0]
     img = conf.get("image_size", 224)
-    hidden = int(conf.get("hidden_size", 768))
+    hidden = _num(conf, "hidden_size", 768, int, source)
     return {
-        "img_size": tuple(img) if isinstance(img, (list, tuple)) else int(img),
-        "patch_size": int(patch),
-        "in_chans": int(conf.get("num_channels", 3)),
+        "img_size": tuple(_num({"image_size": i}, "image_size", 0, int, source) for i in img)
+        if isinstance(img, (list, tuple))
+        else _num(conf, "image_size", 224, int, source),
+        "patch_size": _num({"patch_size": patch}, "patch_size", 16, int, source),
+        "in_chans": _num(conf, "num_channels", 3, int, source),
         "embed_dim": hidden,
-        "depth": int(conf.get("num_hidden_layers", 12)),
-        "num_heads": int(conf.get("num_attention_heads", 12)),
-        "mlp_ratio": int(conf.get("intermediate_size", 4 * hidden)) / hidden,
+        "depth": _num(conf, "num_hidden_layers", 12, int, source),
+        "num_heads": _num(conf, "num_attention_heads", 12, int, source),
+        "mlp_ratio": _num(conf, "intermediate_size", 4 * hidden, int, source) / hidden,
         "qkv_bias": bool(conf.get("qkv_bias", True)),
-        "layer_norm_eps": float(conf.get("layer_norm_eps", eps)),
+        "layer_norm_eps": _num(conf, "layer_norm_eps", eps, float, source),
     }
 
 
