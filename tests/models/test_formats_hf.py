@@ -103,6 +103,15 @@ def test_a_damaged_preprocessor_config_is_refused(tmp_path: Path) -> None:
         from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("text", ['{"image_mean": "abc"}', "[1, 2]", '{"crop_size": -3}'])
+def test_a_preprocessor_config_with_bad_values_is_refused(tmp_path: Path, text: str) -> None:
+    # a warning and the defaults would silently change every prediction
+    save_hf(_ours(), tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(text)
+    with pytest.raises(ValueError, match=r"preprocessor_config\.json: .*cannot be read"):
+        from_pretrained(tmp_path)
+
+
 def test_a_config_that_disagrees_with_its_weights_is_refused(tmp_path: Path) -> None:
     import json
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -267,17 +268,13 @@ class Preprocess:
         if isinstance(d.get(HF_KEY), Mapping):
             return cls.from_dict(d[HF_KEY], source="preprocessor_config.json")
         kw: dict[str, Any] = {}
-        mean, std = d.get("image_mean"), d.get("image_std")
-        if isinstance(mean, Sequence) and len(mean) == 3:
-            kw["mean"] = mean
-        if isinstance(std, Sequence) and len(std) == 3:
-            kw["std"] = std
-        size = d.get("size")
-        if isinstance(size, Mapping) and size.get("shortest_edge"):
-            kw["short_side"] = int(size["shortest_edge"])
-        crop = d.get("crop_size")
-        if isinstance(crop, Mapping) and crop.get("height"):
-            kw["crop_size"] = int(crop["height"])
+        for key, name in (("image_mean", "mean"), ("image_std", "std")):
+            if d.get(key) is not None:
+                kw[name] = _hf_triple(d[key], key, positive=name == "std")
+        if d.get("size") is not None:
+            kw["short_side"] = _hf_side(d["size"], "size", ("shortest_edge", "height", "width"))
+        if d.get("crop_size") is not None:
+            kw["crop_size"] = _hf_side(d["crop_size"], "crop_size", ("height", "width"))
         base = cls.for_geometry(num_frames, img_size)
         kw["short_side"] = max(kw.get("short_side", base.short_side), kw.get("crop_size", img_size))
         return base.replace(source="preprocessor_config.json", **kw)
@@ -424,3 +421,27 @@ def _normalise(kw: dict[str, Any]) -> dict[str, Any]:
     if out.get("target_fps") is not None:
         out["target_fps"] = float(out["target_fps"])
     return out
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _hf_triple(v: Any, key: str, positive: bool) -> list[float]:
+    """preprocessor_config.json's image_mean / image_std: 3 numbers (or one for all three)."""
+    vals = [v] * 3 if _finite(v) else v
+    if not isinstance(vals, (list, tuple)) or len(vals) != 3 or not all(map(_finite, vals)):
+        raise ValueError(f"{key}={v!r}: expected 3 numbers (one per RGB channel)")
+    if positive and min(vals) <= 0:
+        raise ValueError(f"{key}={v!r}: expected 3 positive numbers")
+    return [float(x) for x in vals]
+
+
+def _hf_side(v: Any, key: str, names: tuple[str, ...]) -> int:
+    """preprocessor_config.json's size / crop_size in pixels: an int, or the smallest of the
+    named entries of a dict ({"shortest_edge": 224}, {"height": 224, "width": 224})."""
+    sides = [v] if not isinstance(v, Mapping) else [v[n] for n in names if v.get(n) is not None]
+    if not sides or not all(_finite(x) and x >= 1 and float(x).is_integer() for x in sides):
+        want = " or ".join(f'{{"{n}": N}}' for n in names[:2])
+        raise ValueError(f"{key}={v!r}: expected a positive number of pixels N or {want}")
+    return int(min(sides))

@@ -2,7 +2,8 @@
 
 Ours stores it whole ("preprocess"); older files of ours have the training run's config;
 official files their yacs cfg; Hugging Face folders a preprocessor_config.json. Whatever is
-missing takes `Preprocess.for_geometry`'s defaults, and an unreadable record is a warning.
+missing takes `Preprocess.for_geometry`'s defaults; an unreadable record is a warning, except
+a Hugging Face folder's preprocessor_config.json, which is fatal (as its config.json).
 """
 
 from __future__ import annotations
@@ -86,8 +87,16 @@ def _stored_preprocess(ck: Checkpoint, frames: int, size: int) -> Preprocess | N
                 f"{f}: not valid JSON ({e}); the folder's preprocessing (mean/std, sampling) "
                 "cannot be read: re-export it, or delete the file to use the defaults"
             ) from None
-        if isinstance(d, Mapping):
+        try:  # present but wrong is fatal too: defaults would silently change predictions
+            if not isinstance(d, Mapping):
+                raise ValueError(f"expected a JSON object, found {type(d).__name__}")
             return Preprocess.from_hf_preprocessor(d, frames, size)
+        except (ValueError, TypeError, KeyError) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"{f}: {why}; the folder's preprocessing cannot be read: fix or re-export it, "
+                "or delete the file to use the defaults"
+            ) from None
     return None
 
 
