@@ -24,6 +24,36 @@ def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
     assert mode & 0o044, "a finished file is readable by others like any plain write"
 
 
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_writer_that_recreates_its_file_still_gets_the_umask_mode(tmp_path, umask_022):
+    def recreate(p):  # as safetensors' save_file does: a new 0600 file under the same name
+        p.unlink()
+        fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+
+    target = atomic_write(tmp_path / "m.safetensors", recreate)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_safetensors_and_torch_checkpoints_get_the_umask_mode(tmp_path, umask_022):
+    from timesformer.models import TimeSformer, TimeSformerConfig
+    from timesformer.models.weights import save_checkpoint, save_safetensors
+
+    cfg = TimeSformerConfig(img_size=16, patch_size=8, num_frames=2, embed_dim=16, depth=1,
+                            num_heads=2, num_classes=2)  # fmt: skip
+    model = TimeSformer(cfg)
+    for path in (save_safetensors(model, tmp_path / "m.safetensors"),
+                 save_checkpoint(model, tmp_path / "m.pt")):  # fmt: skip
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+
+
 def test_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "a.txt"
     atomic_write_text(target, "kept")

@@ -27,6 +27,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool =
     """Call `write(tmp)` on a temporary path beside `path`, fsync it, then rename it into place.
 
     `durable` also fsyncs the folder so the rename survives a power cut (checkpoints need it).
+    The file gets the mode a plain open() would give it (0666 less the umask), even when
+    `write` replaced the temporary file with one of its own (safetensors does).
     On any failure the temporary file is removed and the old `path`, if any, is left untouched.
     """
     path = Path(path)
@@ -37,9 +39,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool =
     )
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour umask
+    mode = 0o666 & ~_umask()  # mkstemp makes 0600; a plain open() would honour umask
+    os.chmod(tmp, mode)
     try:
         write(tmp)
+        if tmp.is_file():  # again: some writers (safetensors) replace the file they are given
+            os.chmod(tmp, mode)
         if durable and tmp.is_file():
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

@@ -47,6 +47,13 @@ def test_train_without_flags_keeps_the_config(capsys: pytest.CaptureFixture[str]
     assert cfg["train"]["amp"] == "bf16" and cfg["model"]["pretrained"] is None
 
 
+def test_print_config_shows_fresh_as_it_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", "demo", "--fresh", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["resume"] is False
+    assert main(["train", "--config", "demo", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["resume"] is True
+
+
 def test_print_config_takes_num_classes_from_the_labels(capsys, tmp_path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\nfox\n")

@@ -253,3 +253,29 @@ def test_long_takes_one_crop_per_clip_whatever_the_checkpoint_views(tmp_path, vi
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_model_without_a_head_serves_embeddings_and_refuses_to_classify(tmp_path, video):
+    from timesformer.models.weights import save_checkpoint
+
+    from .conftest import tiny_model
+
+    model = tiny_model()
+    model.reset_classifier(0)
+    ckpt = save_checkpoint(model, tmp_path / "headless.pt")
+    proc, url = start_server(ckpt)
+    try:
+        for route, fields in (("/v1/predict", {}), ("/v1/predict", {"long": "true"}),
+                              ("/v1/explain", {})):  # fmt: skip
+            r = _post(url, video, route, **fields)
+            assert r.status_code == 422, (route, r.text)
+            assert "no classification head" in r.json()["error"] and "/v1/extract" in r.text
+        e = _post(url, video, "/v1/extract")
+        assert e.status_code == 200 and e.json()["dim"] == 64
+        m = httpx.get(url + "/v1/model").json()
+        assert m["config"]["num_classes"] == 0 and m["class_names"] == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    log = proc.stderr_path.read_text()
+    assert "warning" in log and "no classification head" in log and "Traceback" not in log, log

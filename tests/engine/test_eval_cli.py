@@ -145,6 +145,24 @@ def test_eval_config_errors_are_one_line(run, capsys) -> None:
     assert rc == 1 and "nothing.pt" in err and len(err.strip().splitlines()) == 1
 
 
+def test_eval_of_a_model_without_a_head_is_one_line(run, tmp_path, capsys) -> None:
+    model = TimeSformer(run["model"].config)
+    model.load_state_dict(run["model"].state_dict())
+    model.reset_classifier(0)
+    ckpt = save_checkpoint(model, tmp_path / "headless.pt")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(NAMES) + "\n")
+    out = tmp_path / "new" / "eval"
+    for extra in ([], [f"data.labels={labels}"]):  # not "3 names, expected 0 classes"
+        rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(ckpt),
+                   f"output_dir={tmp_path / 'new'}", *extra])  # fmt: skip
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 1 and len(err) == 1, err
+        assert f"{ckpt}: the model has no classification head (num_classes=0)" in err[0]
+        assert "timesformer extract" in err[0]
+        assert not out.exists() and not out.parent.exists()  # no empty folder left behind
+
+
 def test_late_failure_keeps_the_predictions_written_so_far(run, tmp_path, monkeypatch) -> None:
     import timesformer.engine.evaluate as E
 

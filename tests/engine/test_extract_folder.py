@@ -61,6 +61,34 @@ def test_features_of_other_weights_are_refused(setup, tmp_path, capsys) -> None:
     assert code == 0 and summary["skipped"] == 2
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("garbage", "not valid JSON"), ("[1]", "JSON list, expected an object"),
+     ('{"settings": 3}', 'no "settings" object'), ("\xff\xfe", "not valid JSON")],
+)  # fmt: skip
+def test_a_damaged_run_json_beside_features_is_refused(setup, tmp_path, capsys, text, why):
+    out, a = tmp_path / "f", str(setup["root"] / "a")
+    assert (
+        _extract(capsys, str(Path(a) / "v0.mp4"), "-c", str(setup["m0"]), "--out", str(out))[0] == 0
+    )
+    (out / "run.json").write_bytes(text.encode("latin-1"))
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, err = _extract(capsys, a, "-c", str(setup["m1"]), "--out", str(out))
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "run.json" in err and why in err and "cannot be told" in err and "--out" in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_damaged_run_json_in_a_folder_without_features_is_replaced(setup, tmp_path, capsys):
+    out = tmp_path / "f"
+    out.mkdir()
+    (out / "run.json").write_text("garbage")
+    code, summary, _ = _extract(capsys, str(setup["root"] / "a"), "-c", str(setup["m0"]),
+                                "--out", str(out))  # fmt: skip
+    assert code == 0 and summary["ok"] == 2
+    assert json.loads((out / "run.json").read_text())["checkpoint"] == str(setup["m0"])
+
+
 def test_batches_into_one_folder_keep_every_batch(setup, tmp_path, capsys) -> None:
     out, ck = tmp_path / "f", str(setup["m0"])
     a, b = setup["root"] / "a", setup["root"] / "b"

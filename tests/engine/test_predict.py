@@ -306,6 +306,38 @@ def test_cli_bad_labels_file_is_one_error_not_a_video_error(video, ours, tmp_pat
     assert rc == 1 and len(err) == 1 and "no_labels.txt" in err[0]
 
 
+@pytest.fixture(scope="module")
+def headless(tmp_path_factory) -> Path:
+    """A checkpoint without a classification head (convert --num-classes 0 --reset-head)."""
+    model = _tiny()
+    model.reset_classifier(0)
+    return save_checkpoint(model, tmp_path_factory.mktemp("headless") / "e.pt")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--segments"], ["--long", "--json"], ["--labels", "LABELS"], ["--out", "OUT"]],
+)
+def test_cli_a_model_without_a_head_is_one_error(video, headless, tmp_path, capsys, extra):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\n")
+    extra = [{"LABELS": str(labels), "OUT": str(tmp_path / "p.csv")}.get(a, a) for a in extra]
+    rc = main(["predict", str(video), "-c", str(headless), *extra])
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and cap.out == "", cap
+    assert f"{headless}: the model has no classification head (num_classes=0)" in err[0]
+    assert "timesformer extract" in err[0] and not (tmp_path / "p.csv").exists()
+
+
+def test_api_refuses_a_model_without_a_head(video) -> None:
+    model = _tiny()
+    model.reset_classifier(0)
+    for long in (False, True):
+        with pytest.raises(ValueError, match=r"no classification head .*timesformer extract"):
+            predict(model, video, long=long)
+
+
 @pytest.mark.parametrize(
     "extra, expected, code",
     [

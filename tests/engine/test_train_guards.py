@@ -122,8 +122,15 @@ def test_finished_run_started_again_trains_nothing_and_says_so(videos: dict, tmp
     again = train(cfg, log=logs.append)
     assert again.step == first.step and again.epochs_done == 1
     assert again.last_checkpoint == tmp_path / "run" / "last.pt"
-    assert any("has finished all 1 epochs" in line and "--fresh" in line for line in logs), logs
+    said = [line for line in logs if "has finished all 1 epochs" in line]
+    assert said and "--fresh" in said[0] and "--allow-config-change" in said[0], logs
     assert not any("continuing at" in line for line in logs), logs
+    # what the line says works: train.epochs raised alone is refused, with the flag it trains on
+    more = _cfg(videos, tmp_path / "run", "train.epochs=2")
+    with pytest.raises(ValueError, match=r"train\.epochs: 1 -> 2.*--allow-config-change"):
+        train(more, log=lambda s: None)
+    on = train(more, allow_config_change=True, log=lambda s: None)
+    assert on.epochs_done == 2 and on.step > first.step
 
 
 def test_a_run_that_fails_before_writing_leaves_no_folder(videos: dict, tmp_path: Path):

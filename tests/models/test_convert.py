@@ -85,6 +85,22 @@ def test_convert_overrides_and_json(src, tmp_path, capsys) -> None:
     assert back.config.labels == ["x", "y", "z"] and back.time_embed.shape == (1, 6, 64)
 
 
+def test_converted_files_get_the_umask_mode(src, tmp_path, capsys) -> None:
+    import os
+    import stat
+
+    _, path = src
+    old = os.umask(0o022)
+    try:
+        for dst in ("perm.safetensors", "perm.pt", "hfdir"):
+            assert main(["convert", str(path), str(tmp_path / dst)]) == 0
+    finally:
+        os.umask(old)
+    files = [tmp_path / "perm.safetensors", tmp_path / "perm.pt", *(tmp_path / "hfdir").iterdir()]
+    modes = {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files}
+    assert set(modes.values()) == {"0o644"}, modes
+
+
 def test_convert_image_weights_to_video_checkpoint(tmp_path) -> None:
     transformers = pytest.importorskip("transformers")
     vit = transformers.ViTModel(

@@ -15,7 +15,7 @@ from timesformer import data as tdata
 from timesformer.cli import main
 from timesformer.data import TestTransform, VideoReader, write_video
 from timesformer.models import TimeSformer, TimeSformerConfig
-from timesformer.models.weights import save_checkpoint
+from timesformer.models.weights import from_pretrained, save_checkpoint
 from timesformer.tools.explain import explain
 
 NAMES = ["ball", "cube", "ring"]
@@ -120,6 +120,21 @@ def test_errors_are_one_line(files, capsys, extra, message) -> None:
     assert main([*args, *extra]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_model_without_a_head_is_one_line_with_labels_too(files, capsys) -> None:
+    root = files["root"]
+    model = from_pretrained(files["ckpt"])
+    model.reset_classifier(0)
+    ckpt = save_checkpoint(model, root / "headless.pt")
+    (root / "labels.txt").write_text("a\nb\n")
+    out = root / "headless_out"
+    args = ["explain", str(files["video"]), "-c", str(ckpt), "--out", str(out)]
+    for extra in ([], ["--labels", str(root / "labels.txt")]):
+        assert main([*args, *extra]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "no classification head (num_classes=0)" in err
+        assert "timesformer extract" in err and not out.exists()
 
 
 def test_missing_video(files, capsys) -> None:

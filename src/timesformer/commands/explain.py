@@ -85,11 +85,13 @@ def run(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace, video_path: Path) -> int:
     from ..engine.predict import resolve_labels, settings_dict
     from ..engine.runtime import autocast
+    from ..models.timesformer import require_head
     from ..tools.explain import explain
     from ..tools.explain_figures import save_explanation
     from ..tools.explain_input import read_clip
 
     model, settings, device = load_model_for_clips(args)
+    require_head(model, str(args.checkpoint))  # before a --labels file is held against it
     names = resolve_labels(model, args.labels)
     video, shown, indices, times = read_clip(video_path, settings)
     from ..engine.records import recorded_warnings

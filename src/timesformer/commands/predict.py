@@ -122,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..data import VideoDecodeError
     from ..engine.predict import predict, resolve_labels, settings_dict
     from ..engine.records import RowWriter, recorded_warnings
+    from ..models.timesformer import require_head
 
     if args.topk < 1:
         raise UsageError(f"--topk must be >= 1; got {args.topk}")
@@ -140,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
         check_output_file(args.out, "--out file")  # before the model loads
     with recorded_warnings() as load_warnings:
         model, settings, device = load_model_for_clips(args)
+    require_head(model, str(args.checkpoint))  # before a --labels file is held against it
     for w in load_warnings:
         where = "" if str(args.checkpoint) in w else f"{args.checkpoint}: "
         print(f"timesformer predict: warning: {where}{w}", file=sys.stderr)

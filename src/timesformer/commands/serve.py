@@ -86,5 +86,8 @@ def run(args: argparse.Namespace) -> int:
             routes = ["/v1/predict", "/v1/extract", "/v1/explain", "/v1/model", "/healthz", "/"]
             print(json.dumps({"url": url, "routes": routes}), flush=True)
 
-    serve(args.checkpoint, host=args.host, port=args.port, opts=opts, on_ready=ready)
+    def log(line: str) -> None:
+        print(f"timesformer serve: {line}", file=sys.stderr)
+
+    serve(args.checkpoint, host=args.host, port=args.port, opts=opts, on_ready=ready, log=log)
     return 0

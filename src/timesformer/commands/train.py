@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             print(f"note: model.num_classes is the preset's, since the labels could not be read: "
                   f"{e}", file=sys.stderr)  # fmt: skip
+        if args.no_resume:  # shown as --fresh runs; the run's config.yaml keeps train.resume,
+            cfg.train.resume = False  # so that training from it again goes on from last.pt
         print(yaml.safe_dump(resolve(cfg).to_dict(), sort_keys=False), end="")
         return 0
     from ..engine.train import train

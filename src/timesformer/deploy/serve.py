@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import nn
 
 from ..models.preprocess import Preprocess
+from ..models.timesformer import head_missing
 from .batching import BatchedModel, Batcher, RequestExpired
 from .uploads import UploadError, check_video, save_upload
 
@@ -81,6 +82,8 @@ def create_app(
         version=_version(),
     )
     app.state.batcher = batcher
+    # a model without a head serves /v1/extract; the routes that classify answer 422 with this
+    no_head = head_missing(model, extract="POST /v1/extract (or `timesformer extract`)")
 
     def error(status: int, message: str, request: Request | None = None) -> JSONResponse:
         if request is not None:  # the access log says why
@@ -113,6 +116,11 @@ def create_app(
             raise UploadError(
                 422, f"unknown field {names} for {request.url.path}; it takes {', '.join(allowed)}"
             )
+
+    def check_head() -> None:
+        """422 before an upload is read when the model cannot classify (no head)."""
+        if no_head is not None:
+            raise UploadError(422, no_head)
 
     def checked_views(views: str | None) -> str:
         """The request's views (default: the contract's), refused past MAX_VIEWS clips."""
@@ -203,6 +211,7 @@ def create_app(
         long: bool = Form(False, description="cover the whole video: timeline and segments"),
     ) -> dict[str, Any]:
         await check_fields(request, "file", "views", "topk", "long")
+        check_head()
         # with long, as `predict --long`: one centre crop per clip unless the request says
         views = checked_views(views or ("1x1" if long else None))
         folder, path = await receive_video(file)
@@ -239,6 +248,7 @@ def create_app(
     @app.post("/v1/explain")
     async def explain_route(request: Request, file: UploadFile = File(...)) -> dict[str, Any]:
         await check_fields(request, "file")
+        check_head()
         folder, path = await receive_video(file)
         try:
             return await run_job(_explain, model, path, settings, preprocess, explain_lock)
@@ -342,9 +352,11 @@ def serve(
     port: int = 8000,
     opts: ServeOptions,
     on_ready: Any = None,
+    log: Any = None,
 ) -> None:
     """Load `checkpoint` and serve it with uvicorn until interrupted; `on_ready()` is called
-    once the model is loaded and the address is free (so "serving ..." is never premature)."""
+    once the model is loaded and the address is free (so "serving ..." is never premature).
+    `log(line)` hears a warning: a model without a classification head serves embeddings only."""
     import uvicorn
 
     from .export import load_checkpoint
@@ -353,6 +365,9 @@ def serve(
     settings = _settings_from(model, pre)
     app = create_app(model, settings, pre, opts)
     check_address(host, port)
+    if log is not None and head_missing(model) is not None:
+        log(f"warning: {checkpoint}: the model has no classification head (num_classes=0): "
+            "/v1/predict and /v1/explain answer 422; /v1/extract gives its features")  # fmt: skip
     if opts.access_log and not ACCESS_LOG.handlers:
         handler = logging.StreamHandler()  # stderr, beside the "serving ..." line
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))

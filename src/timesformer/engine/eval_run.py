@@ -59,7 +59,8 @@ def evaluate_checkpoint(
     (ValueError naming both) unless `force_geometry`, which resamples the embeddings and says
     so through `log`. Class names: data.labels, else the checkpoint's, else the data's folders.
     """
-    from ..files import ensure_dir
+    from ..files import ensure_dir, missing_dirs, remove_empty
+    from ..models.timesformer import require_head
     from ..models.weights import from_pretrained
     from . import distributed as D
     from .build import build_dataset
@@ -79,7 +80,7 @@ def evaluate_checkpoint(
     out_dir = Path(output) if output else Path(cfg.output_dir) / "eval"
     info = D.init_distributed(device or cfg.train.device)
     writer: RowWriter | None = None
-    made_dir = not out_dir.exists()
+    made = missing_dirs(out_dir)  # OUTPUT_DIR too, when it is new: removed again on failure
     try:
         autocast(info.device, amp or cfg.train.amp)  # a bad amp: before any file is touched
         if info.is_main:  # before any work: a read-only output folder fails in one line
@@ -87,6 +88,7 @@ def evaluate_checkpoint(
         say = log or (lambda s: None)
         with recorded_warnings() as load_warnings:
             model = from_pretrained(checkpoint, allow_pickle=allow_pickle)
+            require_head(model, str(checkpoint))  # before data.labels is held against it
             model = _check_geometry(cfg, model, checkpoint, force_geometry, say, allow_pickle)
         model = model.to(info.device).eval()
         labels = _eval_labels(cfg, model)
@@ -126,8 +128,8 @@ def evaluate_checkpoint(
         summary = {**result.summary(), **context, "files": files}
         return result, json_safe(summary)
     except BaseException:
-        if made_dir and info.is_main and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a failed eval leaves no empty folder behind
+        if info.is_main:
+            remove_empty(made)  # a failed eval leaves no empty folder behind
         raise
     finally:
         if writer is not None:

@@ -319,6 +319,9 @@ def evaluate(
     """
     if aggregate not in AGGREGATIONS:
         raise ValueError(f"aggregate={aggregate!r} is not one of {', '.join(AGGREGATIONS)}")
+    from ..models.timesformer import require_head
+
+    require_head(model)
     cfg = getattr(model, "config", None)
     num_classes = int(getattr(cfg, "num_classes", 0) or 0)
     if num_classes < 1:

@@ -304,13 +304,19 @@ def _check_run(out: Path, run: dict[str, Any]) -> None:
     f = out / RUN
     if not f.is_file():
         return
-    try:
-        old = json.loads(f.read_text())
-    except json.JSONDecodeError:
-        return
-    diff = [k for k in run if k in old.get("settings", {}) and old["settings"][k] != run[k]]
+    old, damage = _read_run(f)
+    if damage is not None:
+        if _holds_features(out):  # the earlier features' weights cannot be told: refuse
+            raise ValueError(
+                f"output folder {out}: {RUN} {damage}, so the weights and settings that made "
+                f"the features there cannot be told; choose another --out, or delete its "
+                f"{FEATURES}/, {INDEX} and {RUN} to extract again"
+            )
+        return  # no features yet: this run writes a new run.json
+    settings = old["settings"]
+    diff = [k for k in run if k in settings and settings[k] != run[k]]
     if "weights" in diff:
-        was = str(old["settings"]["weights"])[:12]
+        was = str(settings["weights"])[:12]
         ck = f" (checkpoint {old['checkpoint']})" if old.get("checkpoint") else ""
         raise ValueError(
             f"output folder {out} holds features of other weights{ck}: sha256 {was}..., not "
@@ -319,9 +325,30 @@ def _check_run(out: Path, run: dict[str, Any]) -> None:
     if diff:
         k = diff[0]
         raise ValueError(
-            f"output folder {out} holds features made with {k}={old['settings'][k]!r}, not "
+            f"output folder {out} holds features made with {k}={settings[k]!r}, not "
             f"{run[k]!r}; choose another --out or delete it"
         )
+
+
+def _read_run(f: Path) -> tuple[dict[str, Any], str | None]:
+    """run.json's object and None, or ({}, what is wrong with it) when it cannot be used."""
+    try:
+        old = json.loads(f.read_text(encoding="utf-8"))
+    except OSError as e:
+        return {}, f"cannot be read ({e.strerror or e})"
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}, "is damaged (not valid JSON)"
+    if not isinstance(old, dict):
+        return {}, f"is damaged (JSON {type(old).__name__}, expected an object)"
+    if not isinstance(old.get("settings"), dict):
+        return {}, 'is damaged (no "settings" object)'
+    return old, None
+
+
+def _holds_features(out: Path) -> bool:
+    """Whether `out` already holds feature files or records of an earlier run."""
+    feats = out / FEATURES
+    return (feats.is_dir() and any(feats.rglob("*.npy"))) or bool(read_records(out))
 
 
 def _video_inputs(inputs: Any) -> list[VideoInput]:

@@ -237,10 +237,13 @@ def predict(
     `sampling_rate`, `protocol` override it. Inputs go to `device` (default: the device the
     model's parameters are on; the model itself is not moved).
 
-    Raises `VideoDecodeError` (a RuntimeError naming the file) for a missing or unreadable video.
+    Raises `VideoDecodeError` (a RuntimeError naming the file) for a missing or unreadable video,
+    ValueError for a model without a classification head (`models.require_head`).
     """
     from ..data import VideoReader
+    from ..models.timesformer import require_head
 
+    require_head(model)  # top-k of nothing: refused before any video is opened
     st = _settings_for(model, settings).with_overrides(
         source="argument", num_frames=num_frames, img_size=img_size,
         sampling_rate=sampling_rate, test_protocol=protocol,

@@ -261,7 +261,9 @@ class _Run:
         if self.start_epoch >= epochs:
             self.say(
                 f"{ckpt_path} has finished all {epochs} epochs (optimizer step {self.step}); "
-                "nothing to train: raise train.epochs to train on, or start again with --fresh"
+                "nothing to train: to train on, raise train.epochs and pass "
+                "--allow-config-change (the LR schedule then spans the new total), or start "
+                "again with --fresh"
             )
             return ckpt_path
         skip = self.skip_steps

@@ -3,7 +3,13 @@
 from .attention import AttentionStep
 from .config import PRESETS, TimeSformerConfig, get_config, list_models
 from .factory import count_flops, create_model
-from .timesformer import TimeSformer, resample_pos_embed, resample_time_embed
+from .timesformer import (
+    TimeSformer,
+    head_missing,
+    require_head,
+    resample_pos_embed,
+    resample_time_embed,
+)
 from .weights import (
     from_pretrained,
     load_into,
@@ -22,7 +28,9 @@ __all__ = [
     "count_flops",
     "create_model",
     "get_config",
+    "head_missing",
     "list_models",
+    "require_head",
     "resample_pos_embed",
     "resample_time_embed",
 ]

@@ -295,6 +295,29 @@ def resample_time_embed(time: Tensor, num_frames: int, mode: str = "bicubic") ->
     return t.transpose(1, 2).to(time.dtype)
 
 
+NO_HEAD = "the model has no classification head (num_classes=0)"
+
+
+def head_missing(
+    model: nn.Module, where: str | None = None, extract: str | None = None
+) -> str | None:
+    """The one-line refusal (prefixed `where`) when `model` has no classifier, else None: it
+    gives features, not labels, and the line points to `extract` (default: the CLI's)."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or int(getattr(cfg, "num_classes", 1) or 0) > 0:
+        return None  # a module without our config is not judged here
+    prefix = f"{where}: " if where else ""
+    how = extract or "`timesformer extract`"
+    return f"{prefix}{NO_HEAD}: it gives features, not labels; use {how} for them"
+
+
+def require_head(model: nn.Module, where: str | None = None, extract: str | None = None) -> None:
+    """ValueError with `head_missing`'s line when `model` has no classification head."""
+    why = head_missing(model, where, extract)
+    if why is not None:
+        raise ValueError(why)
+
+
 class TimeSformer(nn.Module):
     """Video transformer over frame patches. Input (B, 3, T, H, W), normalised floats.
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.attention import AttentionStep
+from ..models.timesformer import require_head
 
 METHODS = ("rollout", "cls", "grad_rollout")
 UPSAMPLE_MODES = ("nearest", "bilinear")
@@ -401,8 +402,7 @@ def explain(
             f"expected one video (3, T, H, W) or (1, 3, T, H, W); got {tuple(video.shape)}"
         )
     cfg = model.config
-    if not cfg.num_classes:
-        raise ValueError("the model has no classification head (num_classes=0)")
+    require_head(model)
     param = next(model.parameters())
     video = video.to(device=param.device, dtype=param.dtype)
     T, H, W = video.shape[2:]

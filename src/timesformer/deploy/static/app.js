@@ -121,7 +121,9 @@ fetch("/v1/model")
   .then((r) => r.json())
   .then((m) => {
     const p = m.preprocess || {};
+    const classes = m.config.num_classes ? `${m.class_names.length} classes`
+      : "no classification head: it cannot classify (POST /v1/extract gives its features)";
     $("model-line").textContent = `${m.config.attention_type}, ${p.num_frames} frames every ${p.sampling_rate}, ` +
-      `${p.crop_size} px, ${m.class_names.length} classes`;
+      `${p.crop_size} px, ${classes}`;
   })
   .catch(() => { $("model-line").textContent = "model description unavailable"; });
