@@ -263,14 +263,19 @@ def run_demo(
 ) -> dict[str, Any]:
     """Render, train both variants, evaluate them, predict one video; write results.json and
     results.md to `out` and return the summary (classes, chance, variants, prediction)."""
-    from ..data import render_dataset
+    from ..data.synthetic import FolderInUseError, render_dataset
 
     t_start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     render = QUICK_RENDER if quick else RENDER
     t0 = time.time()
-    info = render_dataset(out / "data", "motion", classes=list(CLASSES), **render)
+    try:  # out/data is the demo's: a render of the other size (--quick or not) is replaced
+        info = render_dataset(
+            out / "data", "motion", classes=list(CLASSES), replace_synthetic=True, **render
+        )
+    except FolderInUseError as e:
+        raise ValueError(f"{e.reason}; choose another --out") from None
     how = "cached" if info.get("cached") else f"rendered in {time.time() - t0:.1f}s"
     say(
         f"dataset: {info['counts']} clips of {render['num_frames']} frames, "
