@@ -86,7 +86,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "Render a labelled synthetic video dataset (H.264 mp4 by default) with list files\n"
         "train.csv / val.csv / test.csv ('relative/path label' per line), labels.txt,\n"
         "boxes.json (the labelled object's box per frame) and info.json. Deterministic from\n"
-        "--seed; re-running with the same options reuses the files.\n\n"
+        "--seed; re-running with the same options reuses the files. A folder holding other\n"
+        "files, or a dataset of other options, is refused unless --overwrite.\n\n"
         f"motion classes (the class lives only in time): {', '.join(MOTION_CLASSES)}\n"
         f"appearance classes (visible in any frame): {', '.join(APPEARANCE_CLASSES)}"
     )
