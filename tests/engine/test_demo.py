@@ -76,3 +76,21 @@ def test_demo_never_writes_over_a_data_folder_of_the_users(tmp_path: Path, capsy
     assert "choose another --out" in err
     assert (out / "data" / "train" / "00000.mp4").read_bytes() == b"my video"
     assert (out / "data" / "train.csv").read_text() == "my list\n"
+
+
+def test_demo_reads_its_bundled_recipe_whatever_the_cwd_holds(tmp_path: Path, monkeypatch) -> None:
+    import timesformer.engine.demo as D
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").write_text("model: [not, a, recipe]\n")  # a file named like the recipe
+    (tmp_path / "demo.yaml").mkdir()
+    seen = {}
+
+    def stop(cfgs, *args: object) -> None:
+        seen.update(cfgs)
+        raise _Stop
+
+    monkeypatch.setattr(D, "_train_all", stop)
+    with pytest.raises(_Stop):
+        D.run_demo(tmp_path / "out", quick=True, quiet=True, say=lambda s: None)
+    assert seen["divided"].model.attention_type == "divided_space_time"

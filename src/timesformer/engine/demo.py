@@ -130,7 +130,7 @@ class VariantResult:
 
 
 def _configs(out: Path, info: dict[str, Any], overrides: list[str], quick: bool) -> dict:
-    from .config import load_config
+    from .config import load_config, recipes_dir
 
     data = Path(info["out_dir"])
     base = [
@@ -146,7 +146,7 @@ def _configs(out: Path, info: dict[str, Any], overrides: list[str], quick: bool)
     cfgs = {}
     for name, attention in VARIANTS:
         cfgs[name] = load_config(
-            "demo",
+            recipes_dir() / "demo.yaml",  # the bundled file, whatever the current folder holds
             [
                 *base,
                 *overrides,
