@@ -94,3 +94,19 @@ def test_demo_reads_its_bundled_recipe_whatever_the_cwd_holds(tmp_path: Path, mo
     with pytest.raises(_Stop):
         D.run_demo(tmp_path / "out", quick=True, quiet=True, say=lambda s: None)
     assert seen["divided"].model.attention_type == "divided_space_time"
+
+
+def test_a_bad_override_is_refused_before_anything_is_rendered(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import timesformer.data.synthetic as S
+
+    monkeypatch.setattr(S, "render_dataset", _stop)  # the demo imports it when it runs
+    out = tmp_path / "dm"
+    for override, says in (("train.epochs=abc", "train.epochs='abc' is not valid"),
+                           ("train.epochs=0", "train.epochs=0 is out of range"),
+                           ("foo.bar=1", "unknown key 'foo.bar'")):  # fmt: skip
+        assert main(["demo", "--quick", "--out", str(out), override]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err
+        assert not out.exists()  # nothing rendered, no empty folder left behind

@@ -129,17 +129,18 @@ class VariantResult:
     checkpoint: str = ""
 
 
-def _configs(out: Path, info: dict[str, Any], overrides: list[str], quick: bool) -> dict:
+def _configs(out: Path, overrides: list[str], quick: bool) -> dict:
+    """The two variants' run configs on the data `render_dataset` writes to out/data (its list
+    files and labels.txt), from the bundled demo recipe: built before rendering, so that a bad
+    override fails at once."""
     from .config import load_config, recipes_dir
 
-    data = Path(info["out_dir"])
+    data = out / "data"
     base = [
-        f"data.train_list={info['splits']['train']}",
-        f"data.val_list={info['splits']['val']}",
-        f"data.test_list={info['splits']['test']}",
+        *(f"data.{split}_list={data / f'{split}.csv'}" for split in ("train", "val", "test")),
         f"data.root={data}",
         f"data.labels={data / 'labels.txt'}",
-        f"model.num_classes={len(info['labels'])}",
+        f"model.num_classes={len(CLASSES)}",
     ]
     if quick:
         base += QUICK_OVERRIDES
@@ -267,6 +268,7 @@ def run_demo(
 
     t_start = time.time()
     out = Path(out)
+    cfgs = _configs(out, list(overrides or []), quick)  # a bad override: before any work
     out.mkdir(parents=True, exist_ok=True)
     render = QUICK_RENDER if quick else RENDER
     t0 = time.time()
@@ -282,7 +284,6 @@ def run_demo(
         f"{render['size']}x{render['size']} px, classes {', '.join(info['labels'])} ({how}) "
         f"-> {info['out_dir']}"
     )
-    cfgs = _configs(out, info, list(overrides or []), quick)
     c = cfgs["divided"]
     say(
         f"training {c.model.name} (depth {c.model.depth}, dim {c.model.embed_dim}, "
