@@ -17,6 +17,7 @@ from timesformer.data.synthetic import (
     APPEARANCE_CLASSES,
     COLOURS,
     MOTION_CLASSES,
+    FolderInUseError,
     render_appearance_clip,
     render_dataset,
     render_motion_clip,
@@ -39,11 +40,18 @@ def test_render_dataset_files_lists_and_cache(tmp_path):
     boxes = json.loads((out / "boxes.json").read_text())
     assert len(boxes) == 16 and len(boxes["train/00000.mp4"]) == 6
     assert json.loads((out / "info.json").read_text())["params"]["seed"] == 3
-    # cached: same parameters reuse the files untouched; new parameters re-render
+    # cached: same parameters reuse the files untouched; new parameters are refused unless
+    # overwrite (or replace_synthetic, for a folder the caller owns) re-renders
     stamp = (out / "train/00000.mp4").stat().st_mtime_ns
     assert render_dataset(out, "motion", **kw)["cached"]
     assert (out / "train/00000.mp4").stat().st_mtime_ns == stamp
-    assert not render_dataset(out, "motion", **{**kw, "seed": 4})["cached"]
+    with pytest.raises(FolderInUseError, match="other options [(]seed 3 -> 4[)]"):
+        render_dataset(out, "motion", **{**kw, "seed": 4})
+    assert (out / "train/00000.mp4").stat().st_mtime_ns == stamp
+    assert json.loads((out / "info.json").read_text())["params"]["seed"] == 3
+    assert not render_dataset(out, "motion", **{**kw, "seed": 4}, overwrite=True)["cached"]
+    assert not render_dataset(out, "motion", **kw, replace_synthetic=True)["cached"]
+    assert not (out / ".synth-render.json").exists()  # the stamp of a render under way
 
 
 def test_rendering_is_deterministic():
@@ -219,5 +227,127 @@ def test_synth_command(tmp_path, capsys):
     assert main(args) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["labels"] == ["left", "right"] and (out / "test.csv").is_file()
-    assert main(["synth", str(out), "--classes", "left,nowhere"]) == 1
-    assert "nowhere" in capsys.readouterr().err
+    assert main(["synth", str(out), "--classes", "left,nowhere"]) == 2  # a usage error
+    assert "--classes: unknown motion classes ['nowhere']" in capsys.readouterr().err
+
+
+SMALL = ["--num-train", "2", "--num-val", "1", "--num-test", "1", "--size", "16", "--frames", "2"]
+
+
+def test_synth_refuses_a_folder_of_other_files(tmp_path, capsys):
+    """A folder with the user's own files is not written over without --overwrite."""
+    mine = tmp_path / "mine"
+    (mine / "train").mkdir(parents=True)
+    (mine / "train" / "00000.mp4").write_bytes(b"my video")
+    (mine / "train.csv").write_text("my list\n")
+    assert main(["synth", str(mine), *SMALL]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{mine} is not empty and holds no synthetic dataset" in err and "--overwrite" in err
+    assert (mine / "train" / "00000.mp4").read_bytes() == b"my video"
+    assert (mine / "train.csv").read_text() == "my list\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["train", "train.csv"]
+    (mine / "info.json").write_text('{"note": "mine too"}')  # an info.json that is not ours
+    assert main(["synth", str(mine), *SMALL]) == 1
+    assert (mine / "info.json").read_text() == '{"note": "mine too"}'
+    assert main(["synth", str(mine), *SMALL, "--overwrite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"train": 2, "val": 1, "test": 1}
+    assert (mine / "train.csv").read_text().startswith("train/00000.mp4 ")
+
+
+def test_synth_reuses_its_own_render_and_refuses_other_options(tmp_path, capsys):
+    out = tmp_path / "syn"
+    assert main(["synth", str(out), *SMALL]) == 0
+    first = (out / "train" / "00000.mp4").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["synth", str(out), *SMALL]) == 0
+    assert capsys.readouterr().out.startswith(f"reused cached files in {out}")
+    assert (out / "train" / "00000.mp4").stat().st_mtime_ns == first
+    assert main(["synth", str(out), *SMALL, "--seed", "7"]) == 1
+    err = capsys.readouterr().err
+    assert "rendered with other options (seed 0 -> 7)" in err and "--overwrite" in err
+    assert json.loads((out / "info.json").read_text())["params"]["seed"] == 0
+    assert main(["synth", str(out), *SMALL, "--seed", "7", "--overwrite"]) == 0
+    assert json.loads((out / "info.json").read_text())["params"]["seed"] == 7
+
+
+def test_an_interrupted_render_resumes_with_the_same_options(tmp_path, monkeypatch):
+    """The stamp written first marks an unfinished render as synth's own: the same options
+    render it again, other options are refused."""
+    import timesformer.data.synthetic as S
+
+    out = tmp_path / "syn"
+    real = S.write_video
+    calls = []
+
+    def dies_on_the_second(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*a, **kw)
+
+    monkeypatch.setattr(S, "write_video", dies_on_the_second)
+    kw = dict(num_train=2, num_val=1, num_test=1, size=16, num_frames=2)
+    with pytest.raises(KeyboardInterrupt):
+        render_dataset(out, **kw)
+    monkeypatch.setattr(S, "write_video", real)
+    assert not (out / "info.json").exists() and (out / ".synth-render.json").is_file()
+    with pytest.raises(FolderInUseError, match="other options"):
+        render_dataset(out, **{**kw, "seed": 1})
+    info = render_dataset(out, **kw)
+    assert not info["cached"] and (out / "info.json").is_file()
+    assert not (out / ".synth-render.json").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value, says",
+    [("--size", "100000", "expected an integer in 16..4096"),
+     ("--size", "31", "expected an even integer in 16..4096"),
+     ("--fps", "nan", "expected a finite number in (0, 240]"),
+     ("--fps", "0", "expected a finite number in (0, 240]"),
+     ("--fps", "1000", "expected a finite number in (0, 240]"),
+     ("--objects", "0", "expected an integer in 1..32"),
+     ("--object-size", "2,3", "each in (0, 1]"),
+     ("--object-size", "0,0.3", "each in (0, 1]"),
+     ("--speed", "nan", "finite numbers in [0, 1]"),
+     ("--speed", "0.2,0.1", "LOW <= HIGH"),
+     ("--frames", "0", "expected an integer in 1..4096"),
+     ("--seed", "-1", "expected an integer >= 0"),
+     ("--num-train", "-1", "expected an integer >= 0"),
+     ("--num-classes", "1", "expected an integer >= 2"),
+     ("--distractors", "-1", "expected an integer in 0..64"),
+     ("--clutter", "1000", "expected an integer in 0..256"),
+     ("--noise", "inf", "expected a number in [0, 1]")],
+)  # fmt: skip
+def test_bad_synth_values_are_usage_errors_before_any_work(tmp_path, capsys, flag, value, says):
+    out = tmp_path / "syn"
+    with pytest.raises(SystemExit) as e:
+        main(["synth", str(out), flag, value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"argument {flag}: " in err and says in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [(["--frames", "4096", "--size", "1024"], "--frames 4096 x --size 1024"),
+     (["--num-train", "0", "--num-val", "0", "--num-test", "0"], "expected at least one video"),
+     (["--num-classes", "9"], "--num-classes: num_classes must be in [2, 8]"),
+     (["--classes", "left"], "--classes: classes must be at least 2"),
+     (["--kind", "appearance", "--objects", "2"], "--objects: only --kind motion")],
+)  # fmt: skip
+def test_bad_synth_combinations_are_usage_errors(tmp_path, capsys, args, says):
+    out = tmp_path / "syn"
+    assert main(["synth", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err
+    assert not out.exists()
+
+
+def test_render_dataset_refuses_impossible_values(tmp_path):
+    for bad in ({"fps": float("nan")}, {"num_objects": 0}, {"object_size": (0.5, 2.0)},
+                {"speed": (0.0, float("inf"))}, {"clutter": -1}):  # fmt: skip
+        with pytest.raises(ValueError):
+            render_dataset(tmp_path / "x", **bad)
+    assert not (tmp_path / "x").exists()

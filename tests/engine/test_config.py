@@ -181,6 +181,34 @@ def test_config_file_problems_name_the_file(tmp_path: Path) -> None:
         load_config(top)
 
 
+def test_a_folder_named_like_a_recipe_does_not_hide_it(tmp_path: Path, monkeypatch) -> None:
+    """A bare recipe name beside a folder of that name is the recipe; an explicit path is the
+    folder (and refused as one)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("k400", "demo", "nowhere"):
+        (tmp_path / name).mkdir()
+    assert find_config("k400") == recipes_dir() / "k400.yaml"
+    assert load_config("demo").model.name == load_config(recipes_dir() / "demo.yaml").model.name
+    for spec in ("./k400", "k400/", str(tmp_path / "k400"), "nowhere"):
+        with pytest.raises(FileNotFoundError, match="is a folder; expected a YAML file"):
+            find_config(spec)
+    (tmp_path / "ssv2.yaml").mkdir()  # a name with .yaml is a path: the folder is refused
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        find_config("ssv2.yaml")
+    mine = tmp_path / "mine"
+    mine.write_text("train:\n  epochs: 3\n")  # a bare name that is a file: the file, as before
+    assert find_config("mine") == Path("mine")
+
+
+def test_train_print_config_beside_a_folder_named_k400(tmp_path, monkeypatch, capsys) -> None:
+    from timesformer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "k400").mkdir()
+    assert main(["train", "--config", "k400", "--print-config"]) == 0
+    assert "timesformer_base" in capsys.readouterr().out
+
+
 def test_saved_config_round_trips(tmp_path: Path) -> None:
     c = resolve(load_config("ssv2", ["optim.lr=0.02", "data.root=/videos"]))
     path = save_config(c, tmp_path / "run" / "config.yaml")

@@ -210,3 +210,72 @@ def test_json_safe_writes_nan_and_inf_as_null() -> None:
     got = B.json_safe({"a": [1.0, math.nan, (math.inf, 2)], "b": {"c": -math.inf}, "d": "x"})
     assert got == {"a": [1.0, None, [None, 2]], "b": {"c": None}, "d": "x"}
     json.dumps(got, allow_nan=False)
+
+
+@pytest.fixture
+def nothing_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every measurement entry point fails the test: argument errors must come first."""
+    import timesformer.tools.bench.data as D
+
+    def measured(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("measured before the arguments were checked")
+
+    for name in ("peaks_for", "run_case", "run_train_case", "run_standard", "new_report"):
+        monkeypatch.setattr(B, name, measured)
+    for name in ("make_videos", "interleaved", "loader_rate", "model_rate"):
+        monkeypatch.setattr(D, name, measured)
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [(["--device", "bogus"], "--device 'bogus': expected cpu, cuda or cuda:N"),
+     (["--device", "cpu:1"], "--device 'cpu:1': expected cpu, cuda or cuda:N"),
+     (["--optimizer"], "--optimizer needs --train"),
+     (["--cast-weights"], "--cast-weights needs --dtype bf16"),
+     (["--train", "--no-time"], "--no-time does not apply to --train"),
+     (["--attention-type", "jiont"], "--attention-type 'jiont' is not one of"),
+     (["--standard", "--model", "timesformer_small"], "--standard runs a fixed set of cases; --model"),
+     (["--frames", "4", "--data"], "--frames before it would not be used")],
+)  # fmt: skip
+def test_bench_argument_errors_come_before_any_measurement(
+    argv: list[str], says: str, nothing_measured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["bench", *argv]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and says in err and "matmul" not in captured.err
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [(["--repeats", "0"], "argument --repeats: expected a positive integer"),
+     (["--warmup", "-1"], "argument --warmup: expected an integer >= 0"),
+     (["--threads", "0"], "argument --threads: expected a positive integer"),
+     (["--batch-size", "0"], "argument --batch-size: expected a positive integer"),
+     (["--data", "--workers", "-1"], "argument --workers: expected an integer >= 0"),
+     (["--data", "--workers", "0", "x"], "argument --workers: expected an integer >= 0"),
+     (["--data", "--videos", "0"], "argument --videos: expected a positive integer"),
+     (["--data", "--runs", "0"], "argument --runs: expected a positive integer"),
+     (["--data", "--model-depth", "0"], "argument --model-depth: expected a positive integer"),
+     (["--data", "--model", "nope"], "argument --model: 'nope' is not 'none' or a preset")],
+)  # fmt: skip
+def test_bench_bad_values_are_usage_errors_up_front(
+    argv: list[str], says: str, nothing_measured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err
+
+
+def test_bench_data_checks_its_outputs_before_rendering(
+    tmp_path: Path, nothing_measured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["bench", "--data", "--cache", str(tmp_path / "v"), "--out", str(blocker / "d.json")]
+    assert cli.main(argv) == 1
+    assert "--out file" in capsys.readouterr().err
+    assert cli.main(["bench", "--data", "--cache", str(blocker / "v")]) == 1
+    assert "--cache folder" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import yaml
 from ..models.config import ATTENTION_TYPES, PRESETS
 from ..tools import bench as B
 from . import UsageError
-from .common import positive_int
+from .common import non_negative_int, positive_int
 
 EPILOG = """\
 examples:
@@ -112,8 +112,12 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="the standard set of `make bench` (goal cases, training, Figure 3)",
     )
     h = p.add_argument_group("how")
-    h.add_argument("--repeats", type=int, default=5, help="timed runs per model (default 5)")
-    h.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    h.add_argument(
+        "--repeats", type=positive_int, default=5, help="timed runs per model (default 5)"
+    )
+    h.add_argument(
+        "--warmup", type=non_negative_int, default=1, help="untimed runs first (default 1)"
+    )
     h.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     h.add_argument(
         "--no-time",
@@ -156,16 +160,72 @@ def _attention_types(values: list[str] | None) -> list[str | None]:
     return list(values)
 
 
+# what --standard runs is fixed: of the flags, it reads only these (and --data none at all)
+_STANDARD_READS = ("device", "compare", "write", "plot", "threads", "json", "quiet", "sweep")
+
+
+def _unused_flags(args: argparse.Namespace, keep: tuple[str, ...]) -> list[str]:
+    """The flags given a value other than their default that are not among `keep`."""
+    defaults = vars(register(argparse.ArgumentParser()).parse_args([]))
+    return [
+        "--" + dest.replace("_", "-")
+        for dest, default in defaults.items()
+        if dest not in keep and getattr(args, dest, default) != default
+    ]
+
+
+def pick_bench_device(spec: str | None) -> str:
+    """`--device` checked before any measurement: cpu, cuda or cuda:N (default: cuda when
+    available, else cpu). A bad form is a UsageError; CUDA missing here a RuntimeError."""
+    if spec is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index):
+        raise UsageError(f"--device {spec!r}: expected cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"--device {spec}: torch sees no CUDA device here")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise RuntimeError(f"--device {spec}: torch sees {count} CUDA device(s) here")
+    return spec
+
+
+def check_args(args: argparse.Namespace) -> str:
+    """Every flag and combination checked before anything is measured; the device."""
+    if args.data is not None:
+        unused = _unused_flags(args, ("data",))
+        if unused:
+            raise UsageError(
+                f"--data takes its own options after it; {', '.join(unused)} before it would "
+                "not be used (timesformer bench --data --help lists them)"
+            )
+        return ""
+    if args.standard:
+        unused = _unused_flags(args, ("standard", *_STANDARD_READS))
+        if unused:
+            raise UsageError(f"--standard runs a fixed set of cases; {', '.join(unused)} would "
+                             "not be used")  # fmt: skip
+    if args.optimizer and not args.train:
+        raise UsageError("--optimizer needs --train (it adds an AdamW step to the training step)")
+    if args.cast_weights and "bf16" not in args.dtype:
+        raise UsageError("--cast-weights needs --dtype bf16 (fp32 weights are already fp32)")
+    if args.no_time and args.train and not args.optimizer:
+        raise UsageError("--no-time does not apply to --train (the steps with and without "
+                         "checkpointing are always timed); add --optimizer or drop --no-time")  # fmt: skip
+    _attention_types(args.attention_type)
+    return pick_bench_device(args.device)
+
+
 def run(args: argparse.Namespace) -> int:
+    device = check_args(args)
     if args.data is not None:
         from ..tools.bench.data import main as data_bench
 
-        return data_bench(list(args.data))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device}: torch sees no CUDA device here")
-    if args.repeats < 1 or args.warmup < 0:
-        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
+        return data_bench(list(args.data), prog="timesformer bench --data")
     from ..files import check_output_file
 
     if args.write:  # before minutes of timing

@@ -33,19 +33,21 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.demo import results_table, run_demo
-    from ..files import ensure_dir
+    from ..files import output_dir
 
-    ensure_dir(args.out, "--out folder")  # before minutes of training
     quiet = bool(args.json)
     say = (lambda s: print(s, file=sys.stderr, flush=True)) if quiet else print
-    summary = run_demo(
-        args.out,
-        quick=args.quick,
-        sequential=args.sequential,
-        overrides=list(args.overrides),
-        quiet=quiet,
-        say=say,
-    )
+    # checked before minutes of training; a run that fails at once (a bad override) leaves no
+    # empty folder behind
+    with output_dir(args.out, "--out folder"):
+        summary = run_demo(
+            args.out,
+            quick=args.quick,
+            sequential=args.sequential,
+            overrides=list(args.overrides),
+            quiet=quiet,
+            say=say,
+        )
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

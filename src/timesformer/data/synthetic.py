@@ -45,6 +45,7 @@ _FORMAT_VERSION = 2  # 2: repeatable H.264 encodes (write_video)
 _MAX_TURN = math.radians(30)  # rotation per frame stays below half the square's symmetry
 
 _ENCODERS = {"h264": "libx264", "mpeg4": "mpeg4", "vp9": "libvpx-vp9"}
+_STAMP = ".synth-render.json"  # the parameters of a render under way (removed when done)
 
 
 def write_video(
@@ -394,7 +395,9 @@ def render_appearance_clip(
 
 
 # ---------------------------------------------------------------------------------- datasets
-def _class_list(kind: str, classes: Sequence[str] | None, num_classes: int | None) -> list[str]:
+def choose_classes(kind: str, classes: Sequence[str] | None, num_classes: int | None) -> list[str]:
+    """The class names of `kind` to render: `classes` by name (all when None), then the first
+    `num_classes`; ValueError names what is wrong."""
     if kind == "motion":
         all_classes = MOTION_CLASSES
     elif kind == "appearance":
@@ -439,6 +442,7 @@ def render_dataset(
     wrap: bool = True,
     codec: str = "h264",
     overwrite: bool = False,
+    replace_synthetic: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Render a dataset to ``out_dir`` and return its info dict.
@@ -451,16 +455,20 @@ def render_dataset(
     balanced within each split. Info keys: ``out_dir``, ``kind``, ``labels``, ``num_classes``,
     ``splits`` ({split: list-file path}), ``counts``, ``params``, ``cached`` (True when existing
     files were reused). ``classes`` picks classes by name, ``num_classes`` the first k.
+
+    The folder must be missing, empty or a render of this function: files of any other kind
+    raise ``FolderInUseError`` unless ``overwrite``, as does a render of other parameters unless
+    ``overwrite`` or ``replace_synthetic`` (a folder the caller owns, as the demo's data).
     """
-    labels = _class_list(kind, classes, num_classes)
+    labels = choose_classes(kind, classes, num_classes)
     if size < 8 or size % 2:
         raise ValueError(f"size must be an even number >= 8, got {size}")
-    if num_frames < 1 or fps <= 0:
-        raise ValueError(f"num_frames must be >= 1 and fps > 0, got {num_frames}, {fps}")
-    if min(num_train, num_val, num_test) < 0:
-        raise ValueError("split sizes must be >= 0")
-    if not 0 < object_size[0] <= object_size[1] or speed[0] > speed[1] or speed[0] < 0:
-        raise ValueError(f"bad ranges: object_size={object_size}, speed={speed}")
+    if num_frames < 1 or not 0 < fps < math.inf:
+        raise ValueError(f"num_frames must be >= 1 and fps finite > 0, got {num_frames}, {fps}")
+    if min(num_train, num_val, num_test, distractors, clutter) < 0 or num_objects < 1:
+        raise ValueError("split sizes, distractors and clutter must be >= 0, num_objects >= 1")
+    if not (0 < object_size[0] <= object_size[1] <= 1 and 0 <= speed[0] <= speed[1] < math.inf):
+        raise ValueError(f"bad ranges: object_size={object_size} (within (0, 1]), speed={speed}")
     out = Path(out_dir)
     params: dict[str, Any] = {
         "version": _FORMAT_VERSION, "kind": kind, "labels": labels, "size": size,
@@ -479,16 +487,13 @@ def render_dataset(
         "params": params, "cached": False,
     }  # fmt: skip
     info_path = out / "info.json"
-    if not overwrite and info_path.is_file():
-        try:
-            old = json.loads(info_path.read_text())
-        except (json.JSONDecodeError, OSError):
-            old = {}
-        if old.get("params") == params and _files_present(out, splits, ext, params["counts"]):
+    if not overwrite and _holds_this_render(out, params, replace_synthetic):
+        if _params_in(info_path) == params and _files_present(out, splits, ext, params["counts"]):
             info["cached"] = True
             return info
     info_path.unlink(missing_ok=True)  # written last: its presence marks a finished render
     out.mkdir(parents=True, exist_ok=True)
+    (out / _STAMP).write_text(json.dumps({"params": params}))  # marks an unfinished one
     opts = dict(size=size, num_frames=num_frames, object_size=tuple(object_size),
                 speed=tuple(speed), distractors=distractors, clutter=clutter, noise=noise)  # fmt: skip
     all_boxes: dict[str, list[list[float]]] = {}
@@ -523,7 +528,50 @@ def render_dataset(
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
     (out / "boxes.json").write_text(json.dumps(all_boxes))
     info_path.write_text(json.dumps(info, indent=2))
+    (out / _STAMP).unlink(missing_ok=True)
     return info
+
+
+class FolderInUseError(ValueError):
+    """`render_dataset`'s folder holds other files, or a render of other options.
+
+    ``reason`` is the message without the remedy, for a command to add its own flag."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}; overwrite=True renders over it")
+        self.reason = reason
+
+
+def _params_in(path: Path) -> dict[str, Any] | None:
+    """The render parameters recorded in `path` (info.json or the stamp); None if none."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, unreadable, not JSON, not UTF-8
+        return None
+    params = data.get("params") if isinstance(data, dict) else None
+    ours = isinstance(params, dict) and "version" in params and "kind" in params
+    return params if ours else None
+
+
+def _holds_this_render(out: Path, params: dict[str, Any], replace: bool) -> bool:
+    """Whether `out` holds a render (finished or not) of these very `params`; False for a
+    missing or empty folder, or another render when `replace`. Raises FolderInUseError for a
+    folder with files of its own, or with a render of other options (unless `replace`)."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    old = _params_in(out / _STAMP) or _params_in(out / "info.json")
+    if old is None:
+        raise FolderInUseError(
+            f"{out} is not empty and holds no synthetic dataset (no info.json of a render)"
+        )
+    if old == params or replace:
+        return old == params
+    changed = ", ".join(
+        f"{k} {old.get(k)!r} -> {v!r}" for k, v in params.items() if old.get(k) != v
+    )
+    raise FolderInUseError(
+        f"{out} holds a synthetic dataset rendered with other options ({changed})"
+    )
 
 
 def _files_present(out: Path, splits: dict[str, Path], ext: str, counts: dict[str, int]) -> bool:

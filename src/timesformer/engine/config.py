@@ -483,17 +483,17 @@ def list_recipes() -> list[str]:
 
 
 def find_config(spec: str | Path) -> Path:
-    """A config path, or the name of a bundled recipe ("k400" or "k400.yaml")."""
+    """A config path, or the name of a bundled recipe ("k400" or "k400.yaml"). A bare name
+    (the string "k400") is the recipe even beside a folder "k400"; "./k400" is the folder."""
     p = Path(spec)
-    if p.is_file():
-        return p
-    if p.is_dir():
-        raise FileNotFoundError(f"config {str(spec)!r} is a folder; expected a YAML file")
     name = p.name[:-5] if p.name.endswith(".yaml") else p.name
     bundled = recipes_dir() / f"{name}.yaml"
-    if p.parent == Path(".") or str(p.parent) == "configs":
-        if bundled.is_file():
-            return bundled
+    if p.is_file():
+        return p
+    if p.is_dir() and not (isinstance(spec, str) and spec == name and bundled.is_file()):
+        raise FileNotFoundError(f"config {str(spec)!r} is a folder; expected a YAML file")
+    if (p.parent == Path(".") or str(p.parent) == "configs") and bundled.is_file():
+        return bundled
     raise FileNotFoundError(
         f"config {str(spec)!r} not found (neither a file nor a bundled recipe: "
         f"{', '.join(list_recipes())})." + _suggest(name, list_recipes())

@@ -129,24 +129,25 @@ class VariantResult:
     checkpoint: str = ""
 
 
-def _configs(out: Path, info: dict[str, Any], overrides: list[str], quick: bool) -> dict:
-    from .config import load_config
+def _configs(out: Path, overrides: list[str], quick: bool) -> dict:
+    """The two variants' run configs on the data `render_dataset` writes to out/data (its list
+    files and labels.txt), from the bundled demo recipe: built before rendering, so that a bad
+    override fails at once."""
+    from .config import load_config, recipes_dir
 
-    data = Path(info["out_dir"])
+    data = out / "data"
     base = [
-        f"data.train_list={info['splits']['train']}",
-        f"data.val_list={info['splits']['val']}",
-        f"data.test_list={info['splits']['test']}",
+        *(f"data.{split}_list={data / f'{split}.csv'}" for split in ("train", "val", "test")),
         f"data.root={data}",
         f"data.labels={data / 'labels.txt'}",
-        f"model.num_classes={len(info['labels'])}",
+        f"model.num_classes={len(CLASSES)}",
     ]
     if quick:
         base += QUICK_OVERRIDES
     cfgs = {}
     for name, attention in VARIANTS:
         cfgs[name] = load_config(
-            "demo",
+            recipes_dir() / "demo.yaml",  # the bundled file, whatever the current folder holds
             [
                 *base,
                 *overrides,
@@ -263,21 +264,26 @@ def run_demo(
 ) -> dict[str, Any]:
     """Render, train both variants, evaluate them, predict one video; write results.json and
     results.md to `out` and return the summary (classes, chance, variants, prediction)."""
-    from ..data import render_dataset
+    from ..data.synthetic import FolderInUseError, render_dataset
 
     t_start = time.time()
     out = Path(out)
+    cfgs = _configs(out, list(overrides or []), quick)  # a bad override: before any work
     out.mkdir(parents=True, exist_ok=True)
     render = QUICK_RENDER if quick else RENDER
     t0 = time.time()
-    info = render_dataset(out / "data", "motion", classes=list(CLASSES), **render)
+    try:  # out/data is the demo's: a render of the other size (--quick or not) is replaced
+        info = render_dataset(
+            out / "data", "motion", classes=list(CLASSES), replace_synthetic=True, **render
+        )
+    except FolderInUseError as e:
+        raise ValueError(f"{e.reason}; choose another --out") from None
     how = "cached" if info.get("cached") else f"rendered in {time.time() - t0:.1f}s"
     say(
         f"dataset: {info['counts']} clips of {render['num_frames']} frames, "
         f"{render['size']}x{render['size']} px, classes {', '.join(info['labels'])} ({how}) "
         f"-> {info['out_dir']}"
     )
-    cfgs = _configs(out, info, list(overrides or []), quick)
     c = cfgs["divided"]
     say(
         f"training {c.model.name} (depth {c.model.depth}, dim {c.model.embed_dim}, "

@@ -28,6 +28,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import av
 import numpy as np
@@ -173,13 +174,31 @@ def model_rate(
 
 
 # ------------------------------------------------------------------------------ main
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark with command-line style arguments; returns an exit code."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--videos", type=int, default=6, help="distinct videos rendered (default 6)")
-    ap.add_argument("--clips", type=int, default=12, help="clips per measurement (default 12)")
-    ap.add_argument("--runs", type=int, default=3, help="runs per measurement; median kept")
-    ap.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's one-line usage error (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        from ...commands import usage_line
+
+        self.exit(2, usage_line(self.prog, " ".join(message.split())) + "\n")
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the benchmark with command-line style arguments; returns an exit code. Every
+    option is checked before anything is rendered or measured."""
+    from ...commands.common import non_negative_int, positive_int
+    from ...files import check_output_file, ensure_dir
+    from ...models.config import PRESETS
+
+    ap = _Parser(prog=prog, description=__doc__.split("\n")[0])
+    ap.add_argument("--videos", type=positive_int, default=6,
+                    help="distinct videos rendered (default 6)")  # fmt: skip
+    ap.add_argument("--clips", type=positive_int, default=12,
+                    help="clips per measurement (default 12)")  # fmt: skip
+    ap.add_argument(
+        "--runs", type=positive_int, default=3, help="runs per measurement; median kept"
+    )
+    ap.add_argument("--workers", type=non_negative_int, nargs="+", default=[0, 2],
                     help="DataLoader worker counts (default 0 2)")  # fmt: skip
     ap.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache",
                     "timesformer", "bench_videos"), help="where the rendered videos are kept")  # fmt: skip
@@ -189,10 +208,18 @@ def main(argv: list[str] | None = None) -> int:
                     "loader's (default timesformer_base; 'none': skip)")  # fmt: skip
     ap.add_argument("--model-mode", default="train", choices=["train", "infer"],
                     help="a training step (forward + backward, default) or inference")  # fmt: skip
-    ap.add_argument("--model-depth", type=int, default=None, help="blocks (default: preset)")
-    ap.add_argument("--model-threads", type=int, default=None,
+    ap.add_argument("--model-depth", type=positive_int, default=None,
+                    help="blocks (default: preset)")  # fmt: skip
+    ap.add_argument("--model-threads", type=positive_int, default=None,
                     help="torch threads for the model (default: all cores)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.model != "none" and args.model not in PRESETS:
+        ap.error(
+            f"argument --model: {args.model!r} is not 'none' or a preset ({', '.join(PRESETS)})"
+        )
+    if args.out:
+        check_output_file(args.out, "--out file")
+    ensure_dir(args.cache, "--cache folder")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     paths = make_videos(Path(args.cache), args.videos)
