@@ -1,10 +1,11 @@
-"""Writing files safely, for every layer: atomic replacement and output checks made up front.
+"""Files safely, for every layer: atomic replacement, output checks made up front, text reads.
 
 One writer for the whole package (checkpoints, exports, reports, features): the bytes go to a
 temporary file in the destination folder, are flushed to disk, and are renamed over the target,
 so a crash or a full disk never leaves a half-written file under the final name. Output
 locations are checked before work starts, so a read-only or mistyped folder fails in one line
-instead of after an hour of computing.
+instead of after an hour of computing. Text inputs (lists, label names) are read by one
+reader whose errors name the file.
 """
 
 from __future__ import annotations
@@ -178,6 +179,24 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
     except OutputError as e:  # "export out/m.onnx: folder out is not writable: ..."
         raise OutputError(f"{what} {path}: {e}") from None
     return path
+
+
+def read_text(path: str | Path, what: str, expected: str) -> str:
+    """The text of `path` as UTF-8 (a leading BOM dropped, newlines as `Path.read_text` has them).
+
+    A folder, or a file that is not text (bytes that are not UTF-8, or NUL bytes), is a
+    ValueError of one line that names it: "{what} {path} is not UTF-8 text; expected {expected}".
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; expected a text file: {expected}")
+    try:
+        text: str | None = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise ValueError(f"{what} {path} is not UTF-8 text; expected {expected}")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def json_safe(x: Any) -> Any:

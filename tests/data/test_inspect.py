@@ -182,6 +182,14 @@ def test_check_bad_input_one_line(videos, capsys, argv, match):
     assert len(err) == 1 and match in err[0] and "Traceback" not in err[0]
 
 
+def test_check_a_binary_list_is_named(videos, tmp_path, capsys):
+    binlist = tmp_path / "binlist.csv"
+    binlist.write_bytes((videos / "still.png").read_bytes())  # a PNG with a list's name
+    assert main(["data", "check", str(binlist)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"list file {binlist} is not UTF-8 text" in err[0], err
+
+
 def test_full_decode_finds_damage_the_timed_clip_misses(tmp_path):
     """Garbage over the last part of the frame data: the clip timed from the start decodes, so
     only --full (every frame, errors not concealed) reports the file as damaged."""
