@@ -30,6 +30,7 @@ strictly; the key maps are in `formats/`, the file reading and writing in `check
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +195,7 @@ def read_checkpoint(
         ck = _from_object(path_or_state, "<state dict>", None)
         check_finite(ck.state, ck.source)
         return ck
-    path = Path(path_or_state).expanduser()
+    path = Path(os.path.expanduser(path_or_state))  # an unknown ~user stays as written
     if not path.exists():
         if hub.is_hub_id(path_or_state):
             path = hub.resolve(str(path_or_state))
