@@ -149,6 +149,48 @@ def test_output_that_is_a_file_is_one_line(ckpt, clips, tmp_path, capsys) -> Non
               "--debug"])  # fmt: skip
 
 
+def test_labels_folder_and_unreadable_checkpoint_are_named(
+    ckpt, clips, tmp_path, capsys, monkeypatch
+) -> None:
+    folder = tmp_path / "k400"
+    folder.mkdir()
+    video = str(clips / "one.mp4")
+    assert main(["predict", video, "-c", str(ckpt), "--labels", str(folder)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"label-names file {folder} is a folder" in err[0], err
+    png = _png(tmp_path / "img.png")
+    assert main(["convert", str(ckpt), str(tmp_path / "o.pt"), "--labels", str(png)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"labels file {png} is not UTF-8 text" in err[0], err
+    assert main(["predict", video, "-c", "~nosuchuser_ts/m.pt"]) == 1  # no RuntimeError
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint not found: ~nosuchuser_ts/m.pt" in err[0], err
+    import timesformer.models.weights as W
+
+    def denied(path, allow_pickle):  # what open() raises on a chmod 000 file (root reads it)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(W, "_read_path", denied)
+    assert main(["predict", video, "-c", str(ckpt)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"timesformer predict: error: cannot read checkpoint {ckpt}: permission denied"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file")
+def test_a_checkpoint_without_read_permission(ckpt, clips, tmp_path, capsys) -> None:
+    import shutil
+
+    locked = tmp_path / "locked.pt"
+    shutil.copy(ckpt, locked)
+    locked.chmod(0)
+    try:
+        assert main(["predict", str(clips / "one.mp4"), "-c", str(locked)]) == 1
+        err = capsys.readouterr().err
+        assert f"cannot read checkpoint {locked}: permission denied" in err
+    finally:
+        locked.chmod(0o600)
+
+
 def test_explain_uniform_map_is_a_warning(monkeypatch) -> None:
     import timesformer.tools.explain as E
 

@@ -206,6 +206,9 @@ def read_checkpoint(
         check_finite(ck.state, ck.source)
     except (FileNotFoundError, CheckpointError):
         raise
+    except OSError as e:  # a permission, an I/O error: the file and the reason, no errno
+        why = (e.strerror or _one_line(e)).lower()
+        raise CheckpointError(f"cannot read checkpoint {e.filename or path}: {why}") from e
     except Exception as e:  # noqa: BLE001 - whatever a damaged file trips: one error, one line
         why = _one_line(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {_one_line(e)}"
         raise CheckpointError(_named(why, str(path))) from e
