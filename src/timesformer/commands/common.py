@@ -163,9 +163,26 @@ def add_protocol_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def views_spec(text: str) -> str:
+    """argparse type: "KxS", K >= 1 temporal clips x S = 1 or 3 crops (kept as written; the
+    engine's parse_views reads it: the same rule, checked here so a bad value exits 2)."""
+    parts = text.lower().split("x")
+    try:
+        k, s = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected KxS (K temporal clips x S spatial crops, e.g. 1x3), got {text!r}"
+        ) from None
+    if k < 1 or s not in (1, 3):
+        raise argparse.ArgumentTypeError(
+            f"expected KxS with K >= 1 clips and S = 1 or 3 crops, got {text!r}"
+        )
+    return text
+
+
 def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
     """--views KxS: K temporal clips x S spatial crops."""
-    p.add_argument("--views", default=None, metavar="KxS", help=help_text)
+    p.add_argument("--views", type=views_spec, default=None, metavar="KxS", help=help_text)
 
 
 def add_labels_argument(p: argparse.ArgumentParser) -> None:

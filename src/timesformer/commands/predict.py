@@ -240,8 +240,7 @@ def _check_mode_args(args: argparse.Namespace) -> None:
     if args.every_clip and not (args.long or args.segments):
         raise UsageError("--every-clip: only with --long (the timeline of clips)")
     if (args.long or args.segments) and args.views:
-        k = args.views.lower().split("x")[0].strip()
-        if k != "1":
+        if int(args.views.lower().split("x")[0]) != 1:  # views_spec: "KxS", both integers
             raise UsageError(
                 f"--views {args.views} with --long: the clips already cover the whole video, so "
                 "K must be 1 (1xS: S crops per clip)"
