@@ -196,6 +196,7 @@ def test_extract_goes_on_past_a_missing_input(tmp_path, capsys) -> None:
         (["serve", "-c", "{m}", "--max-batch", "0"], "--max-batch must be >= 1"),
         (["data", "lists", "--out", "{o}"], "give one source"),
         (["predict", "{v}", "-c", "{m}", "--views", "abc"], "argument --views: expected KxS"),
+        (["predict", "{v}", "-c", "{m}", "--out", "{v}"], "is the same file as the input"),
         (["extract", "{v}", "-c", "{m}", "--out", "{o}", "--views", "0x1"], "K >= 1 clips"),
         (
             ["extract", "{v}", "-c", "{m}", "--out", "{o}", "--mode", "windows", "--views", "2x1"],
@@ -203,6 +204,7 @@ def test_extract_goes_on_past_a_missing_input(tmp_path, capsys) -> None:
         ),  # fmt: skip
         (["eval", "--config", "demo", "-c", "{m}", "--views", "1x2"], "S = 1 or 3 crops"),
         (["export", "{m}", "--out", "{o}/e.pt2", "--format", "onnx"], "suffix of exported"),
+        (["data", "check", "{v}", "--out", "{v}"], "is the same file as the input"),
     ],
 )
 def test_a_wrong_command_line_exits_2_whoever_finds_it(capsys, tmp_path, argv, words) -> None:

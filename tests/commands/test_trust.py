@@ -149,6 +149,52 @@ def test_output_that_is_a_file_is_one_line(ckpt, clips, tmp_path, capsys) -> Non
               "--debug"])  # fmt: skip
 
 
+def test_predict_out_never_replaces_an_input_or_a_file_of_another_kind(
+    ckpt, clips, tmp_path, capsys
+) -> None:
+    """--out naming the video (or a hard link to it, the list, the checkpoint) exits 2 before
+    the model loads and the CSV is opened; an existing file that is not an earlier predict CSV
+    exits 1; neither is touched. An earlier CSV is rewritten on a rerun, as before."""
+    import shutil
+
+    video = tmp_path / "victim.mp4"
+    shutil.copy(clips / "one.mp4", video)
+    os.link(video, tmp_path / "hard.mp4")
+    listing = tmp_path / "l.txt"
+    listing.write_text(f"{video}\n")
+    script = tmp_path / "tool.py"
+    script.write_text("print('mine')\n")
+    kept = {p: p.read_bytes() for p in (video, listing, script, ckpt)}
+    cases = [
+        ([str(video), "--out", str(video)], 2, "is the same file as the input"),
+        ([str(video), "--out", str(tmp_path / "hard.mp4")], 2, "is the same file as the input"),
+        ([str(listing), "--out", str(listing)], 2, "is the same file as the input"),
+        ([str(video), "--out", str(ckpt)], 2, "is the same file as the input"),
+        ([str(video), "--out", str(script)], 1, "exists and is not an earlier report"),
+        ([str(clips / "two.mp4"), "--out", str(tmp_path / "hard.mp4")], 1, "not an earlier"),
+    ]
+    for argv, code, words in cases:
+        assert main(["predict", *argv, "-c", str(ckpt), "--views", "1x1"]) == code, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], (argv, err)
+    assert all(p.read_bytes() == b for p, b in kept.items())
+    out = tmp_path / "results.csv"
+    for _ in range(2):
+        assert main(["predict", str(video), "-c", str(ckpt), "--views", "1x1", "--out",
+                     str(out)]) == 0  # fmt: skip
+        assert [r["status"] for r in csv.DictReader(out.open())] == ["ok"]
+
+
+def test_predict_segments_out_dir_never_replaces_a_list(ckpt, clips, tmp_path, capsys) -> None:
+    listing = tmp_path / "one.scores.csv"  # the name --segments gives one.mp4's scores
+    listing.write_text(f"{clips / 'one.mp4'}\n")
+    rc = main(["predict", str(listing), "-c", str(ckpt), "--segments", "--out-dir",
+               str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is the same file as the input" in err[0], err
+    assert listing.read_text() == f"{clips / 'one.mp4'}\n"
+
+
 def test_labels_folder_and_unreadable_checkpoint_are_named(
     ckpt, clips, tmp_path, capsys, monkeypatch
 ) -> None:

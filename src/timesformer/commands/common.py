@@ -18,9 +18,12 @@ and `add_labels_argument` the other options they share.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ..engine.runtime import AMP_CHOICES
+from . import UsageError
 
 CHECKPOINT_HELP = "our .pt / .safetensors, an official .pyth, or a Hugging Face directory"
 ALLOW_PICKLE_HELP = (
@@ -188,6 +191,20 @@ def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
 def add_labels_argument(p: argparse.ArgumentParser) -> None:
     """--labels FILE: class names, one per line."""
     p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+
+
+def refuse_input_as_output(out: str | Path, inputs: Iterable[Any], what: str | None = None) -> None:
+    """UsageError (exit 2) when the output file `out` is one of the files read (`inputs`: paths,
+    None skipped), before anything is opened for writing: writing it would destroy the input.
+    `what` names the output in the message (default "--out OUT")."""
+    from ..files import same_file_as
+
+    hit = same_file_as(out, inputs)
+    if hit is not None:
+        raise UsageError(
+            f"{what or f'--out {out}'} is the same file as the input {hit}; writing there "
+            "would destroy it: name another file"
+        )
 
 
 def device_of(args: argparse.Namespace) -> Any:
