@@ -1,10 +1,11 @@
-"""Writing files safely, for every layer: atomic replacement and output checks made up front.
+"""Files safely, for every layer: atomic replacement, output checks made up front, text reads.
 
 One writer for the whole package (checkpoints, exports, reports, features): the bytes go to a
 temporary file in the destination folder, are flushed to disk, and are renamed over the target,
 so a crash or a full disk never leaves a half-written file under the final name. Output
 locations are checked before work starts, so a read-only or mistyped folder fails in one line
-instead of after an hour of computing.
+instead of after an hour of computing. Text inputs (lists, label names) are read by one
+reader whose errors name the file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import errno
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,70 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
     except OutputError as e:  # "export out/m.onnx: folder out is not writable: ..."
         raise OutputError(f"{what} {path}: {e}") from None
     return path
+
+
+def check_report_file(path: str | Path, header: Sequence[str], what: str) -> Path:
+    """`check_output_file` for a CSV report that is rewritten on every run: an existing `path`
+    is replaced only when it is empty or an earlier report of the same kind (its first line is
+    `header`), so that a mistyped --out never overwrites a video, a list or a script."""
+    path = check_output_file(path, what)
+    if not path.exists():
+        return path
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+    except OSError as e:
+        raise OutputError(f"{what} {path}: cannot read it: {e.strerror or e}") from None
+    first = head.split(b"\n", 1)[0].strip().decode("utf-8", errors="replace")
+    want = ",".join(header)
+    if head.strip() and first != want:
+        raise OutputError(
+            f"{what} {path} exists and is not an earlier report of this command (those begin "
+            f"{','.join(header[:2])},...); name a new file, or remove it first"
+        )
+    return path
+
+
+def same_file_as(path: str | Path, others: Iterable[str | Path | None]) -> str | None:
+    """The first of `others` that is the file `path` names (the same path, through links, or a
+    hard link to it), or None. Missing paths compare by their resolved names."""
+    try:
+        st = os.stat(path)
+        key: Any = (st.st_dev, st.st_ino)
+    except OSError:
+        key = None
+    real = os.path.realpath(path) if key is None else None
+    for other in others:
+        if other is None or not str(other):
+            continue
+        if key is not None:
+            try:
+                st = os.stat(other)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == key:
+                return str(other)
+        elif os.path.realpath(other) == real:
+            return str(other)
+    return None
+
+
+def read_text(path: str | Path, what: str, expected: str) -> str:
+    """The text of `path` as UTF-8 (a leading BOM dropped, newlines as `Path.read_text` has them).
+
+    A folder, or a file that is not text (bytes that are not UTF-8, or NUL bytes), is a
+    ValueError of one line that names it: "{what} {path} is not UTF-8 text; expected {expected}".
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; expected a text file: {expected}")
+    try:
+        text: str | None = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise ValueError(f"{what} {path} is not UTF-8 text; expected {expected}")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def json_safe(x: Any) -> Any:

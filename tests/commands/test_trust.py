@@ -149,6 +149,94 @@ def test_output_that_is_a_file_is_one_line(ckpt, clips, tmp_path, capsys) -> Non
               "--debug"])  # fmt: skip
 
 
+def test_predict_out_never_replaces_an_input_or_a_file_of_another_kind(
+    ckpt, clips, tmp_path, capsys
+) -> None:
+    """--out naming the video (or a hard link to it, the list, the checkpoint) exits 2 before
+    the model loads and the CSV is opened; an existing file that is not an earlier predict CSV
+    exits 1; neither is touched. An earlier CSV is rewritten on a rerun, as before."""
+    import shutil
+
+    video = tmp_path / "victim.mp4"
+    shutil.copy(clips / "one.mp4", video)
+    os.link(video, tmp_path / "hard.mp4")
+    listing = tmp_path / "l.txt"
+    listing.write_text(f"{video}\n")
+    script = tmp_path / "tool.py"
+    script.write_text("print('mine')\n")
+    kept = {p: p.read_bytes() for p in (video, listing, script, ckpt)}
+    cases = [
+        ([str(video), "--out", str(video)], 2, "is the same file as the input"),
+        ([str(video), "--out", str(tmp_path / "hard.mp4")], 2, "is the same file as the input"),
+        ([str(listing), "--out", str(listing)], 2, "is the same file as the input"),
+        ([str(video), "--out", str(ckpt)], 2, "is the same file as the input"),
+        ([str(video), "--out", str(script)], 1, "exists and is not an earlier report"),
+        ([str(clips / "two.mp4"), "--out", str(tmp_path / "hard.mp4")], 1, "not an earlier"),
+    ]
+    for argv, code, words in cases:
+        assert main(["predict", *argv, "-c", str(ckpt), "--views", "1x1"]) == code, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], (argv, err)
+    assert all(p.read_bytes() == b for p, b in kept.items())
+    out = tmp_path / "results.csv"
+    for _ in range(2):
+        assert main(["predict", str(video), "-c", str(ckpt), "--views", "1x1", "--out",
+                     str(out)]) == 0  # fmt: skip
+        assert [r["status"] for r in csv.DictReader(out.open())] == ["ok"]
+
+
+def test_predict_segments_out_dir_never_replaces_a_list(ckpt, clips, tmp_path, capsys) -> None:
+    listing = tmp_path / "one.scores.csv"  # the name --segments gives one.mp4's scores
+    listing.write_text(f"{clips / 'one.mp4'}\n")
+    rc = main(["predict", str(listing), "-c", str(ckpt), "--segments", "--out-dir",
+               str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is the same file as the input" in err[0], err
+    assert listing.read_text() == f"{clips / 'one.mp4'}\n"
+
+
+def test_labels_folder_and_unreadable_checkpoint_are_named(
+    ckpt, clips, tmp_path, capsys, monkeypatch
+) -> None:
+    folder = tmp_path / "k400"
+    folder.mkdir()
+    video = str(clips / "one.mp4")
+    assert main(["predict", video, "-c", str(ckpt), "--labels", str(folder)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"label-names file {folder} is a folder" in err[0], err
+    png = _png(tmp_path / "img.png")
+    assert main(["convert", str(ckpt), str(tmp_path / "o.pt"), "--labels", str(png)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"labels file {png} is not UTF-8 text" in err[0], err
+    assert main(["predict", video, "-c", "~nosuchuser_ts/m.pt"]) == 1  # no RuntimeError
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint not found: ~nosuchuser_ts/m.pt" in err[0], err
+    import timesformer.models.weights as W
+
+    def denied(path, allow_pickle):  # what open() raises on a chmod 000 file (root reads it)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(W, "_read_path", denied)
+    assert main(["predict", video, "-c", str(ckpt)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"timesformer predict: error: cannot read checkpoint {ckpt}: permission denied"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file")
+def test_a_checkpoint_without_read_permission(ckpt, clips, tmp_path, capsys) -> None:
+    import shutil
+
+    locked = tmp_path / "locked.pt"
+    shutil.copy(ckpt, locked)
+    locked.chmod(0)
+    try:
+        assert main(["predict", str(clips / "one.mp4"), "-c", str(locked)]) == 1
+        err = capsys.readouterr().err
+        assert f"cannot read checkpoint {locked}: permission denied" in err
+    finally:
+        locked.chmod(0o600)
+
+
 def test_explain_uniform_map_is_a_warning(monkeypatch) -> None:
     import timesformer.tools.explain as E
 

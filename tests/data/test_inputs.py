@@ -59,3 +59,26 @@ def test_a_text_file_that_lists_no_file_is_not_read_as_videos(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"x")
     (tmp_path / "ok.txt").write_text("a.mp4\nmissing.mp4\n")  # one there: the rest per file
     assert [v.name for v in expand_inputs([str(tmp_path / "ok.txt")])] == ["a.mp4", "missing.mp4"]
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR~x/clip.mp4\n"  # not UTF-8, and a `~x/` line in it
+
+
+def test_a_binary_file_with_a_list_name_is_refused_by_name(tmp_path):
+    (tmp_path / "binlist.txt").write_bytes(PNG)
+    with pytest.raises(InputError, match=r"list file .*binlist.txt is not UTF-8 text"):
+        expand_inputs([str(tmp_path / "binlist.txt")])
+
+
+def test_a_tilde_user_that_does_not_exist_is_a_path_as_written(tmp_path):
+    """Path.expanduser raises 'Could not determine home directory.' for ~nosuchuser: the
+    argument is named instead, and a list line stays a path relative to the list."""
+    arg = "~nosuchuser_ts/clip.mp4"
+    with pytest.raises(InputError, match=r"^~nosuchuser_ts/clip.mp4: no such file .*no user"):
+        expand_inputs([arg])
+    listing = tmp_path / "l.txt"
+    listing.write_text(f"{arg}\n")
+    with pytest.raises(InputError, match=r"none of its 1 entries is a file .*~nosuchuser_ts"):
+        expand_inputs([str(listing)])
+    _touch(tmp_path / "~nosuchuser_ts" / "clip.mp4")  # a folder of that name: found, literally
+    assert [v.name for v in expand_inputs([str(listing)])] == ["~nosuchuser_ts/clip.mp4"]

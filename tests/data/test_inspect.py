@@ -182,6 +182,47 @@ def test_check_bad_input_one_line(videos, capsys, argv, match):
     assert len(err) == 1 and match in err[0] and "Traceback" not in err[0]
 
 
+def test_check_a_binary_list_is_named(videos, tmp_path, capsys):
+    binlist = tmp_path / "binlist.csv"
+    binlist.write_bytes((videos / "still.png").read_bytes())  # a PNG with a list's name
+    assert main(["data", "check", str(binlist)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"list file {binlist} is not UTF-8 text" in err[0], err
+
+
+def test_check_never_writes_its_report_over_an_input_or_another_file(videos, tmp_path, capsys):
+    """--out naming an input (the video itself, or a hard link to it, or the list) exits 2;
+    an existing file that is not an earlier report (a script) exits 1; both leave it as it
+    was. An earlier report is replaced as before."""
+    import os
+    import shutil
+
+    video = tmp_path / "v.mp4"
+    shutil.copy(videos / "tiny.mp4", video)
+    os.link(video, tmp_path / "hard.mp4")
+    listing = tmp_path / "l.txt"
+    listing.write_text(f"{video} 0\n")
+    script = tmp_path / "run.py"
+    script.write_text("print('mine')\n")
+    before = video.read_bytes()
+    cases = [
+        ([str(video), "--out", str(video)], 2, "is the same file as the input"),
+        ([str(video), "--out", str(tmp_path / "hard.mp4")], 2, "is the same file as the input"),
+        ([str(listing), "--out", str(listing)], 2, "is the same file as the input"),
+        ([str(video), "--out", str(script)], 1, "exists and is not an earlier report"),
+    ]
+    for argv, code, words in cases:
+        assert main(["data", "check", *argv, "--no-decode"]) == code, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert video.read_bytes() == before and script.read_text() == "print('mine')\n"
+    assert listing.read_text() == f"{video} 0\n"
+    report = tmp_path / "report.csv"
+    for _ in range(2):  # the second run replaces the first's report
+        assert main(["data", "check", str(video), "--out", str(report), "--no-decode"]) == 1
+        assert len(report.read_text().splitlines()) == 2
+
+
 def test_full_decode_finds_damage_the_timed_clip_misses(tmp_path):
     """Garbage over the last part of the frame data: the clip timed from the start decodes, so
     only --full (every frame, errors not concealed) reports the file as damaged."""

@@ -66,6 +66,38 @@ def test_list_errors_name_file_and_line(tmp_path):
     assert resolve_separator("comma") == "," and resolve_separator("space") == " "
 
 
+def test_files_that_are_not_text_are_named(tmp_path, capsys):
+    """A PNG given as a list, a labels file or a Kinetics CSV: one line naming the file (no
+    bare 'utf-8' codec error), and a folder given as one says it is a folder."""
+    from timesformer.data.listfile import list_file_paths
+
+    png = tmp_path / "img.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    for read in (read_list_file, list_file_paths):
+        with pytest.raises(ValueError, match=r"list file .*img.png is not UTF-8 text"):
+            read(png)
+    with pytest.raises(ValueError, match=r"list file .* is a folder; expected a text file"):
+        read_list_file(tmp_path)
+    f = tmp_path / "l.csv"
+    f.write_text("x.mp4,cat\n")
+    (tmp_path / "labels.txt").write_bytes(b"\xff\xfecat\n")
+    with pytest.raises(ValueError, match=r"labels file .*labels.txt is not UTF-8 text"):
+        read_list_file(f)
+    (tmp_path / "v").mkdir()
+    for argv in (["--kinetics-csv", str(png)], ["--kinetics-csv", str(tmp_path / "v")]):
+        assert main(["data", "lists", *argv, "--videos", str(tmp_path / "v"),
+                     "--out", str(tmp_path / "o")]) == 1  # fmt: skip
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"Kinetics CSV {argv[1]} is " in err[0], err
+        assert "codec" not in err[0] and not (tmp_path / "o").exists()
+
+
+def test_a_list_with_a_bom_and_crlf_lines_reads(tmp_path):
+    f = tmp_path / "l.csv"
+    f.write_bytes("\ufeffpath,label\r\na.mp4,1\r\n".encode())
+    assert read_list_file(f, root="/r") == [("/r/a.mp4", 1)]
+
+
 # ---------------------------------------------------------------------------- folder trees
 @pytest.fixture()
 def class_tree(tmp_path):

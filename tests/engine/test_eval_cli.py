@@ -188,6 +188,19 @@ def test_eval_output_that_is_a_file_fails_before_work(run, tmp_path, capsys) -> 
     assert rc == 1 and len(err) == 1 and "is a file, not a folder" in err[0]
 
 
+def test_eval_never_writes_over_its_list(run, tmp_path, capsys) -> None:
+    """A test list named predictions.csv in the output folder would be truncated as the first
+    video finishes: exit 2 before the checkpoint loads, the list untouched."""
+    listing = tmp_path / "predictions.csv"
+    text = (run["root"] / "test.csv").read_text()
+    listing.write_text(text)
+    rc = main(["eval", "--config", str(run["config"]), "--checkpoint", str(run["ckpt"]),
+               f"data.test_list={listing}", "--output", str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is the same file as the input" in err[0], err
+    assert listing.read_text() == text
+
+
 def test_eval_official_protocol_sums_logits_and_matches_predict(run, tmp_path, capsys) -> None:
     """data.test_protocol official (the default): summed logits, the same top-1 as predict."""
     out_dir = tmp_path / "official"

@@ -18,9 +18,12 @@ and `add_labels_argument` the other options they share.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ..engine.runtime import AMP_CHOICES
+from . import UsageError
 
 CHECKPOINT_HELP = "our .pt / .safetensors, an official .pyth, or a Hugging Face directory"
 ALLOW_PICKLE_HELP = (
@@ -163,14 +166,45 @@ def add_protocol_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def views_spec(text: str) -> str:
+    """argparse type: "KxS", K >= 1 temporal clips x S = 1 or 3 crops (kept as written; the
+    engine's parse_views reads it: the same rule, checked here so a bad value exits 2)."""
+    parts = text.lower().split("x")
+    try:
+        k, s = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected KxS (K temporal clips x S spatial crops, e.g. 1x3), got {text!r}"
+        ) from None
+    if k < 1 or s not in (1, 3):
+        raise argparse.ArgumentTypeError(
+            f"expected KxS with K >= 1 clips and S = 1 or 3 crops, got {text!r}"
+        )
+    return text
+
+
 def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
     """--views KxS: K temporal clips x S spatial crops."""
-    p.add_argument("--views", default=None, metavar="KxS", help=help_text)
+    p.add_argument("--views", type=views_spec, default=None, metavar="KxS", help=help_text)
 
 
 def add_labels_argument(p: argparse.ArgumentParser) -> None:
     """--labels FILE: class names, one per line."""
     p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+
+
+def refuse_input_as_output(out: str | Path, inputs: Iterable[Any], what: str | None = None) -> None:
+    """UsageError (exit 2) when the output file `out` is one of the files read (`inputs`: paths,
+    None skipped), before anything is opened for writing: writing it would destroy the input.
+    `what` names the output in the message (default "--out OUT")."""
+    from ..files import same_file_as
+
+    hit = same_file_as(out, inputs)
+    if hit is not None:
+        raise UsageError(
+            f"{what or f'--out {out}'} is the same file as the input {hit}; writing there "
+            "would destroy it: name another file"
+        )
 
 
 def device_of(args: argparse.Namespace) -> Any:

@@ -179,9 +179,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_labels(path: Path) -> list[str]:
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"labels file not found: {path}")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    from ..files import read_text
+
+    text = read_text(path, "labels file", "one class name per line")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise ValueError(f"labels file {path} holds no class names")
     return names

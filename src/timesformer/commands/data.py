@@ -14,7 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import UsageError, usage_line
-from .common import int_in, non_negative_int, positive_float, positive_int
+from .common import int_in, non_negative_int, positive_float, positive_int, refuse_input_as_output
 
 EPILOG = """\
 examples:
@@ -133,13 +133,14 @@ def _table(rows: list[tuple[str, str]], file: Any) -> None:
 
 def _run_check(args: argparse.Namespace) -> int:
     from ..data.inspect import FIELDS, check_videos, collect_videos, summarize
-    from ..files import atomic_write_text, check_output_file
+    from ..files import atomic_write_text, check_report_file
 
-    if args.out:
-        check_output_file(args.out, "report")
-    paths = collect_videos(args.inputs, separator=args.separator)
+    paths = collect_videos(args.inputs, separator=args.separator)  # reads the lists only
     if not paths:
         raise ValueError(f"no videos found in {' '.join(args.inputs)}")
+    if args.out:  # before any video is checked: not an input, nor a file of another kind
+        refuse_input_as_output(args.out, [*args.inputs, *paths])
+        check_report_file(args.out, FIELDS, "report")
     bar = _bar(args, len(paths), "check")
     done: list[dict[str, Any]] = []  # in input order, as they arrive
 

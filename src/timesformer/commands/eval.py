@@ -18,6 +18,7 @@ from .common import (
     add_protocol_argument,
     add_views_argument,
     positive_int,
+    refuse_input_as_output,
 )
 
 EPILOG = """\
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("timesformer.data.datasets").setLevel(logging.ERROR)
     cfg = load_config(args.config, list(args.overrides))
     views = parse_views(args.views, "--views") if args.views else None
+    _refuse_inputs_as_outputs(args, cfg)
     done = evaluate_checkpoint(
         cfg,
         args.checkpoint,
@@ -121,6 +123,18 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _refuse_inputs_as_outputs(args: argparse.Namespace, cfg: Any) -> None:
+    """A list, checkpoint or labels file where eval writes one of its files: exit 2 up front
+    (predictions.csv is written as the videos finish, over the list being evaluated)."""
+    from ..engine.evaluate import EVAL_FILES
+
+    out_dir = Path(args.output) if args.output else Path(cfg.output_dir) / "eval"
+    listed = cfg.data.test_list if args.split == "test" else cfg.data.val_list
+    read = [listed, args.checkpoint, cfg.data.labels]
+    for name in EVAL_FILES:
+        refuse_input_as_output(out_dir / name, read, f"the eval output {out_dir / name}")
 
 
 def _pct(v: float | None) -> str:

@@ -95,8 +95,8 @@ def format_for(out: str, fmt: str | None) -> str:
     named = next((f for f, s in _SUFFIXES.items() if s == suffix), None)
     if fmt is None:
         return named or "onnx"
-    if named is not None and named != fmt:
-        raise ValueError(
+    if named is not None and named != fmt:  # the command line disagrees with itself: exit 2
+        raise UsageError(
             f"--out {out} has the suffix of {named}, but --format is {fmt}; "
             f"name it {Path(out).with_suffix(_SUFFIXES[fmt]).name} or drop --format"
         )

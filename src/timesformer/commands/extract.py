@@ -94,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--stride: only with --mode windows (got --mode {args.mode})")
     if args.stride is not None and args.stride <= 0:
         raise UsageError(f"--stride {args.stride:g}: expected a positive frame count")
+    if args.mode == "windows" and args.views and int(args.views.lower().split("x")[0]) != 1:
+        raise UsageError(
+            f"--views {args.views} with --mode windows: the windows are the clips, so K must "
+            "be 1 (1xS: S crops per window)"
+        )
     inputs, bad_inputs = expand_each(args.inputs)
     for _, msg in bad_inputs:  # each named once; the other inputs are still extracted
         print(f"timesformer extract: error: {msg}", file=sys.stderr)

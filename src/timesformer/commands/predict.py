@@ -21,6 +21,7 @@ from .common import (
     load_model_for_clips,
     log_settings,
     maybe_compile,
+    refuse_input_as_output,
 )
 
 EPILOG = """\
@@ -135,10 +136,18 @@ def _run(args: argparse.Namespace) -> int:
     from ..data.inputs import expand_each
 
     inputs, bad_inputs = expand_each(args.videos)
-    if args.out:
-        from ..files import check_output_file
+    if args.out:  # before the model loads, and before anything is opened for writing
+        from ..files import check_report_file
 
-        check_output_file(args.out, "--out file")  # before the model loads
+        read = [*args.videos, *(v.path for v in inputs), args.checkpoint, args.labels]
+        refuse_input_as_output(args.out, read)
+        check_report_file(args.out, CSV_COLUMNS, "--out file")
+    if args.out_dir is not None:  # a list or labels file named as a video's segment output
+        read = [*args.videos, args.checkpoint, args.labels]
+        for stem in {v.path.stem for v in inputs}:
+            for name in (f"{stem}.scores.csv", f"{stem}.timeline.png"):
+                out = Path(args.out_dir) / name
+                refuse_input_as_output(out, read, f"--out-dir's {out}")
     with recorded_warnings() as load_warnings:
         model, settings, device = load_model_for_clips(args)
     require_head(model, str(args.checkpoint))  # before a --labels file is held against it
@@ -242,8 +251,7 @@ def _check_mode_args(args: argparse.Namespace) -> None:
     if args.every_clip and not (args.long or args.segments):
         raise UsageError("--every-clip: only with --long (the timeline of clips)")
     if (args.long or args.segments) and args.views:
-        k = args.views.lower().split("x")[0].strip()
-        if k != "1":
+        if int(args.views.lower().split("x")[0]) != 1:  # views_spec: "KxS", both integers
             raise UsageError(
                 f"--views {args.views} with --long: the clips already cover the whole video, so "
                 "K must be 1 (1xS: S crops per clip)"

@@ -37,7 +37,7 @@ from typing import Any
 import av
 import torch
 
-from ..files import shown
+from ..files import read_text, shown
 from .listfile import read_list_file
 from .sampling import segment_indices, test_views, train_clip_indices
 from .transforms import KINETICS_MEAN, KINETICS_STD, TestTransform, TrainTransform
@@ -117,15 +117,9 @@ def load_label_names(
             return load_label_names(LABELS_DIR / "kinetics400_classes.txt", 400)
         return None
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"label-names file not found: {shown(path)}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(
-            f"label-names file {path} is not UTF-8 text; expected one class name per line "
-            "(or a JSON list)"
-        ) from None
+    text = read_text(path, "label-names file", "one class name per line, or a JSON list")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import read_text
 from .video import VIDEO_EXTENSIONS as _SCANNED
 
 VIDEO_EXTENSIONS = frozenset(_SCANNED)  # one list for every command (data/video.py)
@@ -45,6 +46,20 @@ def is_video_path(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
+def expand_user(text: str) -> Path:
+    """`text` with a leading `~` or `~user` expanded; one that names no known user (or no home)
+    stays as written, as a shell leaves it (Path.expanduser would raise a RuntimeError)."""
+    return Path(os.path.expanduser(text))
+
+
+def _tilde_note(text: str) -> str:
+    """The note " (~user names no user here)" for a `~user` path left unexpanded, else ""."""
+    if not text.startswith("~") or os.path.expanduser(text) != text:
+        return ""
+    user = text[1:].split("/", 1)[0]
+    return f" ({'~' + user} names no user here)" if user else " (no home folder to expand ~)"
+
+
 def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -> list[VideoInput]:
     """Videos named by `inputs`, in the order given (folders sorted), without duplicates.
 
@@ -63,7 +78,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
     for arg in inputs:
         if is_url(arg):
             raise InputError(f"{arg}: URLs are not read; download the file first")
-        path = Path(arg).expanduser()
+        path = expand_user(arg)
         try:
             path.stat()
         except PermissionError:  # a folder on its path is not searchable: named when read
@@ -78,7 +93,10 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
             for p in found:
                 add(p, p.relative_to(path).as_posix())
         elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
-            listed = read_path_list(path)
+            try:
+                listed = read_path_list(path)
+            except ValueError as e:  # not text: a binary file given a list's name
+                raise InputError(str(e)) from None
             if not listed:
                 raise InputError(f"list file {path} names no videos")
             if not any(p.exists() or p.is_symlink() for p in listed):
@@ -98,7 +116,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
             for p in files:
                 add(p, p.name)
         else:
-            raise InputError(f"{arg}: no such file or folder")
+            raise InputError(f"{arg}: no such file or folder{_tilde_note(arg)}")
     return out
 
 
@@ -136,19 +154,19 @@ def read_path_list(path: Path) -> list[Path]:
 
     Columns are split on a tab or a comma when the line has one, else on the last run of
     spaces only when what follows is a bare label (so paths with spaces survive). A header line
-    whose first column is `path`/`video`/`filename` is skipped.
+    whose first column is `path`/`video`/`filename` is skipped. A file that is not UTF-8 text
+    is a ValueError naming it.
     """
     paths: list[Path] = []
-    for lineno, raw in enumerate(
-        path.read_text(encoding="utf-8", errors="replace").splitlines(), 1
-    ):
+    text = read_text(path, "list file", "one video path per line")
+    for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         first = _first_column(line)
         if lineno == 1 and first.lower() in ("path", "video", "filename", "file", "video_path"):
             continue
-        p = Path(first).expanduser()
+        p = expand_user(first)
         paths.append(p if p.is_absolute() else path.parent / p)
     return paths
 

@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..files import read_text
 from ..files import shown as shown_path
 
 PATH_COLUMNS = ("path", "video", "video_path", "file", "filename", "file_name")
@@ -49,8 +50,8 @@ def resolve_separator(value: str | None) -> str | None:
 
 
 def _data_lines(path: Path) -> list[tuple[int, str]]:
-    with open(path, encoding="utf-8-sig") as f:
-        lines = [(n, raw.strip()) for n, raw in enumerate(f, 1)]
+    text = read_text(path, "list file", "one 'path label' line per video")
+    lines = [(n, raw.strip()) for n, raw in enumerate(text.split("\n"), 1)]
     return [(n, s) for n, s in lines if s and not s.startswith("#")]
 
 
@@ -104,12 +105,13 @@ def _beside_labels(path: Path) -> list[str] | None:
     f = path.parent / "labels.txt"
     if not f.is_file():
         return None
-    return [s.strip() for s in f.read_text(encoding="utf-8").splitlines() if s.strip()]
+    text = read_text(f, "labels file", "one class name per line")
+    return [s.strip() for s in text.splitlines() if s.strip()]
 
 
 def _rows(path: Path, separator: str | None) -> list[tuple[int, str, str]]:
     """``[(line number, path, label text)]`` of a list file."""
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"list file not found: {shown_path(path)}")
     lines = _data_lines(path)
     if not lines:

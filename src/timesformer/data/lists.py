@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write_text, ensure_dir
+from ..files import atomic_write_text, ensure_dir, read_text
 from .datasets import scan_folder
 from .video import VIDEO_EXTENSIONS
 
@@ -118,9 +118,10 @@ def _split_of(value: str | None, file: Path) -> str:
 
 
 def _read_kinetics(file: Path) -> list[dict[str, str]]:
-    if not file.is_file():
+    if not file.exists():
         raise FileNotFoundError(f"Kinetics CSV not found: {file}")
-    with open(file, encoding="utf-8-sig", newline="") as f:
+    want = f"CSV rows {','.join(KINETICS_COLUMNS)}[,split]"
+    with io.StringIO(read_text(file, "Kinetics CSV", want), newline="") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         for c in KINETICS_COLUMNS:
@@ -162,10 +163,10 @@ def from_kinetics(
 
 
 def _load_json(file: Path, what: str) -> Any:
-    if not file.is_file():
+    if not file.exists():
         raise FileNotFoundError(f"{what} not found: {file}")
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        return json.loads(read_text(file, what, "JSON"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{what} {file} is not valid JSON: {e}") from None
 

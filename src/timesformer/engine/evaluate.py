@@ -378,6 +378,9 @@ def evaluate(
     )
 
 
+EVAL_FILES = ("summary.json", "predictions.csv", "confusion.csv", "confusion.png", "failed.txt")
+
+
 def write_eval_outputs(
     result: EvalResult, out_dir: str | Path, extra: dict[str, Any] | None = None
 ) -> dict[str, str]:

@@ -40,11 +40,11 @@ def is_hub_id(name: str | os.PathLike) -> bool:
 def cache_dir() -> Path:
     """The Hub cache folder, from the environment at call time."""
     if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+        return Path(os.path.expanduser(os.environ["HF_HUB_CACHE"]))
     home = os.environ.get("HF_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
     )
-    return Path(home).expanduser() / "hub"
+    return Path(os.path.expanduser(home)) / "hub"
 
 
 def offline() -> bool:

@@ -30,6 +30,7 @@ strictly; the key maps are in `formats/`, the file reading and writing in `check
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +195,7 @@ def read_checkpoint(
         ck = _from_object(path_or_state, "<state dict>", None)
         check_finite(ck.state, ck.source)
         return ck
-    path = Path(path_or_state).expanduser()
+    path = Path(os.path.expanduser(path_or_state))  # an unknown ~user stays as written
     if not path.exists():
         if hub.is_hub_id(path_or_state):
             path = hub.resolve(str(path_or_state))
@@ -205,6 +206,9 @@ def read_checkpoint(
         check_finite(ck.state, ck.source)
     except (FileNotFoundError, CheckpointError):
         raise
+    except OSError as e:  # a permission, an I/O error: the file and the reason, no errno
+        why = (e.strerror or _one_line(e)).lower()
+        raise CheckpointError(f"cannot read checkpoint {e.filename or path}: {why}") from e
     except Exception as e:  # noqa: BLE001 - whatever a damaged file trips: one error, one line
         why = _one_line(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {_one_line(e)}"
         raise CheckpointError(_named(why, str(path))) from e
