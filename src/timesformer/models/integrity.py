@@ -23,6 +23,17 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read: damaged, refused (unsafe), or not a checkpoint."""
 
 
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name where it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def named(message: str, source: str) -> str:
+    """`message`, prefixed with `source` unless it names it already."""
+    return message if source in message else f"{source}: {message}"
+
+
 def payload_digest(obj: Any) -> str:
     """SHA-256 (hex) over the tensors and plain values of `obj`, walked in sorted key order."""
     h = hashlib.sha256()

@@ -49,6 +49,8 @@ from .formats.hf import hf_config_dict
 from .formats.native import FORMAT_VERSION
 from .formats.vit import image_state_to_video
 from .integrity import CheckpointError, check_finite
+from .integrity import named as _named
+from .integrity import one_line as _one_line
 from .preprocess import Preprocess, fit_model, preprocess_of
 from .preprocess_io import read_preprocess
 from .timesformer import TimeSformer, resample_pos_embed, resample_time_embed
@@ -586,16 +588,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     inner = unwrap_model(model)
     _config_of(inner)
     return inner
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0].strip() if text else type(e).__name__
-
-
-def _named(message: str, source: str) -> str:
-    """`message`, prefixed with `source` unless it names it already."""
-    return message if source in message else f"{source}: {message}"
 
 
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
