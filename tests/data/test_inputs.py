@@ -82,3 +82,11 @@ def test_a_tilde_user_that_does_not_exist_is_a_path_as_written(tmp_path):
         expand_inputs([str(listing)])
     _touch(tmp_path / "~nosuchuser_ts" / "clip.mp4")  # a folder of that name: found, literally
     assert [v.name for v in expand_inputs([str(listing)])] == ["~nosuchuser_ts/clip.mp4"]
+
+
+def test_a_quoted_csv_path_with_commas_is_one_path(tmp_path):
+    # `data lists` quotes such paths; predict and extract read them as the training lists do
+    v = _touch(tmp_path / "dogs, park" / "walk, day 1.mp4")
+    lst = tmp_path / "train.csv"
+    lst.write_text('path,label\n"dogs, park/walk, day 1.mp4",1\n')
+    assert [x.path for x in expand_inputs([str(lst)])] == [v]

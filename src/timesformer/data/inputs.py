@@ -9,6 +9,7 @@ relative paths are relative to the list's folder), and a URL is refused.
 
 from __future__ import annotations
 
+import csv
 import glob
 import os
 from dataclasses import dataclass
@@ -172,8 +173,12 @@ def read_path_list(path: Path) -> list[Path]:
 
 
 def _first_column(line: str) -> str:
+    """The path of a list line: the first field of a tab- or comma-separated row (CSV quoting
+    honoured: `data lists` writes `"a, b.mp4",1`), else `path label` or the whole line."""
     for sep in ("\t", ","):
         if sep in line:
+            if line.lstrip().startswith('"'):
+                return next(csv.reader([line], delimiter=sep))[0].strip()
             return line.split(sep, 1)[0].strip()
     head, _, tail = line.rpartition(" ")
     if head and tail and not is_video_path(Path(tail)) and "/" not in tail:
