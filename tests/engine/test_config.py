@@ -279,3 +279,18 @@ def test_a_key_in_the_wrong_section_and_an_empty_output_dir() -> None:
         load_config(None, ["optim.lrr=0.1"])
     with pytest.raises(ConfigError, match="output_dir is empty"):
         load_config(None, ["output_dir="])
+
+
+def test_num_classes_and_names_come_from_the_labels_beside_a_list(tmp_path) -> None:
+    # `timesformer data lists` writes train.csv with labels.txt beside it: the head is sized
+    # and named from it (it was the preset's 400 Kinetics classes)
+    from timesformer.engine.build import fill_num_classes, label_names
+    from timesformer.engine.config import RunConfig
+
+    (tmp_path / "train.csv").write_text("path,label\na.mp4,0\nb.mp4,2\n")
+    (tmp_path / "labels.txt").write_text("jump\nrun\nwalk\n")
+    cfg = RunConfig()
+    cfg.data.train_list = str(tmp_path / "train.csv")
+    cfg.model.num_classes = None
+    assert label_names(cfg) == ["jump", "run", "walk"]
+    assert fill_num_classes(cfg).model.num_classes == 3

@@ -58,7 +58,8 @@ def build_model(cfg: RunConfig, log: Log = print) -> nn.Module:
 
 def label_names(cfg: RunConfig) -> list[str] | None:
     """The class names of `data.labels` (checked against model.num_classes), else the sorted
-    sub-folder names when `data.train_list` is a folder-per-class tree, else None."""
+    sub-folder names when `data.train_list` is a folder-per-class tree, else the labels.txt
+    beside a list file (what `timesformer data lists` writes), else None."""
     from pathlib import Path
 
     from ..data import load_label_names, scan_folder
@@ -69,6 +70,10 @@ def label_names(cfg: RunConfig) -> list[str] | None:
         src = getattr(cfg.data, f"{split}_list")
         if src and Path(src).is_dir():
             return scan_folder(Path(src))[1]
+    for split in ("train", "val", "test"):
+        src = getattr(cfg.data, f"{split}_list")
+        if src and Path(src).is_file() and (Path(src).parent / "labels.txt").is_file():
+            return load_label_names(Path(src).parent / "labels.txt", cfg.model.num_classes)
     return None
 
 
