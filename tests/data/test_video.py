@@ -225,3 +225,36 @@ def test_frame_size_change_mid_stream_is_scaled_to_the_streams(tmp_path, monkeyp
         assert decode_index(reader.get_frames([0, 29])) == [0, 29]
         with pytest.raises(VideoDecodeError, match="frame 31 is 128x96, larger than"):
             reader.get_frames([31])
+
+
+def _write_ts(path, n: int, options: dict) -> list[np.ndarray]:
+    """An MPEG-TS H.264 file of n moving-box frames at 29.97 fps; returns the frames' RGB."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="mpegts") as c:
+        s = c.add_stream("libx264", rate=Fraction(30000, 1001), options=options)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(n):
+            a = np.full((48, 64, 3), 30, np.uint8)
+            a[10:22, i % 50 : i % 50 + 12] = 220
+            for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+@pytest.mark.parametrize("n, options", [(90, {}), (300, {"g": "15", "bf": "2"})])
+def test_mpeg_ts_frames_are_read_exactly_to_the_last(tmp_path, n, options):
+    # MPEG-TS (AVCHD .MTS, broadcast .ts) seeks by byte position and can land past the frame's
+    # keyframe: frame 0 of a short file and the last frames of a longer one were unreadable
+    ref = _write_ts(tmp_path / "cam.ts", n, options)
+    r = VideoReader(tmp_path / "cam.ts")
+    assert r.num_frames == len(ref) == n
+    idx = [0, 1, 28, n // 2, n - 7, n - 1]
+    got = r.get_frames(idx)  # (len(idx), H, W, 3) uint8
+    for i, j in enumerate(idx):
+        assert np.array_equal(got[i].numpy(), ref[j]), j

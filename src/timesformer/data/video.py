@@ -473,6 +473,10 @@ class VideoReader:
                 back += 1
             elif jumped:
                 back = 0
+            elif not from_start:
+                # the stream ended before the frame after a seek (MPEG-TS seeks by byte
+                # position and can land past the frame's keyframe): once more from the start
+                back = len(self._keys)
             else:
                 raise VideoDecodeError(
                     self.path,
