@@ -267,3 +267,16 @@ def shown(path: str | Path) -> str:
     current folder), since a config run from elsewhere reads its paths from there."""
     p = Path(path)
     return str(p) if p.is_absolute() else f"{p} (relative to the current folder {Path.cwd()})"
+
+
+def missing_reason(path: str | Path) -> str:
+    """Why `path` is not there: a link loop, a broken link (and its target) or no such file."""
+    p = Path(path)
+    if p.is_symlink():
+        try:
+            os.stat(p)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return "a symbolic link loop"
+        return f"a broken link (to {os.readlink(p)})"
+    return "file not found"

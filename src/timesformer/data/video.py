@@ -26,7 +26,6 @@ Only PyAV is used: TorchCodec 0.17.0 is installed beside torch 2.13.0 here but f
 from __future__ import annotations
 
 import bisect
-import errno
 import logging
 import math
 import os
@@ -41,6 +40,7 @@ import av
 import numpy as np
 import torch
 
+from ..files import missing_reason
 from .index import PacketIndex, packet_index
 from .rotation import display_rotation, upright
 
@@ -96,19 +96,6 @@ def truncation(stated: float | None, found_s: float, fps: float) -> str | None:
     if stated - found_s <= slack:
         return None
     return f"truncated: the container states {stated:.2f} s, the frames found cover {found_s:.2f} s"
-
-
-def missing_reason(path: str | Path) -> str:
-    """Why `path` is not there: a link loop, a broken link (and its target) or no such file."""
-    p = Path(path)
-    if p.is_symlink():
-        try:
-            os.stat(p)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                return "a symbolic link loop"
-        return f"a broken link (to {os.readlink(p)})"
-    return "file not found"
 
 
 class NotAVideoError(VideoDecodeError):
