@@ -280,3 +280,13 @@ def missing_reason(path: str | Path) -> str:
                 return "a symbolic link loop"
         return f"a broken link (to {os.readlink(p)})"
     return "file not found"
+
+
+def hidden_below(path: Path, root: Path) -> bool:
+    """Whether `path` or a folder between `root` and it has a dot name (.DS_Store, macOS
+    `._clip.mp4` stubs, `.thumbnails/`): every folder scan leaves those out, the same way."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = (path.name,)
+    return any(part.startswith(".") for part in parts)

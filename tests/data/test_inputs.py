@@ -90,3 +90,25 @@ def test_a_quoted_csv_path_with_commas_is_one_path(tmp_path):
     lst = tmp_path / "train.csv"
     lst.write_text('path,label\n"dogs, park/walk, day 1.mp4",1\n')
     assert [x.path for x in expand_inputs([str(lst)])] == [v]
+
+
+def test_every_folder_scan_leaves_out_dot_files_and_dot_folders(tmp_path):
+    # macOS `._x.mp4` stubs, `.thumbnails/` and `.DS_Store` are never videos, in any command
+    from timesformer.data.datasets import scan_folder
+    from timesformer.data.inspect import collect_videos
+    from timesformer.data.lists import index_videos
+    from timesformer.data.prepare import find_videos
+
+    root = tmp_path / "videos"
+    keep = [_touch(root / "walk" / "a.mp4"), _touch(root / "jump" / "sub" / "b.mp4")]
+    for junk in ("walk/._a.mp4", "walk/.DS_Store", "jump/.thumbnails/t.mp4", ".cache/c.mp4"):
+        _touch(root / junk)
+    assert [v.path for v in expand_inputs([str(root)])] == sorted(keep)
+    samples, classes = scan_folder(root)
+    assert sorted(p for p, _ in samples) == sorted(map(str, keep)) and classes == ["jump", "walk"]
+    assert sorted(index_videos(root).values()) == sorted(map(str, keep))
+    assert sorted(collect_videos([root])) == sorted(map(str, keep))
+    assert sorted(find_videos(root)) == sorted(keep)
+    # a folder given by the user inside a hidden one is scanned as usual
+    inner = _touch(tmp_path / ".local" / "clips" / "c.mp4")
+    assert [v.path for v in expand_inputs([str(inner.parent)])] == [inner]

@@ -37,7 +37,7 @@ from typing import Any
 import av
 import torch
 
-from ..files import read_text, shown
+from ..files import hidden_below, read_text, shown
 from .listfile import read_list_file
 from .sampling import segment_indices, test_views, train_clip_indices
 from .transforms import KINETICS_MEAN, KINETICS_STD, TestTransform, TrainTransform
@@ -69,7 +69,8 @@ def scan_folder(
     empty = []
     unusable: list[str] = []  # empty files and broken links: never videos
     for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in exts)
+        files = sorted(p for p in (root / name).rglob("*")
+                       if p.suffix.lower() in exts and not hidden_below(p, root))  # fmt: skip
         bad = [p for p in files if (p.is_symlink() and not p.exists())
                or (p.is_file() and p.stat().st_size == 0)]  # fmt: skip
         unusable += [str(p) for p in bad]
@@ -83,7 +84,8 @@ def scan_folder(
             f"(e.g. {unusable[0]}); files are not decoded here, `timesformer data check` does",
             stacklevel=2,
         )
-    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in exts]
+    loose = [p.name for p in root.iterdir()
+             if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")]  # fmt: skip
     if samples and empty:
         warnings.warn(
             f"{root}: class folder(s) without videos: {', '.join(empty[:5])}"

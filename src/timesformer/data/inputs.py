@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import read_text
+from ..files import hidden_below, read_text
 from .video import VIDEO_EXTENSIONS as _SCANNED
 
 VIDEO_EXTENSIONS = frozenset(_SCANNED)  # one list for every command (data/video.py)
@@ -198,7 +198,7 @@ def is_listed_video(p: Path) -> bool:
 
 def _scan(folder: Path, recursive: bool) -> list[Path]:
     it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if is_listed_video(p))
+    return sorted(p for p in it if is_listed_video(p) and not hidden_below(p, folder))
 
 
 def _rel(p: Path, base: Path) -> str:

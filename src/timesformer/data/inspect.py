@@ -31,6 +31,7 @@ from typing import Any
 import av
 import torch
 
+from ..files import hidden_below
 from .listfile import list_file_paths
 from .rotation import display_rotation
 from .sampling import clip_span, train_clip_indices
@@ -286,7 +287,7 @@ def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -
             exts = set(VIDEO_EXTENSIONS)
             out.extend(
                 str(f) for f in sorted(p.rglob("*"))
-                if f.suffix.lower() in exts and not f.name.startswith(".")
+                if f.suffix.lower() in exts and not hidden_below(f, p)
                 and (f.is_file() or (f.is_symlink() and not f.exists()))  # a broken link: reported
             )  # fmt: skip
         elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write_text, ensure_dir, read_text
+from ..files import atomic_write_text, ensure_dir, hidden_below, read_text
 from .datasets import scan_folder
 from .video import VIDEO_EXTENSIONS
 
@@ -100,7 +100,9 @@ def index_videos(videos: str | Path) -> dict[str, str]:
     found: dict[str, tuple[int, str]] = {}
     for p in root.rglob("*"):
         r = rank.get(p.suffix.lower())
-        if r is not None and p.is_file() and (p.stem not in found or r < found[p.stem][0]):
+        if r is None or hidden_below(p, root) or not p.is_file():
+            continue
+        if p.stem not in found or r < found[p.stem][0]:
             found[p.stem] = (r, str(p))
     return {k: v for k, (_, v) in found.items()}
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import av
 
+from ..files import hidden_below
 from .inputs import is_listed_video
 from .inspect import clip_cost_ms, run_pool
 from .rotation import display_rotation, upright
@@ -46,7 +47,7 @@ def find_videos(src: str | Path, exclude: str | Path | None = None) -> list[Path
         skip = None  # the same folder: prepare_tree refuses it with its own message
     return sorted(
         p for p in root.rglob("*")
-        if p.suffix.lower() in exts and is_listed_video(p)
+        if p.suffix.lower() in exts and is_listed_video(p) and not hidden_below(p, root)
         and (skip is None or not p.resolve().is_relative_to(skip))
     )  # fmt: skip
 
