@@ -221,7 +221,15 @@ def _compact_warnings(command: str) -> None:
     file, line and source of the code that raised them (--debug keeps Python's format)."""
     import warnings
 
+    glyphs: list[str] = []
+
     def fmt(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+        if str(message).startswith("Glyph ") and "missing from font" in str(message):
+            # matplotlib warns once per missing character of a class name: say it once
+            glyphs.append(str(message))
+            if len(glyphs) > 1:
+                return ""
+            message = "a label has characters the plot's font lacks: figures show them as boxes"
         return f"timesformer {command}: warning: {message}\n"
 
     warnings.formatwarning = fmt  # type: ignore[assignment]

@@ -229,3 +229,26 @@ def test_a_wrong_command_line_exits_2_whoever_finds_it(capsys, tmp_path, argv, w
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0] and err[0].endswith("--help)"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_matplotlib_missing_glyph_warnings_are_said_once() -> None:
+    # one warning per missing character of a class name (4 for "ジャンプ") was spam
+    import warnings
+
+    from timesformer import cli
+
+    old = warnings.formatwarning
+    try:
+        cli._compact_warnings("eval")
+        msgs = [
+            UserWarning(f"Glyph {ord(c)} missing from font(s) DejaVu Sans.") for c in "ジャンプ"
+        ]
+        out = [warnings.formatwarning(m, UserWarning, "x.py", 1) for m in msgs]
+        out.append(warnings.formatwarning(UserWarning("other"), UserWarning, "x.py", 1))
+    finally:
+        warnings.formatwarning = old
+    assert "".join(out).splitlines() == [
+        "timesformer eval: warning: a label has characters the plot's font lacks: figures show "
+        "them as boxes",
+        "timesformer eval: warning: other",
+    ]
