@@ -48,6 +48,16 @@ log = logging.getLogger(__name__)
 LABELS_DIR = Path(__file__).parent / "labels"
 
 
+_SAID: set[str] = set()  # scan_folder's warnings already given in this process
+
+
+def _warn_once(message: str, stacklevel: int = 2) -> None:
+    """A scan's warning once per process (a run scans its tree for the labels and the data)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        warnings.warn(message, stacklevel=stacklevel + 1)
+
+
 def scan_folder(
     root: str | Path, extensions: Sequence[str] | None = None
 ) -> tuple[list[tuple[str, int]], list[str]]:
@@ -79,7 +89,7 @@ def scan_folder(
         if not found:
             empty.append(name)
     if unusable:
-        warnings.warn(
+        _warn_once(
             f"{root}: {len(unusable)} file(s) left out: empty (0 bytes) or a broken link "
             f"(e.g. {unusable[0]}); files are not decoded here, `timesformer data check` does",
             stacklevel=2,
@@ -87,13 +97,13 @@ def scan_folder(
     loose = [p.name for p in root.iterdir()
              if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")]  # fmt: skip
     if samples and empty:
-        warnings.warn(
+        _warn_once(
             f"{root}: class folder(s) without videos: {', '.join(empty[:5])}"
             f"{' ...' if len(empty) > 5 else ''} (kept as classes with no examples)",
             stacklevel=2,
         )
     if loose:
-        warnings.warn(
+        _warn_once(
             f"{root}: {len(loose)} video(s) directly under the root belong to no class folder "
             f"and are left out (e.g. {loose[0]})",
             stacklevel=2,
