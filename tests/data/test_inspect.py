@@ -242,3 +242,13 @@ def test_full_decode_finds_damage_the_timed_clip_misses(tmp_path):
     write_video(clean, _frames(120, 64), 30.0, gop=10, bframes=0)
     rec = probe_video(clean, num_frames=2, sampling_rate=1, target_fps=None, full=True)
     assert rec["decoded_frames"] == 120 and not any("damaged" in p for p in rec["problems"])
+
+
+def test_the_report_gives_the_frame_rate_every_reader_uses(vfr_video):
+    # data check said 1780/93 where predict and extract said 288000/15041 for the same file
+    from timesformer.data.video import VideoReader
+
+    path, _ = vfr_video
+    rec = probe_video(path)
+    assert rec["variable_fps"] is True
+    assert rec["fps"] == str(VideoReader(path).frame_rate)

@@ -41,6 +41,7 @@ from .video import (
     VideoReader,
     VideoTruncatedWarning,
     _err,
+    exact_rate,
     no_video_reason,
     pixel_aspect,
     stated_duration,
@@ -83,13 +84,11 @@ def _frame_rate(pts: list[int], tb: Fraction, stream: Any) -> tuple[Fraction | N
     nominal = Fraction(nominal) if nominal else None
     if len(pts) < 2 or pts[-1] == pts[0]:
         return nominal, False
-    measured = Fraction(len(pts) - 1) / ((pts[-1] - pts[0]) * tb)
     gaps = [b - a for a, b in zip(pts, pts[1:], strict=False)]
     mid = statistics.median(gaps)
     variable = any(abs(g - mid) > max(1.5, 0.05 * mid) for g in gaps)
-    if not variable and nominal and abs(nominal - measured) <= measured / 200:
-        return nominal, False  # the container's exact rate (e.g. 30000/1001)
-    return measured.limit_denominator(1001), variable
+    # the reader's own rule, so that the report and every reading command agree
+    return exact_rate(pts[0], pts[-1], len(pts), tb, stream), variable
 
 
 def _format_name(cc: Any) -> str:

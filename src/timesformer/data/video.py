@@ -61,6 +61,22 @@ _IMAGE_CODECS = ("png", "mjpeg", "bmp", "webp", "tiff", "gif", "jpeg2000", "qoi"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # http://, rtsp://, s3://, also "http:/x"
 
 
+def exact_rate(
+    first: int, last: int, frames: int, tb: Fraction, stream: av.VideoStream
+) -> Fraction:
+    """Frames per second: the stated rate that agrees with the timestamps (the last frame's
+    time predicted to within half a frame), else the measured ``(frames - 1) / span``."""
+    span = (last - first) * tb  # seconds, exact
+    rates = (stream.average_rate, stream.guessed_rate, stream.base_rate)
+    stated = [Fraction(r) for r in rates if r and 0 < r <= 1000]
+    if frames < 2 or span <= 0:
+        return stated[0] if stated else Fraction(30)
+    for rate in stated:
+        if abs(span * rate - (frames - 1)) <= Fraction(1, 2):
+            return rate
+    return Fraction(frames - 1) / span
+
+
 class VideoDecodeError(RuntimeError):
     """A video cannot be read: missing, unreadable, truncated, zero frames or no video stream.
 
@@ -328,20 +344,7 @@ class VideoReader:
         self._seek_to(first)
 
     def _exact_rate(self) -> Fraction:
-        """The stated rate that agrees with the timestamps (last frame's time predicted to
-        within half a frame), else the measured ``(frames - 1) / span``."""
-        span = (self._pts[-1] - self._pts[0]) * self._tb  # seconds, exact
-        stated = [
-            Fraction(r)
-            for r in (self._stream.average_rate, self._stream.guessed_rate, self._stream.base_rate)
-            if r and 0 < r <= 1000
-        ]
-        if self.num_frames < 2 or span <= 0:
-            return stated[0] if stated else Fraction(30)
-        for rate in stated:
-            if abs(span * rate - (self.num_frames - 1)) <= Fraction(1, 2):
-                return rate
-        return Fraction(self.num_frames - 1) / span
+        return exact_rate(self._pts[0], self._pts[-1], self.num_frames, self._tb, self._stream)
 
     def _check_duration(self) -> None:
         """VideoTruncatedWarning when the container states a duration well beyond the frames
