@@ -244,11 +244,29 @@ def test_full_decode_finds_damage_the_timed_clip_misses(tmp_path):
     assert rec["decoded_frames"] == 120 and not any("damaged" in p for p in rec["problems"])
 
 
-def test_the_report_gives_the_frame_rate_every_reader_uses(vfr_video):
+def test_the_report_gives_the_frame_rate_every_reader_uses(tmp_path):
     # data check said 1780/93 where predict and extract said 288000/15041 for the same file
+    from fractions import Fraction
+
+    import av
+
     from timesformer.data.video import VideoReader
 
-    path, _ = vfr_video
+    path = tmp_path / "vfr.mp4"
+    rng = np.random.default_rng(3)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i in range(90):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 2, np.uint8), format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 1000)
+            t += int(rng.integers(20, 80))  # 20-80 ms apart
+            for pkt in s.encode(f):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
     rec = probe_video(path)
     assert rec["variable_fps"] is True
     assert rec["fps"] == str(VideoReader(path).frame_rate)
