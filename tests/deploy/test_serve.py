@@ -52,6 +52,7 @@ def test_model_extract_explain_and_health(server, video):
     assert m["class_names"] == NAMES and m["preprocess"]["num_frames"] == 4
     e = _post(url, video, "/v1/extract").json()
     assert e["dim"] == 64 and len(e["embedding"]) == 64 and np.isfinite(e["embedding"]).all()
+    assert e["path"] == e["video"] == video.name  # named as /v1/predict names it
     x = _post(url, video, "/v1/explain").json()
     assert x["label"] in NAMES and len(x["frames"]) == 4
     assert x["frames"][0].startswith("data:image/png;base64,")

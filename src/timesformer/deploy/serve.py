@@ -242,7 +242,8 @@ def create_app(
             feats, n = await run_job(_embed, served(), path, settings, views)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        return {"video": file.filename or "upload", "embedding": feats, "dim": len(feats),
+        name = file.filename or "upload"  # "path" as /v1/predict names it; "video" kept
+        return {"path": name, "video": name, "embedding": feats, "dim": len(feats),
                 "views": views, "num_clips": n, "pool": "cls"}  # fmt: skip
 
     @app.post("/v1/explain")
