@@ -112,3 +112,16 @@ def test_every_folder_scan_leaves_out_dot_files_and_dot_folders(tmp_path):
     # a folder given by the user inside a hidden one is scanned as usual
     inner = _touch(tmp_path / ".local" / "clips" / "c.mp4")
     assert [v.path for v in expand_inputs([str(inner.parent)])] == [inner]
+
+
+def test_a_second_name_of_a_listed_file_is_left_out_and_said(tmp_path):
+    from timesformer.data.inputs import duplicates_note, expand_each
+
+    a = _touch(tmp_path / "vids" / "a.mp4")
+    (tmp_path / "vids" / "link.mp4").symlink_to(a)
+    dups: list = []
+    got, bad = expand_each([str(tmp_path / "vids"), str(a)], dups)
+    assert [v.path for v in got] == [a] and not bad
+    assert len(dups) == 2 and all(kept == a for _, kept in dups)
+    assert duplicates_note(dups).startswith("2 inputs left out as the same file as another")
+    assert duplicates_note([]) is None

@@ -83,7 +83,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.inputs import expand_each
+    from ..data.inputs import duplicates_note, expand_each
     from ..files import OutputError, ensure_dir, missing_dirs, remove_empty
 
     if args.batch_size < 1:
@@ -99,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
             f"--views {args.views} with --mode windows: the windows are the clips, so K must "
             "be 1 (1xS: S crops per window)"
         )
-    inputs, bad_inputs = expand_each(args.inputs)
+    dups: list = []
+    inputs, bad_inputs = expand_each(args.inputs, dups)
+    if duplicates_note(dups):  # a link to, or a second name of, a file already listed
+        print(f"timesformer extract: note: {duplicates_note(dups)}", file=sys.stderr)
     for _, msg in bad_inputs:  # each named once; the other inputs are still extracted
         print(f"timesformer extract: error: {msg}", file=sys.stderr)
     made = missing_dirs(args.out)

@@ -133,9 +133,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.segments:
         args.long = True
         _check_segment_args(args)
-    from ..data.inputs import expand_each
+    from ..data.inputs import duplicates_note, expand_each
 
-    inputs, bad_inputs = expand_each(args.videos)
+    dups: list = []
+    inputs, bad_inputs = expand_each(args.videos, dups)
+    if duplicates_note(dups):  # a link to, or a second name of, a file already listed
+        print(f"timesformer predict: note: {duplicates_note(dups)}", file=sys.stderr)
     if args.out:  # before the model loads, and before anything is opened for writing
         from ..files import check_report_file
 

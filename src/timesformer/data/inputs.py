@@ -61,20 +61,27 @@ def _tilde_note(text: str) -> str:
     return f" ({'~' + user} names no user here)" if user else " (no home folder to expand ~)"
 
 
-def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -> list[VideoInput]:
-    """Videos named by `inputs`, in the order given (folders sorted), without duplicates.
+def expand_inputs(
+    inputs: list[str] | tuple[str, ...],
+    recursive: bool = True,
+    duplicates: list[tuple[Path, Path]] | None = None,
+) -> list[VideoInput]:
+    """Videos named by `inputs`, in the order given (folders sorted), without duplicates (each
+    one left out is appended to `duplicates` as (its path, the path kept), where given).
 
     Raises InputError (one line naming the argument) for a URL, a path that does not exist, a
     glob that matches nothing, or a folder or list file with no video in it.
     """
     out: list[VideoInput] = []
-    seen: set[Path] = set()
+    seen: dict[Path, Path] = {}
 
     def add(path: Path, name: str) -> None:
         key = path_key(path)
         if key not in seen:
-            seen.add(key)
+            seen[key] = path
             out.append(VideoInput(path, name))
+        elif duplicates is not None:
+            duplicates.append((path, seen[key]))
 
     for arg in inputs:
         if is_url(arg):
@@ -122,23 +129,39 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], recursive: bool = True) -
 
 
 def expand_each(
-    args: list[str] | tuple[str, ...],
+    args: list[str] | tuple[str, ...], duplicates: list[tuple[Path, Path]] | None = None
 ) -> tuple[list[VideoInput], list[tuple[str, str]]]:
-    """`expand_inputs` argument by argument: the videos (without duplicates) and (argument, one
-    line) for each that names none (a URL, a missing path), so that one bad argument does not
-    stop a batch. Every argument bad: InputError."""
+    """`expand_inputs` argument by argument: the videos (without duplicates, see
+    `expand_inputs`) and (argument, one line) for each that names none (a URL, a missing
+    path), so that one bad argument does not stop a batch. Every argument bad: InputError."""
     found: list[VideoInput] = []
     bad: list[tuple[str, str]] = []
     for arg in args:
         try:
-            found.extend(expand_inputs([arg]))
+            found.extend(expand_inputs([arg], duplicates=duplicates))
         except InputError as e:
             bad.append((arg, str(e)))
     if not found:
         raise InputError(bad[0][1] if bad else "no input given")
-    seen: set[Path] = set()
-    unique = [v for v in found if not (path_key(v.path) in seen or seen.add(path_key(v.path)))]
+    seen: dict[Path, Path] = {}
+    unique = []
+    for v in found:
+        key = path_key(v.path)
+        if key not in seen:
+            seen[key] = v.path
+            unique.append(v)
+        elif duplicates is not None:
+            duplicates.append((v.path, seen[key]))
     return unique, bad
+
+
+def duplicates_note(duplicates: list[tuple[Path, Path]]) -> str | None:
+    """One line saying which inputs were left out as the same file as another, or None."""
+    if not duplicates:
+        return None
+    (a, b), n = duplicates[0], len(duplicates)
+    return (f"{n} input{'s' if n > 1 else ''} left out as the same file as another "
+            f"(e.g. {a} is {b})")  # fmt: skip
 
 
 def path_key(path: Path) -> Path:
