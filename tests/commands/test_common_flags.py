@@ -252,3 +252,16 @@ def test_matplotlib_missing_glyph_warnings_are_said_once() -> None:
         "them as boxes",
         "timesformer eval: warning: other",
     ]
+
+
+def test_top_k_columns_line_up_with_wide_class_names(capsys) -> None:
+    from types import SimpleNamespace
+
+    from timesformer.commands import predict
+
+    pred = SimpleNamespace(path="v.mp4", duration=2.0, views=3,
+                           topk=[("ジャンプ", 0.45), ("walking dogs", 0.25)])  # fmt: skip
+    predict._print(pred)
+    lines = capsys.readouterr().out.splitlines()[1:]
+    cols = [predict.display_width(line[: line.index("%") - 6]) for line in lines]
+    assert len(set(cols)) == 1, lines

@@ -299,13 +299,21 @@ def _topk_text(topk: Any) -> str:
     return "|".join(f"{name}:{prob:.4g}" for name, prob in topk)
 
 
+def display_width(text: str) -> int:
+    """Terminal columns of `text`: East Asian wide and fullwidth characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _print(pred: Any, every_clip: bool = False, segments: Any = None) -> None:
     from ..engine.predict import format_time
 
     print(f"{pred.path}  ({format_time(pred.duration)}, {pred.views} views)")
-    width = max(len(name) for name, _ in pred.topk)
+    width = max(display_width(name) for name, _ in pred.topk)
     for i, (name, prob) in enumerate(pred.topk, 1):
-        print(f"  {i:>2}. {name:<{width}}  {100 * prob:6.2f}%")
+        pad = " " * (width - display_width(name))  # wide (CJK) names take two columns
+        print(f"  {i:>2}. {name}{pad}  {100 * prob:6.2f}%")
     if segments is not None:
         print(f"  segments ({len(pred.clips)} clips, smoothed and merged):")
         for g in segments:
