@@ -260,8 +260,8 @@ def test_top_k_columns_line_up_with_wide_class_names(capsys) -> None:
     from timesformer.commands import predict
 
     pred = SimpleNamespace(path="v.mp4", duration=2.0, views=3,
-                           topk=[("ジャンプ", 0.45), ("walking dogs", 0.25)])  # fmt: skip
+                           topk=[("ジャンプ", 0.45), ("walking dogs", 0.25)], clips=None)  # fmt: skip
     predict._print(pred)
-    lines = capsys.readouterr().out.splitlines()[1:]
+    lines = [x for x in capsys.readouterr().out.splitlines()[1:] if x]
     cols = [predict.display_width(line[: line.index("%") - 6]) for line in lines]
     assert len(set(cols)) == 1, lines
