@@ -58,26 +58,22 @@ def _even_size(text: str) -> int:
     return value
 
 
-def _fps(text: str) -> float:
-    """argparse type: a finite frame rate in (0, 240]."""
-    try:
-        value = _number(text)
-    except argparse.ArgumentTypeError:
-        value = -1.0
-    if not 0 < value <= 240:
-        raise argparse.ArgumentTypeError(f"expected a finite number in (0, 240], got {text!r}")
-    return value
+def _number_in(
+    low: float, high: float, low_open: bool, what: str = "a number"
+) -> Callable[[str], float]:
+    """argparse type: a finite number in (low, high] when low_open, else [low, high]."""
+    want = f"{what} in {'(' if low_open else '['}{low:g}, {high:g}]"
 
+    def parse(text: str) -> float:
+        try:
+            value = _number(text)
+        except argparse.ArgumentTypeError:
+            value = low - 1.0
+        if not ((value > low if low_open else value >= low) and value <= high):
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
+        return value
 
-def _noise(text: str) -> float:
-    """argparse type: a pixel noise std in [0, 1] (a fraction of 255)."""
-    try:
-        value = _number(text)
-    except argparse.ArgumentTypeError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
+    return parse
 
 
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -110,7 +106,12 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="frame side in pixels, even, 16..4096 (default 32)")  # fmt: skip
     p.add_argument("--frames", type=int_in(1, 4096), default=8,
                    help="frames per video, 1..4096 (default 8)")  # fmt: skip
-    p.add_argument("--fps", type=_fps, default=30.0, help="frame rate, up to 240 (default 30)")
+    p.add_argument(
+        "--fps",
+        type=_number_in(0, 240, True, "a finite number"),
+        default=30.0,
+        help="frame rate, up to 240 (default 30)",
+    )
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--classes", default=None,
                    help="comma-separated class names to use (default: all of the kind)")  # fmt: skip
@@ -127,7 +128,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="objects that jitter without steady motion, 0..64 (default 0)")  # fmt: skip
     p.add_argument("--clutter", type=int_in(0, 256), default=0,
                    help="static background blobs, 0..256 (default 0)")  # fmt: skip
-    p.add_argument("--noise", type=_noise, default=0.0,
+    p.add_argument("--noise", type=_number_in(0, 1, False), default=0.0,
                    help="pixel noise std as a fraction of 255, 0..1 (default 0)")  # fmt: skip
     p.add_argument("--no-wrap", dest="wrap", action="store_false",
                    help="keep motion objects inside the frame (boxes stay whole; a frame then "
