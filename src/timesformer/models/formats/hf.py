@@ -115,7 +115,7 @@ def read_config(
         num_classes=num_classes,
         drop_rate=_num(conf, "hidden_dropout_prob", 0.0, float, source),
         attn_drop_rate=_num(conf, "attention_probs_dropout_prob", 0.0, float, source),
-        drop_path_rate=_num({"drop_path_rate": dpr}, "drop_path_rate", 0, float, source),
+        drop_path_rate=_as_num(dpr, "drop_path_rate", float, source),
         labels=_labels(conf, num_classes),
     )
     _check_embeddings(c, state, source)
@@ -145,7 +145,11 @@ def _check_embeddings(c: Mapping[str, Any], state: Mapping[str, Tensor], source:
 
 def _num(conf: Mapping[str, Any], key: str, default: Any, kind: type, source: str) -> Any:
     """config.json's `key` as an int or float (`kind`), or one error naming the key."""
-    value = conf.get(key, default)
+    return _as_num(conf.get(key, default), key, kind, source)
+
+
+def _as_num(value: Any, key: str, kind: type, source: str) -> Any:
+    """`value` (config.json's `key`) as an int or float (`kind`), or one error naming it."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok and kind is int and float(value).is_integer():
         return int(value)
@@ -169,10 +173,10 @@ def common_config(conf: Mapping[str, Any], source: str, eps: float) -> dict[str,
     img = conf.get("image_size", 224)
     hidden = _num(conf, "hidden_size", 768, int, source)
     return {
-        "img_size": tuple(_num({"image_size": i}, "image_size", 0, int, source) for i in img)
+        "img_size": tuple(_as_num(i, "image_size", int, source) for i in img)
         if isinstance(img, (list, tuple))
         else _num(conf, "image_size", 224, int, source),
-        "patch_size": _num({"patch_size": patch}, "patch_size", 16, int, source),
+        "patch_size": _as_num(patch, "patch_size", int, source),
         "in_chans": _num(conf, "num_channels", 3, int, source),
         "embed_dim": hidden,
         "depth": _num(conf, "num_hidden_layers", 12, int, source),
