@@ -243,11 +243,13 @@ def check_stated_config(state: Mapping[str, Tensor], conf: Mapping[str, Any], so
         ("depth", conf.get("depth", found["depth"]), found["depth"], "blocks.*"),
     ]  # fmt: skip
     fc1 = state.get("blocks.0.mlp.fc1.weight")  # (hidden, D)
-    if fc1 is not None and "mlp_ratio" in conf:
-        hidden = int(D * float(conf["mlp_ratio"]))
+    # the ratio compares by the hidden width it gives (3.99 and 4.0 both give 3072 for 768)
+    if (
+        fc1 is not None
+        and "mlp_ratio" in conf
+        and int(D * float(conf["mlp_ratio"])) != fc1.shape[0]
+    ):
         pairs.append(("mlp_ratio", conf["mlp_ratio"], fc1.shape[0] / D, "blocks.0.mlp.fc1.weight"))
-        if hidden == int(fc1.shape[0]):
-            pairs.pop()
     if "pos_embed" in state and "img_size" in conf:
         P = found["patch_size"]
         grid = tuple(s // P for s in _pair(conf["img_size"]))
