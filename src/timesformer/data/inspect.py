@@ -32,11 +32,11 @@ import av
 import torch
 
 from ..files import hidden_below
+from .inputs import is_listed_video
 from .listfile import list_file_paths
 from .rotation import display_rotation
 from .sampling import clip_span, train_clip_indices
 from .video import (
-    VIDEO_EXTENSIONS,
     VideoDecodeError,
     VideoReader,
     VideoTruncatedWarning,
@@ -283,12 +283,9 @@ def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            exts = set(VIDEO_EXTENSIONS)
-            out.extend(
-                str(f) for f in sorted(p.rglob("*"))
-                if f.suffix.lower() in exts and not hidden_below(f, p)
-                and (f.is_file() or (f.is_symlink() and not f.exists()))  # a broken link: reported
-            )  # fmt: skip
+            # the scan rule of every command (a broken link is kept: it is reported)
+            out.extend(str(f) for f in sorted(p.rglob("*"))
+                       if is_listed_video(f) and not hidden_below(f, p))  # fmt: skip
         elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
             out.extend(list_file_paths(p, separator=separator))
         elif p.is_file():
