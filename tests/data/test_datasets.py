@@ -244,3 +244,18 @@ def test_segments_sampler_in_training(small_set):
     ds = VideoDataset(small_set / "train.csv", sampler="segments", flip=False, **KW)
     v = ds[0]["video"]
     assert v.shape == (3, 4, 32, 32) and np.isfinite(v.numpy()).all()
+
+
+def test_a_trees_warnings_are_given_once_per_process(tmp_path):
+    # a run scans its tree twice (the labels, then the data): the empty class was said twice
+    import warnings
+
+    for cls, names in {"walk": ["1.mp4"], "empty": []}.items():
+        (tmp_path / cls).mkdir()
+        for n in names:
+            (tmp_path / cls / n).write_bytes(b"x")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Python's own once-per-place filter out of the way
+        scan_folder(tmp_path)
+        scan_folder(tmp_path)
+    assert sum("without videos" in str(w.message) for w in caught) == 1
