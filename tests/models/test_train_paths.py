@@ -66,7 +66,8 @@ def test_fast_training_path_gives_the_reference_gradients(att: str) -> None:
     assert _rel(g2, g3) < 0.1
 
 
-def test_training_rule_runs_explicit_for_short_cpu_sequences_only() -> None:
+def test_training_rule_runs_explicit_for_short_cpu_sequences_only(monkeypatch) -> None:
+    monkeypatch.setattr(kernels, "CPU_HAS_AMX", False)  # the rule without AMX, on any machine
     assert kernels.training_kernel(8, torch.float32, "cpu") == "explicit"
     assert kernels.training_kernel(197, torch.float32, "cpu") == "sdpa"
     assert kernels.training_kernel(197, torch.bfloat16, "cpu") == "explicit"
@@ -85,6 +86,16 @@ def test_training_rule_runs_explicit_for_short_cpu_sequences_only() -> None:
         assert seen == [4, 145, 4, 145]  # bf16: the frames too
     finally:
         kernels.explicit_attention = orig
+
+
+def test_training_rule_keeps_sdpa_for_fp32_on_amx_cpus(monkeypatch) -> None:
+    monkeypatch.setattr(kernels, "CPU_HAS_AMX", True)
+    assert kernels.training_kernel(8, torch.float32, "cpu") == "sdpa"
+    assert kernels.training_kernel(197, torch.float32, "cpu") == "sdpa"
+    assert kernels.training_kernel(8, torch.bfloat16, "cpu") == "explicit"
+    assert kernels.training_kernel(197, torch.bfloat16, "cpu") == "explicit"
+    monkeypatch.setenv(kernels.ENV_KERNEL, "explicit")  # the environment still fixes it
+    assert kernels.training_kernel(8, torch.float32, "cpu") == "explicit"
 
 
 def test_training_rule_holds_across_calls_and_the_environment_fixes_it(monkeypatch) -> None:

@@ -23,8 +23,9 @@ Training (autograd on, or attention dropout) has its own setting, `Attention.tra
 and its "auto" is a fixed rule, never a timing: every rank of a DDP run and every resumed run
 must compute the same thing, and torch.compile keeps the rule in its graph. On the CPU the
 explicit path runs where the sequence is short (`TRAIN_EXPLICIT_MAX_LEN`: PyTorch's CPU flash
-backward is 2-4x slower than the batched-matmul one there, docs/performance.md); longer
-sequences, CUDA and everything else use SDPA, which never keeps the (L, L) weights for the
+backward is 2-4x slower than the batched-matmul one there, docs/performance.md), except fp32 on
+CPUs with AMX (`CPU_HAS_AMX`, where the explicit one is the slower); longer sequences, CUDA and
+everything else use SDPA, which never keeps the (L, L) weights for the
 backward pass.
 """
 
@@ -55,6 +56,12 @@ TRAIN_EXPLICIT_MAX_LEN: dict[torch.dtype, int] = {
     torch.bfloat16: 256,
     torch.float16: 256,
 }
+# CPUs with AMX tiles (Intel Xeon since Sapphire Rapids): fp32 batched matmuls of these small
+# shapes measured slow there (fwd+bwd of the 8-token step, timesformer_small b4: explicit 57 ms,
+# SDPA 30 ms, round 8 of docs/performance.md; inference 8.8 against 1.9 ms), so fp32 training
+# keeps SDPA at every length on them; bf16 keeps the rule above (explicit 24 ms, SDPA 36 ms).
+# A property of the machine, not a timing: every process on one kind of machine computes alike.
+CPU_HAS_AMX = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def check_kernel(kernel: str) -> str:
@@ -196,7 +203,7 @@ def training_kernel(length: int, dtype: torch.dtype, device_type: str) -> str:
     forced = _forced()
     if forced:
         return forced
-    if device_type != "cpu":
+    if device_type != "cpu" or (CPU_HAS_AMX and dtype == torch.float32):
         return "sdpa"
     return "explicit" if length <= TRAIN_EXPLICIT_MAX_LEN.get(dtype, 0) else "sdpa"
 
