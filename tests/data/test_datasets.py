@@ -121,7 +121,7 @@ def test_train_items(small_set):
     ds = VideoDataset(small_set / "train.csv", mode="train", **KW)
     assert len(ds) == 4 and ds.num_views == 1
     item = ds[2]
-    assert set(item) == {"video", "label", "index", "view", "path", "error", "failures"}
+    assert set(item) == {"video", "label", "index", "view", "path", "error", "failures", "skipped"}
     assert item["video"].shape == (3, 4, 32, 32) and item["video"].dtype == torch.float32
     assert (item["label"], item["index"], item["view"], item["error"], item["failures"]) == (
         2, 2, 0, "", 0,
@@ -220,6 +220,36 @@ def test_train_substitutes_and_counts_bad_files(bad_set, caplog):
     assert "missing.mp4" in caplog.text and "truncated.mp4" in caplog.text
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert batch["failures"].sum() >= 2  # counted across the collate
+
+
+def test_bad_files_are_logged_once_per_run_across_epochs_of_workers(small_set, tmp_path):
+    """Each epoch's DataLoader workers are new processes: the training loop hands the logged
+    paths back (mark_reported), so a bad file is logged in the first epoch only."""
+    from timesformer.engine.loaders import mark_reported
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    (tmp_path / "list.csv").write_text(f"{small_set / 'v0.mp4'} 0\nbroken.mp4 1\nmissing.mp4 1\n")
+    ds = VideoDataset(tmp_path / "list.csv", mode="train", **KW)
+    log_file = tmp_path / "log.txt"
+    handler = logging.FileHandler(log_file)  # forked workers write here too
+    logger = logging.getLogger("timesformer.data.datasets")
+    logger.addHandler(handler)
+    try:
+        loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=1)
+        skipped = 0
+        for epoch in range(3):
+            ds.set_epoch(epoch)
+            for batch in loader:
+                skipped += int(batch["failures"].sum())
+                mark_reported(loader, batch)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    lines = log_file.read_text().splitlines()
+    assert skipped >= 6  # both bad files substituted in every epoch
+    assert sum("broken.mp4" in ln for ln in lines) == 1
+    assert sum("missing.mp4" in ln for ln in lines) == 1
+    assert {p.rsplit("/", 1)[-1] for p in ds.reported} == {"broken.mp4", "missing.mp4"}
 
 
 def test_eval_reports_bad_files_by_path(bad_set):

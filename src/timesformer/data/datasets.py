@@ -15,11 +15,14 @@ Items are dicts (the DataLoader's default collate stacks them)::
     path     str
     error    str, "" when the video was read; otherwise the reason (eval modes only)
     failures int, bad files skipped before this item (train mode; 0 otherwise)
+    skipped  str, the paths of those files, one per line ("" when none)
 
 Bad files (missing, unreadable, truncated, zero frames, audio only): in "train" mode the path
 and reason are logged once, another random item is drawn instead (at most ``max_retries``
 times), and each substitution is counted (``item["failures"]`` crosses DataLoader workers;
-``dataset.failures`` lists them in this process). In "val"/"test" modes nothing is dropped: the
+``dataset.failures`` lists them in this process). A file is logged once per run, not once per
+epoch: the training loop hands the paths of logged files back to the dataset
+(``mark_reported``), and the workers of later epochs start from that set. In "val"/"test" modes nothing is dropped: the
 item comes back with a zero video and ``error`` set, so the evaluator can report it by path and
 leave it out of the metrics.
 """
@@ -30,7 +33,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,10 +177,15 @@ def _names_from_json(data: Any, path: Path) -> list[str]:
 _LOGGED: set[str] = set()
 
 
-def _log_once(path: str, reason: str) -> None:
-    if path not in _LOGGED:
-        _LOGGED.add(path)
-        log.warning("skipping unreadable video %s: %s", path, reason)
+def _log_once(path: str, reason: str, said: set[str] | None = None) -> None:
+    """Log a bad file once per process, and not at all where `said` (a dataset's record of the
+    files already logged, carried into new DataLoader workers) holds it."""
+    if path in _LOGGED or (said is not None and path in said):
+        return
+    _LOGGED.add(path)
+    if said is not None:
+        said.add(path)
+    log.warning("skipping unreadable video %s: %s", path, reason)
 
 
 def _mix(*values: int) -> int:
@@ -296,6 +304,7 @@ class VideoDataset(torch.utils.data.Dataset):
         )
         self.epoch = 0
         self.failures: list[tuple[str, str]] = []  # (path, reason) seen in this process
+        self.reported: set[str] = set()  # bad files already logged in this run (any process)
         self._cache: tuple[tuple[int, int], torch.Tensor | VideoDecodeError] | None = None
 
     @property
@@ -313,6 +322,11 @@ class VideoDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
         self.failures = []
 
+    def mark_reported(self, paths: Iterable[str]) -> None:
+        """Record bad files that were logged, in a DataLoader worker or here: the workers of
+        later epochs (new processes, forked or spawned from this object) do not log them again."""
+        self.reported.update(p for p in paths if p)
+
     def __len__(self) -> int:
         return self.num_videos * self.num_views
 
@@ -325,7 +339,8 @@ class VideoDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ train
     def _train_item(self, i: int) -> dict[str, Any]:
-        idx, failures, reason = i, 0, ""
+        idx, reason = i, ""
+        skipped: list[str] = []
         for attempt in range(self.max_retries + 1):
             g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, i, attempt))
             path, label = self.samples[idx]
@@ -344,14 +359,14 @@ class VideoDataset(torch.utils.data.Dataset):
                 video = self.train_transform(frames, g)  # (3, T, S, S)
             except (VideoDecodeError, av.FFmpegError, OSError) as e:
                 reason = getattr(e, "reason", None) or str(e)
-                _log_once(path, reason)
+                _log_once(path, reason, self.reported)
                 self.failures.append((path, reason))
-                failures += 1
+                skipped.append(path)
                 idx = int(torch.randint(self.num_videos, (), generator=g))
                 continue
             return {
                 "video": video, "label": label, "index": idx, "view": 0, "path": path,
-                "error": "", "failures": failures,
+                "error": "", "failures": len(skipped), "skipped": "\n".join(skipped),
             }  # fmt: skip
         raise RuntimeError(
             f"{self.max_retries + 1} videos in a row could not be read (last: {path}: {reason})"
@@ -396,13 +411,13 @@ class VideoDataset(torch.utils.data.Dataset):
             video = self.test_transform(frames, crop)  # (3, T, S, S)
         except VideoDecodeError as e:
             error = e.reason
-            _log_once(path, error)
+            _log_once(path, error, self.reported)
             if crop == 0 and clip == 0:
                 self.failures.append((path, error))
             video = torch.zeros(3, self.num_frames, self.crop_size, self.crop_size)
         return {
             "video": video, "label": label, "index": v, "view": view, "path": path,
-            "error": error, "failures": 0,
+            "error": error, "failures": 0, "skipped": "",
         }  # fmt: skip
 
     def __repr__(self) -> str:

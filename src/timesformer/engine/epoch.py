@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from . import distributed as D
 from .config import TrainSection
-from .loaders import timed_batches, unpack_batch
+from .loaders import mark_reported, timed_batches, unpack_batch
 from .optim import LRSchedule
 from .progress import progress_bar
 from .runtime import StopFlag, autocast
@@ -72,6 +72,7 @@ def validate(
     for batch in loader:
         video, label, _, bad = unpack_batch(batch)
         if bad is not None and bad.any():
+            mark_reported(loader, batch)
             failed += float(bad.sum())
             keep = ~bad
             video, label = video[keep], label[keep]
@@ -150,6 +151,8 @@ def train_one_epoch(
         st.data_wait_s += waited
         video, label, n_fail, _ = unpack_batch(batch)
         st.failures += n_fail
+        if n_fail:
+            mark_reported(loader, batch)
         video = video.to(device, non_blocking=True)  # (B, 3, T, H, W)
         label = label.to(device, non_blocking=True)  # (B,)
         micro += 1

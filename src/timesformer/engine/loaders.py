@@ -58,6 +58,28 @@ def unpack_batch(batch: Any) -> tuple[Tensor, Tensor, int, Tensor | None]:
     return video, torch.as_tensor(label), 0, None
 
 
+def reported_paths(batch: Any) -> list[str]:
+    """The bad files a batch says were logged: substituted in training (`skipped`, one path per
+    line) or failed in evaluation (`path` where `error` is set)."""
+    if not isinstance(batch, dict):
+        return []
+    out = [p for s in batch.get("skipped") or () for p in str(s).split("\n") if p]
+    errors, paths = batch.get("error"), batch.get("path")
+    if errors is not None and paths is not None and not isinstance(errors, Tensor):
+        out += [str(p) for p, e in zip(paths, errors, strict=False) if e]
+    return out
+
+
+def mark_reported(loader: Any, batch: Any) -> None:
+    """Hand a batch's logged bad files back to the loader's dataset (`mark_reported`), so that
+    the workers of later epochs do not log them again."""
+    mark = getattr(getattr(loader, "dataset", None), "mark_reported", None)
+    if mark is not None:
+        paths = reported_paths(batch)
+        if paths:
+            mark(paths)
+
+
 def timed_batches(loader: Iterable[Any]) -> Iterator[tuple[Any, float]]:
     """(batch, seconds spent waiting for it) for each batch of `loader`: the time the training
     loop stood still for data (decode, augmentation, or workers not keeping up)."""
