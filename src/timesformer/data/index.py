@@ -52,8 +52,15 @@ class PacketIndex:
         return int(self.pts.shape[0])
 
 
-def _reason(e: BaseException) -> str:
+def ffmpeg_reason(e: BaseException) -> str:
+    """A short reason from an FFmpeg/OS exception."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, av.FFmpegError) and isinstance(e, PermissionError):
+        # FFmpeg's decoders report some damaged packets as EPERM, which PyAV raises as a
+        # PermissionError: it is about the data, not file permissions
+        return f"damaged data (FFmpeg: {getattr(e, 'strerror', None) or text})"
+    if isinstance(e, av.FFmpegError) and getattr(e, "strerror", None):
+        return f"FFmpeg: {e.strerror}"  # without the errno number and the file name again
     return f"{type(e).__name__}: {text}"
 
 
@@ -63,7 +70,7 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
     pts: list[int] = []
     keys: list[int] = []
     notes: list[str] = []
-    by_decoding = False
+    by_decoding = cut = False
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -74,8 +81,15 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
             pts.append(packet.pts)
             if packet.is_keyframe:
                 keys.append(packet.pts)
+            cut = packet.is_corrupt  # the demuxer read less than the packet's stated size
     except (av.FFmpegError, OSError) as e:
-        notes.append(f"demux stopped early after {len(pts)} frames ({_reason(e)})")
+        notes.append(f"demux stopped early after {len(pts)} frames ({ffmpeg_reason(e)})")
+    if cut and pts:  # the file ends inside its last packet: that frame cannot be decoded
+        lost = pts.pop()
+        keys = [k for k in keys if k != lost]
+        notes.append(
+            f"truncated: the file ends inside its last frame's data ({len(pts)} frames kept)"
+        )
     if not pts:
         by_decoding = True
         try:
@@ -86,7 +100,7 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
                 if frame.key_frame:
                     keys.append(p)
         except (av.FFmpegError, OSError) as e:
-            notes.append(f"decoding stopped early after {len(pts)} frames ({_reason(e)})")
+            notes.append(f"decoding stopped early after {len(pts)} frames ({ffmpeg_reason(e)})")
     order = np.sort(np.asarray(pts, dtype=np.int64))  # (N,) presentation order
     k = np.unique(np.asarray(keys, dtype=np.int64))
     if len(order):

@@ -42,6 +42,7 @@ import torch
 
 from ..files import missing_reason
 from .index import PacketIndex, packet_index
+from .index import ffmpeg_reason as _err
 from .rotation import display_rotation, upright
 
 log = logging.getLogger(__name__)
@@ -171,18 +172,6 @@ class VideoReadWarning(UserWarning):
 
 class VideoTruncatedWarning(VideoReadWarning):
     """A video ends before its container says it should: it is read as a shorter video."""
-
-
-def _err(e: BaseException) -> str:
-    """A short reason from an FFmpeg/OS exception."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if isinstance(e, av.FFmpegError) and isinstance(e, PermissionError):
-        # FFmpeg's decoders report some damaged packets as EPERM, which PyAV raises as a
-        # PermissionError: it is about the data, not file permissions
-        return f"damaged data (FFmpeg: {getattr(e, 'strerror', None) or text})"
-    if isinstance(e, av.FFmpegError) and getattr(e, "strerror", None):
-        return f"FFmpeg: {e.strerror}"  # without the errno number and the file name again
-    return f"{type(e).__name__}: {text}"
 
 
 def no_video_reason(container: av.container.InputContainer) -> str:
@@ -324,6 +313,7 @@ class VideoReader:
                 "come back as their namesakes"
             )
         self._pts: list[int] = pts  # presentation order
+        self._listed = set(pts)
         self._keys: list[int] = index.keys.tolist()
         first = self._pts[0]
         tb = self._stream.time_base
@@ -397,6 +387,8 @@ class VideoReader:
         cc = self._stream.codec_context
         try:
             for packet in self._container.demux(self._stream):
+                if packet.is_corrupt and packet.pts not in self._listed:
+                    continue  # a cut-short last packet, left out of the index
                 if wanted is not None:
                     skip = packet.pts is not None and packet.pts not in wanted
                     cc.skip_frame = "NONREF" if skip else "DEFAULT"
