@@ -41,6 +41,7 @@ from .video import (
     VideoDecodeError,
     VideoReader,
     VideoTruncatedWarning,
+    check_video_file,
     exact_rate,
     no_video_reason,
     pixel_aspect,
@@ -163,8 +164,10 @@ def probe_video(
 
     ``full``: also decode every frame (``decode_all``; as slow as decoding the video)."""
     p = Path(path)
-    if not p.is_file():
-        return _record(p, ok=False, problems=["unreadable: file not found"])
+    try:  # the reader's reasons: an empty file, a folder, a link loop, no permission
+        check_video_file(p)
+    except VideoDecodeError as e:
+        return _record(p, ok=False, problems=[f"unreadable: {e.reason}"])
     rec = _record(p, bytes=p.stat().st_size)
     probs: list[str] = rec["problems"]
     try:
@@ -290,7 +293,8 @@ def probe_video(
 def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -> list[str]:
     """Files, folders (videos below them, by suffix) and list files (their paths) -> paths.
 
-    A list file is a file with a suffix in LIST_SUFFIXES; a missing input is FileNotFoundError.
+    A list file is a file with a suffix in LIST_SUFFIXES; a missing input is FileNotFoundError
+    (a broken link is kept: its record says why it cannot be read).
     """
     out: list[str] = []
     for item in inputs:
@@ -301,7 +305,7 @@ def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -
                        if is_listed_video(f) and not hidden_below(f, p))  # fmt: skip
         elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
             out.extend(list_file_paths(p, separator=separator))
-        elif p.is_file():
+        elif p.is_file() or p.is_symlink():  # a broken link or a link loop is reported
             out.append(str(p))
         else:
             raise FileNotFoundError(f"input not found: {p} (expected a video, folder or list)")
