@@ -40,7 +40,7 @@ import av
 import numpy as np
 import torch
 
-from ..files import missing_reason
+from ..files import missing_reason, printable_path
 from .index import PacketIndex, packet_index
 from .index import ffmpeg_reason as _err
 from .rotation import display_rotation, upright
@@ -87,7 +87,7 @@ class VideoDecodeError(RuntimeError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"cannot read video {self.path}: {reason}")
+        super().__init__(f"cannot read video {printable_path(self.path)}: {reason}")
 
 
 def stated_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
@@ -282,7 +282,7 @@ class VideoReader:
     def _warn(self, reason: str, category: type[VideoReadWarning] = VideoReadWarning) -> None:
         """Emit a warning for this file and keep its reason in ``self.warnings``."""
         self.warnings.append(reason)
-        warnings.warn(f"video {self.path}: {reason}", category, stacklevel=3)
+        warnings.warn(f"video {printable_path(self.path)}: {reason}", category, stacklevel=3)
 
     def _refuse_images(self) -> None:
         """NotAVideoError for a still image (an image container, or one frame of an image
