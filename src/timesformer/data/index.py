@@ -28,7 +28,7 @@ from ..files import atomic_write
 
 INDEX_DIR_ENV = "TIMESFORMER_VIDEO_INDEX_DIR"
 MEMORY_BUDGET_FRAMES = 4_000_000  # about 32 MB of timestamps per process (37 h at 30 fps)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: packets an edit list hides are left out (1 counted them)
 
 FileKey = tuple[str, int, int]  # (real path, size in bytes, mtime in ns)
 
@@ -66,14 +66,20 @@ def ffmpeg_reason(e: BaseException) -> str:
 
 def scan_packets(container: av.container.InputContainer, stream: av.VideoStream) -> PacketIndex:
     """Demux ``stream`` (no decoding) into a PacketIndex; packets without timestamps fall back
-    to decoding every frame. An empty index means the stream has no frames."""
+    to decoding every frame. An empty index means the stream has no frames. Packets an edit
+    list hides (before a trimmed mp4's start) are not frames: players, and FFmpeg's decoder,
+    never show them."""
     pts: list[int] = []
     keys: list[int] = []
     notes: list[str] = []
     by_decoding = cut = False
+    hidden = 0  # packets before an edit list's start (a trimmed mp4): decoded, never shown
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
+                continue
+            if packet.is_discard:  # FFmpeg's decoder drops these frames: they are not frames
+                hidden += 1
                 continue
             if packet.pts is None:
                 pts = []  # timestamps unknown: fall back to counting by decoding
@@ -107,7 +113,10 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
         k = k[k >= order[0]]
         if not len(k) or k[0] != order[0]:
             k = np.concatenate([order[:1], k])  # decoding from the start always works
-    return PacketIndex(order, k, int(stream.frames or 0), tuple(notes), by_decoding)
+    # an edit list makes the stated count unreliable: it counts hidden samples, some of which
+    # the demuxer leaves out altogether; the stated duration (the shown part) still checks a cut
+    stated = 0 if hidden else int(stream.frames or 0)
+    return PacketIndex(order, k, stated, tuple(notes), by_decoding)
 
 
 def file_key(path: str | Path) -> FileKey:

@@ -202,8 +202,8 @@ def probe_video(
         cut = False
         try:
             for packet in container.demux(stream):
-                if packet.size == 0 or packet.pts is None:
-                    continue
+                if packet.size == 0 or packet.pts is None or packet.is_discard:
+                    continue  # (an edit list hides a discarded packet: not a frame)
                 pts.append(packet.pts)
                 if packet.is_keyframe:
                     keys.append(packet.pts)
