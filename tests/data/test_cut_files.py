@@ -7,10 +7,11 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from _video_helpers import decode_index, index_frames
 
 from timesformer.data.inspect import decode_all, probe_video
-from timesformer.data.video import VideoReader
+from timesformer.data.video import VideoDecodeError, VideoReader
 
 COUNT = 30
 
@@ -68,3 +69,22 @@ def test_a_damaged_packet_mid_file_is_still_reported_by_a_full_check(tmp_path):
     (tmp_path / "junk.mp4").write_bytes(bytes(data))
     decoded, why = decode_all(tmp_path / "junk.mp4")
     assert why or decoded < COUNT
+
+
+def test_an_mp4_cut_inside_its_first_frame_says_it_is_truncated(tmp_path):
+    """Its index (at the front) states the frames; the one packet present is cut short."""
+    src = tmp_path / "whole.mp4"
+    with av.open(str(src), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=30, options={"crf": "18"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for f in index_frames(6):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    with av.open(str(src)) as c:
+        first = next(p for p in c.demux(c.streams.video[0]) if p.size)
+        cut = first.pos + first.size // 2
+    (tmp_path / "cut.mp4").write_bytes(src.read_bytes()[:cut])
+    with warnings.catch_warnings(), pytest.raises(VideoDecodeError) as e:
+        warnings.simplefilter("ignore")
+        VideoReader(tmp_path / "cut.mp4")
+    assert e.value.reason == "zero video frames (truncated: the container states 6 frames)"

@@ -298,7 +298,9 @@ class VideoReader:
         for note in index.notes:
             self._warn(note)
         if not index.num_frames:
-            raise VideoDecodeError(self.path, "zero video frames")
+            n = index.stated_frames  # a file cut inside its first frame's data
+            cut = f" (truncated: the container states {n} frames)" if n else ""
+            raise VideoDecodeError(self.path, f"zero video frames{cut}")
         pts = index.pts.tolist()
         stated = index.stated_frames
         if stated > 0 and len(pts) < stated - max(2, stated // 50):
