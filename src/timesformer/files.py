@@ -15,6 +15,7 @@ import errno
 import math
 import os
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,22 @@ def shown(path: str | Path) -> str:
     current folder), since a config run from elsewhere reads its paths from there."""
     p = Path(path)
     return str(p) if p.is_absolute() else f"{p} (relative to the current folder {Path.cwd()})"
+
+
+def printable_path(path: str | Path) -> str:
+    """`path` for a one-line message: control characters and line separators (a newline or a
+    tab in a file name) written as escapes (``\\n``), so the line stays one line and names the
+    file in full. Bytes that are not UTF-8 (surrogate escapes) stay, printed as themselves."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(
+        c.encode("unicode_escape").decode() if unicodedata.category(c) in _BREAKS else c
+        for c in text
+    )
+
+
+_BREAKS = ("Cc", "Zl", "Zp")  # control characters, line and paragraph separators
 
 
 def missing_reason(path: str | Path) -> str:

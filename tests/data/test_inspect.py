@@ -92,7 +92,22 @@ def test_collect_inputs(videos, tmp_path):
     (folder / "dead.mp4").symlink_to(tmp_path / "gone.mp4")  # a broken link is reported
     assert collect_videos([folder]) == [str(folder / "dead.mp4")]
     (rec,) = check_videos(collect_videos([folder]), measure=False, **CLIP)
-    assert not rec["ok"] and "not found" in rec["problems"][0]
+    assert not rec["ok"] and rec["problems"] == [
+        f"unreadable: a broken link (to {tmp_path}/gone.mp4)"
+    ]
+
+
+def test_inputs_the_reader_refuses_get_its_reason_and_the_rest_are_checked(videos, tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "a.mp4").symlink_to("b.mp4")
+    (tmp_path / "b.mp4").symlink_to("a.mp4")
+    named = [tmp_path / "a.mp4", tmp_path / "empty.mp4", videos / "good" / "ok.mp4"]
+    paths = collect_videos(named)  # a link loop named directly no longer stops the check
+    assert paths == [str(p) for p in named]
+    loop, empty, ok = check_videos(paths, measure=False, **CLIP)
+    assert loop["problems"] == ["unreadable: a symbolic link loop"]
+    assert empty["problems"] == ["unreadable: an empty file (0 bytes), not a video"]
+    assert ok["ok"]
 
 
 def test_workers_give_the_same_records(videos):

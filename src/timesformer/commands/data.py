@@ -13,6 +13,7 @@ import sys
 from fractions import Fraction
 from typing import Any
 
+from ..files import printable_path
 from . import UsageError, usage_line
 from .common import int_in, non_negative_int, positive_float, positive_int, refuse_input_as_output
 
@@ -178,7 +179,7 @@ def _run_check(args: argparse.Namespace) -> int:
     else:
         for rec in records:
             if rec["problems"]:
-                print(f"{rec['path']}: {'; '.join(rec['problems'])}")
+                print(f"{printable_path(rec['path'])}: {'; '.join(rec['problems'])}")
     _table(summarize(records), sys.stderr if args.json else sys.stdout)
     return 0 if all(r["ok"] for r in records) else 1
 

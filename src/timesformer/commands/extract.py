@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..files import printable_path
 from . import UsageError
 from .common import (
     add_clip_arguments,
@@ -136,7 +137,8 @@ def _extract(args: argparse.Namespace, inputs: list) -> int:
     if rank != 0:
         return 0
     for f in summary.failures:
-        where = "" if Path(f["video"]).name in f["error"] else f"{f['video']}: "
+        name = printable_path(Path(f["video"]).name)
+        where = "" if name in f["error"] else f"{printable_path(f['video'])}: "
         print(f"timesformer extract: error: {where}{f['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..files import printable_path
 from . import UsageError
 from .common import (
     add_clip_arguments,
@@ -198,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
                 except (VideoDecodeError, FileNotFoundError, ValueError) as e:
                     pred, err = None, e
             for w in caught:
-                print(f"timesformer predict: warning: {path}: {w}", file=sys.stderr)
+                print(f"timesformer predict: warning: {printable_path(path)}: {w}", file=sys.stderr)
             if pred is None:
                 text = str(err).strip()
                 msg = text.splitlines()[0] if text else type(err).__name__
@@ -309,7 +310,7 @@ def display_width(text: str) -> int:
 def _print(pred: Any, every_clip: bool = False, segments: Any = None) -> None:
     from ..engine.predict import format_time
 
-    print(f"{pred.path}  ({format_time(pred.duration)}, {pred.views} views)")
+    print(f"{printable_path(pred.path)}  ({format_time(pred.duration)}, {pred.views} views)")
     width = max(display_width(name) for name, _ in pred.topk)
     for i, (name, prob) in enumerate(pred.topk, 1):
         pad = " " * (width - display_width(name))  # wide (CJK) names take two columns

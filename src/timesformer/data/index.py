@@ -28,7 +28,7 @@ from ..files import atomic_write
 
 INDEX_DIR_ENV = "TIMESFORMER_VIDEO_INDEX_DIR"
 MEMORY_BUDGET_FRAMES = 4_000_000  # about 32 MB of timestamps per process (37 h at 30 fps)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: packets an edit list hides are left out (1 counted them)
 
 FileKey = tuple[str, int, int]  # (real path, size in bytes, mtime in ns)
 
@@ -52,21 +52,34 @@ class PacketIndex:
         return int(self.pts.shape[0])
 
 
-def _reason(e: BaseException) -> str:
+def ffmpeg_reason(e: BaseException) -> str:
+    """A short reason from an FFmpeg/OS exception."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, av.FFmpegError) and isinstance(e, PermissionError):
+        # FFmpeg's decoders report some damaged packets as EPERM, which PyAV raises as a
+        # PermissionError: it is about the data, not file permissions
+        return f"damaged data (FFmpeg: {getattr(e, 'strerror', None) or text})"
+    if isinstance(e, av.FFmpegError) and getattr(e, "strerror", None):
+        return f"FFmpeg: {e.strerror}"  # without the errno number and the file name again
     return f"{type(e).__name__}: {text}"
 
 
 def scan_packets(container: av.container.InputContainer, stream: av.VideoStream) -> PacketIndex:
     """Demux ``stream`` (no decoding) into a PacketIndex; packets without timestamps fall back
-    to decoding every frame. An empty index means the stream has no frames."""
+    to decoding every frame. An empty index means the stream has no frames. Packets an edit
+    list hides (before a trimmed mp4's start) are not frames: players, and FFmpeg's decoder,
+    never show them."""
     pts: list[int] = []
     keys: list[int] = []
     notes: list[str] = []
-    by_decoding = False
+    by_decoding = cut = False
+    hidden = 0  # packets before an edit list's start (a trimmed mp4): decoded, never shown
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
+                continue
+            if packet.is_discard:  # FFmpeg's decoder drops these frames: they are not frames
+                hidden += 1
                 continue
             if packet.pts is None:
                 pts = []  # timestamps unknown: fall back to counting by decoding
@@ -74,8 +87,15 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
             pts.append(packet.pts)
             if packet.is_keyframe:
                 keys.append(packet.pts)
+            cut = packet.is_corrupt  # the demuxer read less than the packet's stated size
     except (av.FFmpegError, OSError) as e:
-        notes.append(f"demux stopped early after {len(pts)} frames ({_reason(e)})")
+        notes.append(f"demux stopped early after {len(pts)} frames ({ffmpeg_reason(e)})")
+    if cut and pts:  # the file ends inside its last packet: that frame cannot be decoded
+        lost = pts.pop()
+        keys = [k for k in keys if k != lost]
+        notes.append(
+            f"truncated: the file ends inside its last frame's data ({len(pts)} frames kept)"
+        )
     if not pts:
         by_decoding = True
         try:
@@ -86,14 +106,17 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
                 if frame.key_frame:
                     keys.append(p)
         except (av.FFmpegError, OSError) as e:
-            notes.append(f"decoding stopped early after {len(pts)} frames ({_reason(e)})")
+            notes.append(f"decoding stopped early after {len(pts)} frames ({ffmpeg_reason(e)})")
     order = np.sort(np.asarray(pts, dtype=np.int64))  # (N,) presentation order
     k = np.unique(np.asarray(keys, dtype=np.int64))
     if len(order):
         k = k[k >= order[0]]
         if not len(k) or k[0] != order[0]:
             k = np.concatenate([order[:1], k])  # decoding from the start always works
-    return PacketIndex(order, k, int(stream.frames or 0), tuple(notes), by_decoding)
+    # an edit list makes the stated count unreliable: it counts hidden samples, some of which
+    # the demuxer leaves out altogether; the stated duration (the shown part) still checks a cut
+    stated = 0 if hidden else int(stream.frames or 0)
+    return PacketIndex(order, k, stated, tuple(notes), by_decoding)
 
 
 def file_key(path: str | Path) -> FileKey:

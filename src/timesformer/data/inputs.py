@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import hidden_below, read_text
+from ..files import hidden_below, printable_path, read_text
 from .video import VIDEO_EXTENSIONS as _SCANNED
 
 VIDEO_EXTENSIONS = frozenset(_SCANNED)  # one list for every command (data/video.py)
@@ -85,7 +85,7 @@ def expand_inputs(
 
     for arg in inputs:
         if is_url(arg):
-            raise InputError(f"{arg}: URLs are not read; download the file first")
+            raise InputError(f"{printable_path(arg)}: URLs are not read; download the file first")
         path = expand_user(arg)
         try:
             path.stat()
@@ -97,7 +97,7 @@ def expand_inputs(
         if path.is_dir():
             found = _scan(path, recursive)
             if not found:
-                raise InputError(f"folder {path} holds no video files ({_exts()})")
+                raise InputError(f"folder {printable_path(path)} holds no video files ({_exts()})")
             for p in found:
                 add(p, p.relative_to(path).as_posix())
         elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
@@ -106,11 +106,11 @@ def expand_inputs(
             except ValueError as e:  # not text: a binary file given a list's name
                 raise InputError(str(e)) from None
             if not listed:
-                raise InputError(f"list file {path} names no videos")
+                raise InputError(f"list file {printable_path(path)} names no videos")
             if not any(p.exists() or p.is_symlink() for p in listed):
                 raise InputError(
-                    f"list file {path}: none of its {len(listed)} entries is a file (first: "
-                    f"{listed[0]}); expected one video path per line, relative to the list's folder"
+                    f"list file {printable_path(path)}: none of its {len(listed)} entries is a file (first: "
+                    f"{printable_path(listed[0])}); expected one video path per line, relative to the list's folder"
                 )
             for p in listed:
                 add(p, _rel(p, path.parent))
@@ -120,11 +120,11 @@ def expand_inputs(
             matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
             files = [Path(m) for m in matches if Path(m).is_file()]
             if not files:
-                raise InputError(f"{arg}: the pattern matches no file")
+                raise InputError(f"{printable_path(arg)}: the pattern matches no file")
             for p in files:
                 add(p, p.name)
         else:
-            raise InputError(f"{arg}: no such file or folder{_tilde_note(arg)}")
+            raise InputError(f"{printable_path(arg)}: no such file or folder{_tilde_note(arg)}")
     return out
 
 

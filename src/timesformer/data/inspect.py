@@ -32,6 +32,7 @@ import av
 import torch
 
 from ..files import hidden_below
+from .index import ffmpeg_reason as _err
 from .inputs import is_listed_video
 from .listfile import list_file_paths
 from .rotation import display_rotation
@@ -40,7 +41,7 @@ from .video import (
     VideoDecodeError,
     VideoReader,
     VideoTruncatedWarning,
-    _err,
+    check_video_file,
     exact_rate,
     no_video_reason,
     pixel_aspect,
@@ -118,6 +119,7 @@ def clip_cost_ms(
 
 def decode_all(path: str | Path) -> tuple[int, str]:
     """Decode every frame of the video stream in order: (frames decoded, the first failure).
+    A last packet the file cuts short is left out, as the reader does (data/index.py).
 
     The decoder is told to stop on errors it would otherwise hide (``err_detect``), so damaged
     data anywhere in the file shows, not only in the clip ``probe_video`` times."""
@@ -127,6 +129,7 @@ def decode_all(path: str | Path) -> tuple[int, str]:
         stream.codec_context.options = {"err_detect": ERR_DETECT}
         stream.thread_type = "AUTO"  # a whole-file pass: every core helps
         packets = container.demux(stream)
+        held = None  # a cut-short packet: decoded once data follows (a last one is left out)
         while True:
             try:
                 packet = next(packets)
@@ -135,10 +138,16 @@ def decode_all(path: str | Path) -> tuple[int, str]:
             except (av.FFmpegError, OSError) as e:
                 why = why or f"demuxing stopped after frame {decoded} ({_err(e)})"
                 break
-            try:
-                decoded += len(packet.decode())  # the last, empty packet flushes the decoder
-            except av.FFmpegError as e:
-                why = why or f"near frame {decoded}: {_err(e)}"
+            batch = [packet]
+            if packet.size and held is not None:
+                batch, held = [held, packet], None
+            if packet.size and packet.is_corrupt:
+                batch, held = batch[:-1], packet
+            for pkt in batch:
+                try:
+                    decoded += len(pkt.decode())  # the last, empty packet flushes the decoder
+                except av.FFmpegError as e:
+                    why = why or f"near frame {decoded}: {_err(e)}"
     return decoded, why
 
 
@@ -155,8 +164,10 @@ def probe_video(
 
     ``full``: also decode every frame (``decode_all``; as slow as decoding the video)."""
     p = Path(path)
-    if not p.is_file():
-        return _record(p, ok=False, problems=["unreadable: file not found"])
+    try:  # the reader's reasons: an empty file, a folder, a link loop, no permission
+        check_video_file(p)
+    except VideoDecodeError as e:
+        return _record(p, ok=False, problems=[f"unreadable: {e.reason}"])
     rec = _record(p, bytes=p.stat().st_size)
     probs: list[str] = rec["problems"]
     try:
@@ -188,15 +199,20 @@ def probe_video(
             rec["audio"] = _format_name(container.streams.audio[0].codec_context)
         pts: list[int] = []
         keys: list[int] = []
+        cut = False
         try:
             for packet in container.demux(stream):
-                if packet.size == 0 or packet.pts is None:
-                    continue
+                if packet.size == 0 or packet.pts is None or packet.is_discard:
+                    continue  # (an edit list hides a discarded packet: not a frame)
                 pts.append(packet.pts)
                 if packet.is_keyframe:
                     keys.append(packet.pts)
+                cut = packet.is_corrupt
         except (av.FFmpegError, OSError) as e:
             probs.append(f"unreadable: demuxing stopped early ({e})")
+        if cut and pts:  # the reader leaves out a last frame whose data the file cuts short
+            pts.pop()
+            probs.append("truncated: the file ends inside its last frame's data")
         pts.sort()
         stated = stated_duration(container, stream)
         tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 30)
@@ -277,7 +293,8 @@ def probe_video(
 def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -> list[str]:
     """Files, folders (videos below them, by suffix) and list files (their paths) -> paths.
 
-    A list file is a file with a suffix in LIST_SUFFIXES; a missing input is FileNotFoundError.
+    A list file is a file with a suffix in LIST_SUFFIXES; a missing input is FileNotFoundError
+    (a broken link is kept: its record says why it cannot be read).
     """
     out: list[str] = []
     for item in inputs:
@@ -288,7 +305,7 @@ def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -
                        if is_listed_video(f) and not hidden_below(f, p))  # fmt: skip
         elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
             out.extend(list_file_paths(p, separator=separator))
-        elif p.is_file():
+        elif p.is_file() or p.is_symlink():  # a broken link or a link loop is reported
             out.append(str(p))
         else:
             raise FileNotFoundError(f"input not found: {p} (expected a video, folder or list)")

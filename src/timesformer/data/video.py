@@ -40,8 +40,9 @@ import av
 import numpy as np
 import torch
 
-from ..files import missing_reason
+from ..files import missing_reason, printable_path
 from .index import PacketIndex, packet_index
+from .index import ffmpeg_reason as _err
 from .rotation import display_rotation, upright
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class VideoDecodeError(RuntimeError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"cannot read video {self.path}: {reason}")
+        super().__init__(f"cannot read video {printable_path(self.path)}: {reason}")
 
 
 def stated_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
@@ -171,18 +172,6 @@ class VideoReadWarning(UserWarning):
 
 class VideoTruncatedWarning(VideoReadWarning):
     """A video ends before its container says it should: it is read as a shorter video."""
-
-
-def _err(e: BaseException) -> str:
-    """A short reason from an FFmpeg/OS exception."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if isinstance(e, av.FFmpegError) and isinstance(e, PermissionError):
-        # FFmpeg's decoders report some damaged packets as EPERM, which PyAV raises as a
-        # PermissionError: it is about the data, not file permissions
-        return f"damaged data (FFmpeg: {getattr(e, 'strerror', None) or text})"
-    if isinstance(e, av.FFmpegError) and getattr(e, "strerror", None):
-        return f"FFmpeg: {e.strerror}"  # without the errno number and the file name again
-    return f"{type(e).__name__}: {text}"
 
 
 def no_video_reason(container: av.container.InputContainer) -> str:
@@ -293,7 +282,7 @@ class VideoReader:
     def _warn(self, reason: str, category: type[VideoReadWarning] = VideoReadWarning) -> None:
         """Emit a warning for this file and keep its reason in ``self.warnings``."""
         self.warnings.append(reason)
-        warnings.warn(f"video {self.path}: {reason}", category, stacklevel=3)
+        warnings.warn(f"video {printable_path(self.path)}: {reason}", category, stacklevel=3)
 
     def _refuse_images(self) -> None:
         """NotAVideoError for a still image (an image container, or one frame of an image
@@ -309,7 +298,9 @@ class VideoReader:
         for note in index.notes:
             self._warn(note)
         if not index.num_frames:
-            raise VideoDecodeError(self.path, "zero video frames")
+            n = index.stated_frames  # a file cut inside its first frame's data
+            cut = f" (truncated: the container states {n} frames)" if n else ""
+            raise VideoDecodeError(self.path, f"zero video frames{cut}")
         pts = index.pts.tolist()
         stated = index.stated_frames
         if stated > 0 and len(pts) < stated - max(2, stated // 50):
@@ -324,6 +315,7 @@ class VideoReader:
                 "come back as their namesakes"
             )
         self._pts: list[int] = pts  # presentation order
+        self._listed = set(pts)
         self._keys: list[int] = index.keys.tolist()
         first = self._pts[0]
         tb = self._stream.time_base
@@ -397,6 +389,8 @@ class VideoReader:
         cc = self._stream.codec_context
         try:
             for packet in self._container.demux(self._stream):
+                if packet.is_corrupt and packet.pts not in self._listed:
+                    continue  # a cut-short last packet, left out of the index
                 if wanted is not None:
                     skip = packet.pts is not None and packet.pts not in wanted
                     cc.skip_frame = "NONREF" if skip else "DEFAULT"
