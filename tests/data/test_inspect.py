@@ -197,6 +197,15 @@ def test_check_bad_input_one_line(videos, capsys, argv, match):
     assert len(err) == 1 and match in err[0] and "Traceback" not in err[0]
 
 
+def test_check_names_a_folder_that_holds_no_videos_among_other_inputs(videos, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no videos here")
+    argv = ["data", "check", str(videos / "tiny.mp4"), str(tmp_path / "empty")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "empty holds no video files" in err[0], err
+
+
 def test_check_a_binary_list_is_named(videos, tmp_path, capsys):
     binlist = tmp_path / "binlist.csv"
     binlist.write_bytes((videos / "still.png").read_bytes())  # a PNG with a list's name

@@ -97,7 +97,9 @@ def expand_inputs(
         if path.is_dir():
             found = _scan(path, recursive)
             if not found:
-                raise InputError(f"folder {printable_path(path)} holds no video files ({_exts()})")
+                raise InputError(
+                    f"folder {printable_path(path)} holds no video files ({extensions_hint()})"
+                )
             for p in found:
                 add(p, p.relative_to(path).as_posix())
         elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
@@ -231,5 +233,6 @@ def _rel(p: Path, base: Path) -> str:
         return p.name
 
 
-def _exts() -> str:
+def extensions_hint() -> str:
+    """The first video suffixes a folder scan looks for, for messages: ".avi, .m4v, ..."."""
     return ", ".join(sorted(VIDEO_EXTENSIONS)[:6]) + ", ..."

@@ -31,9 +31,9 @@ from typing import Any
 import av
 import torch
 
-from ..files import hidden_below
+from ..files import hidden_below, printable_path
 from .index import ffmpeg_reason as _err
-from .inputs import is_listed_video
+from .inputs import extensions_hint, is_listed_video
 from .listfile import list_file_paths
 from .rotation import display_rotation
 from .sampling import clip_span, train_clip_indices
@@ -293,16 +293,22 @@ def probe_video(
 def collect_videos(inputs: Iterable[str | Path], separator: str | None = None) -> list[str]:
     """Files, folders (videos below them, by suffix) and list files (their paths) -> paths.
 
-    A list file is a file with a suffix in LIST_SUFFIXES; a missing input is FileNotFoundError
-    (a broken link is kept: its record says why it cannot be read).
+    A list file is a file with a suffix in LIST_SUFFIXES; a missing input is FileNotFoundError,
+    a folder holding no videos a ValueError (a broken link is kept: its record says why it cannot
+    be read).
     """
     out: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             # the scan rule of every command (a broken link is kept: it is reported)
-            out.extend(str(f) for f in sorted(p.rglob("*"))
-                       if is_listed_video(f) and not hidden_below(f, p))  # fmt: skip
+            found = [str(f) for f in sorted(p.rglob("*"))
+                     if is_listed_video(f) and not hidden_below(f, p)]  # fmt: skip
+            if not found:  # as predict and extract: a folder named for nothing is a mistake
+                raise ValueError(
+                    f"folder {printable_path(p)} holds no video files ({extensions_hint()})"
+                )
+            out.extend(found)
         elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
             out.extend(list_file_paths(p, separator=separator))
         elif p.is_file() or p.is_symlink():  # a broken link or a link loop is reported
