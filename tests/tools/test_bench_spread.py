@@ -30,7 +30,8 @@ def test_busy_case_is_marked_next_to_its_ratio_and_goal() -> None:
     r["impls"]["hf"]["latency_s"].update(spread=0.5, busy=True)  # as if the machine was busy
     r["spread_warning"] = spread_warning(r)
     report = {**B.new_report(), "cases": [r]}
-    report["goals"] = evaluate_goals(report, [Goal("t", r["label"], "time", 10.0)])
+    # a target no ratio misses: this test is about the marking (a busy machine skews the ratio)
+    report["goals"] = evaluate_goals(report, [Goal("t", r["label"], "time", 1e9)])
     assert report["goals"][0]["busy"] and report["goals"][0]["met"] is True
     md = to_markdown(report)
     assert "**busy** (spread 50%)" in md and "yes (busy: runs varied by over 20%)" in md

@@ -61,22 +61,44 @@ def set_options(
                 m.kernel = attention_kernel
 
 
-def block_forward(block: Block, x: Tensor, geom: tuple[int, int, int]) -> Tensor:
-    """`block(x, geom)` without autograd: x (rows, L, D) -> a new (rows, L, D) tensor."""
+def block_forward(
+    block: Block, x: Tensor, geom: tuple[int, int, int], cls_only: bool = False
+) -> Tensor:
+    """`block(x, geom, cls_only=...)` without autograd: x (rows, L, D) -> a new (rows, L, D)
+    tensor, or (rows, 1, D) with `cls_only` (the class token's rows alone)."""
     chunk = block.inference_chunk_tokens or (1 << 62)
     if block.attention_type == "divided_space_time":
-        out = _divided(block, x, geom, chunk)
+        out = _divided(block, x, geom, chunk, cls_only)
     elif block.attention_type in ("space_only", "joint_space_time"):
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # (rows, L, D)
+        L = 1 if cls_only else x.shape[1]
+        out = torch.empty((x.shape[0], L, x.shape[2]), dtype=x.dtype, device=x.device)
         rows = max(1, chunk // x.shape[1])  # joint: whole clips; space_only: frames
         for r0 in range(0, x.shape[0], rows):
             xr = x[r0 : r0 + rows]  # (r, L, D)
-            y = _proj(block.attn, block.attn.attend(block.norm1(xr), block.packed_linears), block)
-            _add_into(out[r0 : r0 + rows], xr, y)
+            h = block.norm1(xr)
+            if cls_only:
+                a = cls_attend(block.attn, h, block.packed_linears)  # (r, 1, D)
+            else:
+                a = block.attn.attend(h, block.packed_linears)  # (r, L, D)
+            _add_into(out[r0 : r0 + rows], xr[:, :L], _proj(block.attn, a, block))
     else:  # partitioned schemes: the reference attention, then the MLP in place
         out = block._partitioned(x, geom, None)
+        if cls_only:
+            out = out[:, :1].contiguous()  # (rows, 1, D)
     _mlp_inplace(block, out, chunk)
     return out
+
+
+def cls_attend(attn: nn.Module, h: Tensor, packed_qkv: bool) -> Tensor:
+    """The attention output of each group's first token (the class token) over its whole group,
+    before the output projection: h (G, L, D) -> (G, 1, D). Keys and values of every token,
+    one query per group (plain SDPA: one query row is no work for any kernel)."""
+    G, L, D = h.shape
+    qkv = packed.module_linear(attn.qkv, h) if packed_qkv else attn.qkv(h)  # (G, L, 3D)
+    qkv = qkv.view(G, L, 3, attn.num_heads, attn.head_dim)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (G, h, L, d), views
+    out = F.scaled_dot_product_attention(q[:, :, :1], k, v)  # (G, h, 1, d)
+    return out.transpose(1, 2).reshape(G, 1, D)
 
 
 def _add_into(dst: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
@@ -143,8 +165,11 @@ def _temporal_out(block: Block) -> tuple[Tensor, Tensor]:
     return cache[1], cache[2]
 
 
-def _divided(block: Block, x: Tensor, geom: tuple[int, int, int], chunk: int) -> Tensor:
-    """Divided space-time attention (temporal, then spatial) of x (B, 1 + T*N, D), no MLP."""
+def _divided(
+    block: Block, x: Tensor, geom: tuple[int, int, int], chunk: int, cls_only: bool = False
+) -> Tensor:
+    """Divided space-time attention (temporal, then spatial) of x (B, 1 + T*N, D), no MLP;
+    with `cls_only` the spatial step runs the class token's queries alone: (B, 1, D)."""
     T, gh, gw = geom
     N = gh * gw
     B, _, D = x.shape
@@ -169,10 +194,18 @@ def _divided(block: Block, x: Tensor, geom: tuple[int, int, int], chunk: int) ->
         _add_into(frames[:, :, 1 + n0 : 1 + n0 + n], xp[:, :, n0 : n0 + n], y)
     # spatial step, over chunks of frames: each frame attends over its class-token copy and
     # its patches; the class token's outputs are averaged over the frames
+    step = max(1, chunk // (B * (1 + N)))
+    if cls_only:
+        cls_sum = x.new_zeros(B, D)
+        for t0 in range(0, T, step):
+            t = min(step, T - t0)
+            h = block.norm1(frames[:, t0 : t0 + t]).reshape(B * t, 1 + N, D)
+            a = cls_attend(block.attn, h, block.packed_linears)  # (B*t, 1, D)
+            cls_sum += _proj(block.attn, a, block).view(B, t, D).sum(1)  # (B, D)
+        return torch.add(x[:, :1], cls_sum.unsqueeze(1), alpha=1.0 / T)  # (B, 1, D)
     out = x.new_empty(B, 1 + T * N, D)
     out_p = out[:, 1:].view(B, T, N, D)
     cls_sum = x.new_zeros(B, D)
-    step = max(1, chunk // (B * (1 + N)))
     for t0 in range(0, T, step):
         t = min(step, T - t0)
         s = frames[:, t0 : t0 + t]  # (B, t, 1+N, D)
