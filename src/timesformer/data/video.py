@@ -47,10 +47,11 @@ from .rotation import display_rotation, upright
 
 log = logging.getLogger(__name__)
 
-# what folder scans take as videos, in every command (predict, extract, data check/prepare/lists)
+# what folder scans take as videos, in every command (predict, extract, data check/prepare/lists,
+# class-folder datasets); an animated .gif is a video, a still one is refused per file as an image
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".flv", ".3gp", ".wmv",
-    ".ts", ".mts", ".m2ts", ".mxf",
+    ".ts", ".mts", ".m2ts", ".mxf", ".gif",
 )  # fmt: skip
 
 # Seeking costs about as much as decoding a few frames: skip ahead only past more than this.
