@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from _video_helpers import index_frames
 from PIL import Image
 
 from timesformer.cli import main
 from timesformer.data.datasets import scan_folder
 from timesformer.data.inputs import expand_inputs
-from timesformer.data.inspect import collect_videos
+from timesformer.data.inspect import collect_videos, probe_video
 from timesformer.data.prepare import find_videos
-from timesformer.data.video import VideoReader
+from timesformer.data.video import VideoDecodeError, VideoReader
 
 
 def _gifs(folder, animated=True, still=True):
@@ -47,3 +48,33 @@ def test_check_a_folder_of_gifs_reports_the_still_one_as_an_image(tmp_path, caps
     assert records["anim.gif"]["frames"] == 4 and records["anim.gif"]["clip_ms"] is not None
     assert not records["still.gif"]["ok"]
     assert any("an image" in p for p in records["still.gif"]["problems"])
+
+
+def _y4m(path, width, height, frames=1):
+    """A Y4M file of grey 4:2:0 frames whose header declares `width` x `height`."""
+    head = f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\n".encode()
+    size = width * height * 3 // 2
+    frame = b"FRAME\n" + b"\x80" * (size if size < 1 << 20 else 4096)  # huge ones: cut short
+    path.write_bytes(head + frame * frames)
+    return path
+
+
+def test_a_y4m_header_of_an_impossible_size_is_named_so(tmp_path):
+    path = _y4m(tmp_path / "huge.y4m", 60000, 60000)
+    with pytest.raises(VideoDecodeError) as info:
+        VideoReader(path)
+    msg = str(info.value)
+    assert "Device or resource busy" not in msg and "\n" not in msg and "huge.y4m" in msg
+    assert "frames of 60000x60000 (3600 MP), as the Y4M header declares, are larger than " in msg
+    assert "FFmpeg can decode at all" in msg
+    assert probe_video(path)["problems"] == [f"unreadable: {info.value.reason}"]
+    with VideoReader(_y4m(tmp_path / "small.y4m", 64, 48, frames=3)) as r:  # a sane one reads
+        assert r.num_frames == 3 and (r.width, r.height) == (64, 48)
+
+
+def test_frames_above_the_limit_but_within_ffmpeg_say_how_to_allow_them(tmp_path, monkeypatch):
+    path = _y4m(tmp_path / "wide.y4m", 64, 48, frames=2)
+    monkeypatch.setenv("TIMESFORMER_MAX_FRAME_PIXELS", "1000")
+    with pytest.raises(VideoDecodeError, match=r"frames of 64x48 \(0.00307 MP\) are larger than the "
+                       r"0.001 MP this reads \(as set by TIMESFORMER_MAX_FRAME_PIXELS"):  # fmt: skip
+        VideoReader(path)

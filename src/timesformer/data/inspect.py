@@ -35,6 +35,7 @@ from ..files import hidden_below, printable_path
 from .index import ffmpeg_reason as _err
 from .inputs import extensions_hint, is_listed_video
 from .listfile import list_file_paths
+from .refusals import declared_size_reason
 from .rotation import display_rotation
 from .sampling import clip_span, train_clip_indices
 from .video import (
@@ -173,7 +174,10 @@ def probe_video(
     try:
         container = av.open(str(p), metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as e:
-        if _looks_like_image(p):
+        too_large = declared_size_reason(p)  # FFmpeg's reason would be "Device or resource busy"
+        if too_large:
+            probs.append(f"unreadable: {too_large}")
+        elif _looks_like_image(p):
             probs.append("not a video: an image")
         else:
             why = getattr(e, "strerror", None) or str(e).strip() or type(e).__name__

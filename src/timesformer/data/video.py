@@ -43,6 +43,7 @@ import torch
 from ..files import missing_reason, printable_path
 from .index import PacketIndex, packet_index
 from .index import ffmpeg_reason as _err
+from .refusals import declared_size_reason, frame_size_reason, max_frame_pixels
 from .rotation import display_rotation, upright
 
 log = logging.getLogger(__name__)
@@ -133,21 +134,6 @@ def video_stream(container: av.container.InputContainer) -> av.VideoStream | Non
     return best if best is not None else streams[0]
 
 
-MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD; larger frames are refused (TIMESFORMER_MAX_FRAME_PIXELS)
-
-
-def max_frame_pixels() -> int:
-    """The largest frame (width x height) a reader decodes: a tiny file of huge frames would
-    otherwise take gigabytes. $TIMESFORMER_MAX_FRAME_PIXELS overrides the 8K UHD default."""
-    text = os.environ.get("TIMESFORMER_MAX_FRAME_PIXELS", "").strip()
-    try:
-        return int(text) if text else MAX_FRAME_PIXELS
-    except ValueError:
-        raise ValueError(
-            f"TIMESFORMER_MAX_FRAME_PIXELS={text!r}: expected a whole number of pixels"
-        ) from None
-
-
 def check_video_file(path: str | Path) -> None:
     """Raise VideoDecodeError (NotAVideoError for a folder or an empty file) unless `path` is a
     non-empty file this process may read: one reason per case, before FFmpeg sees it."""
@@ -233,8 +219,9 @@ class VideoReader:
         try:
             self._container = av.open(self.path, metadata_errors="ignore")
         except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+            why = declared_size_reason(path)  # FFmpeg: "Device or resource busy" for a Y4M's
             raise VideoDecodeError(
-                path, f"cannot open: truncated, corrupt or not a media file ({_err(e)})"
+                path, why or f"cannot open: truncated, corrupt or not a media file ({_err(e)})"
             ) from e
         try:
             stream = video_stream(self._container)
@@ -244,13 +231,9 @@ class VideoReader:
             if self._stream.codec_context is None:
                 raise VideoDecodeError(path, "no decoder for its video stream (unknown codec)")
             w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-            if w * h > max_frame_pixels():
-                raise VideoDecodeError(
-                    path,
-                    f"frames of {w}x{h} ({w * h / 1e6:.0f} MP) are larger than the "
-                    f"{max_frame_pixels() / 1e6:.0f} MP this reads (8K UHD; set "
-                    "TIMESFORMER_MAX_FRAME_PIXELS to allow more)",
-                )
+            too_large = frame_size_reason(w, h)
+            if too_large:
+                raise VideoDecodeError(path, too_large)
             if threads != 1:
                 self._stream.thread_type = "AUTO"
                 self._stream.thread_count = max(threads, 0)
