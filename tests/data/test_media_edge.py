@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import av
 import pytest
 from _video_helpers import index_frames
 from PIL import Image
@@ -13,7 +14,7 @@ from timesformer.data.datasets import scan_folder
 from timesformer.data.inputs import expand_inputs
 from timesformer.data.inspect import collect_videos, probe_video
 from timesformer.data.prepare import find_videos
-from timesformer.data.video import VideoDecodeError, VideoReader
+from timesformer.data.video import NotAVideoError, VideoDecodeError, VideoReader
 
 
 def _gifs(folder, animated=True, still=True):
@@ -47,7 +48,7 @@ def test_check_a_folder_of_gifs_reports_the_still_one_as_an_image(tmp_path, caps
     assert rc == 1 and set(records) == {"anim.gif", "still.gif"}
     assert records["anim.gif"]["frames"] == 4 and records["anim.gif"]["clip_ms"] is not None
     assert not records["still.gif"]["ok"]
-    assert any("an image" in p for p in records["still.gif"]["problems"])
+    assert records["still.gif"]["problems"] == ["not a video: an image (GIF)"]
 
 
 def _y4m(path, width, height, frames=1):
@@ -78,3 +79,32 @@ def test_frames_above_the_limit_but_within_ffmpeg_say_how_to_allow_them(tmp_path
     with pytest.raises(VideoDecodeError, match=r"frames of 64x48 \(0.00307 MP\) are larger than the "
                        r"0.001 MP this reads \(as set by TIMESFORMER_MAX_FRAME_PIXELS"):  # fmt: skip
         VideoReader(path)
+
+
+def _mjpeg_avi(path, frames):
+    """An AVI of `frames` 64x48 MJPEG frames."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mjpeg", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuvj420p"
+        for f in index_frames(frames):
+            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_check_and_the_reader_give_one_reason_for_huge_mjpeg(tmp_path, monkeypatch, frames):
+    # a 9000x5000 MJPEG against the 8K limit, in small: 64x48 frames against a 1000-pixel one
+    path = _mjpeg_avi(tmp_path / "big.avi", frames)
+    monkeypatch.setenv("TIMESFORMER_MAX_FRAME_PIXELS", "1000")
+    with pytest.raises(VideoDecodeError) as info:
+        VideoReader(path)
+    reason = info.value.reason
+    if frames == 1:  # one picture of an image codec: an image, however large
+        assert isinstance(info.value, NotAVideoError) and reason == "an image (JPEG), not a video"
+        assert probe_video(path)["problems"] == ["not a video: an image (JPEG)"]
+    else:
+        assert reason.startswith("frames of 64x48 (0.00307 MP) are larger than the 0.001 MP")
+        assert probe_video(path)["problems"] == [f"unreadable: {reason}"]

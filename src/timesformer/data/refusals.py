@@ -1,5 +1,6 @@
 """What is refused before decoding, decided in one place for the reader and ``data check``.
 
+A still image is not a video (``image_kind``: asked first, so a huge photo is named an image).
 Frames too large to decode are refused (``frame_size_reason``): above ``max_frame_pixels()``
 (8K UHD unless $TIMESFORMER_MAX_FRAME_PIXELS says otherwise), a tiny file of huge frames would
 take gigabytes; beyond what FFmpeg itself decodes, a header is damaged. FFmpeg reports a Y4M header of such a
@@ -14,6 +15,10 @@ from pathlib import Path
 
 MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD; larger frames are refused (TIMESFORMER_MAX_FRAME_PIXELS)
 _MAX_ENV = "TIMESFORMER_MAX_FRAME_PIXELS"
+# Containers FFmpeg uses for still images, and codecs of single pictures.
+IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe",
+                 "gif_pipe", "pgm_pipe", "ppm_pipe", "qoi_pipe", "jpegxl_pipe")  # fmt: skip
+IMAGE_CODECS = ("png", "mjpeg", "bmp", "webp", "tiff", "gif", "jpeg2000", "qoi", "ppm", "jpegls")
 
 
 def max_frame_pixels() -> int:
@@ -50,6 +55,16 @@ def frame_size_reason(width: int, height: int, declared_by: str = "") -> str | N
 def _mp(pixels: int) -> str:
     """Megapixels for messages: "45", "3600", "0.001"."""
     return f"{pixels / 1e6:.0f}" if pixels >= 10**7 else f"{pixels / 1e6:.3g}"
+
+
+def image_kind(format_name: str, codec: str, frames: int) -> str | None:
+    """The kind of still image ("PNG", "JPEG", "GIF") a file is, or None for a video: an image
+    container, or one frame of an image codec (a one-frame mp4 of H.264 stays a video)."""
+    fmt = format_name or ""
+    if fmt not in IMAGE_FORMATS and not (frames == 1 and codec in IMAGE_CODECS):
+        return None
+    kind = fmt[: -len("_pipe")] if fmt.endswith("_pipe") else codec
+    return {"jpeg": "JPEG", "mjpeg": "JPEG"}.get(kind, kind.upper())
 
 
 def declared_size_reason(path: str | Path) -> str | None:

@@ -43,7 +43,7 @@ import torch
 from ..files import missing_reason, printable_path
 from .index import PacketIndex, packet_index
 from .index import ffmpeg_reason as _err
-from .refusals import declared_size_reason, frame_size_reason, max_frame_pixels
+from .refusals import declared_size_reason, frame_size_reason, image_kind, max_frame_pixels
 from .rotation import display_rotation, upright
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,6 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
 
 # Seeking costs about as much as decoding a few frames: skip ahead only past more than this.
 _SEEK_MIN_GAP = 8
-# Containers FFmpeg uses for still images, and codecs of single pictures.
-_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe",
-                  "gif_pipe", "pgm_pipe", "ppm_pipe", "qoi_pipe", "jpegxl_pipe")  # fmt: skip
-_IMAGE_CODECS = ("png", "mjpeg", "bmp", "webp", "tiff", "gif", "jpeg2000", "qoi", "ppm")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # http://, rtsp://, s3://, also "http:/x"
 
 
@@ -230,10 +226,6 @@ class VideoReader:
             self._stream = stream
             if self._stream.codec_context is None:
                 raise VideoDecodeError(path, "no decoder for its video stream (unknown codec)")
-            w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-            too_large = frame_size_reason(w, h)
-            if too_large:
-                raise VideoDecodeError(path, too_large)
             if threads != 1:
                 self._stream.thread_type = "AUTO"
                 self._stream.thread_count = max(threads, 0)
@@ -244,7 +236,10 @@ class VideoReader:
             self._use_index(index)
             cc = self._stream.codec_context
             self.codec: str = cc.name
-            self._refuse_images()
+            self._refuse_images()  # before the size: a huge photo is an image, not too large
+            too_large = frame_size_reason(int(cc.width or 0), int(cc.height or 0))
+            if too_large:
+                raise VideoDecodeError(path, too_large)
         except BaseException:
             self._container.close()
             raise
@@ -271,10 +266,8 @@ class VideoReader:
     def _refuse_images(self) -> None:
         """NotAVideoError for a still image (an image container, or one frame of an image
         codec); a one-frame video in a video container stays a video."""
-        fmt = self._container.format.name or ""
-        if fmt in _IMAGE_FORMATS or (self.num_frames == 1 and self.codec in _IMAGE_CODECS):
-            kind = fmt[: -len("_pipe")] if fmt.endswith("_pipe") else self.codec
-            kind = {"jpeg": "JPEG", "mjpeg": "JPEG"}.get(kind, kind.upper())
+        kind = image_kind(self._container.format.name, self.codec, self.num_frames)
+        if kind:
             raise NotAVideoError(self.path, f"an image ({kind}), not a video")
 
     def _use_index(self, index: PacketIndex) -> None:
