@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import av
+import numpy as np
 import pytest
-from _video_helpers import index_frames
+from _video_helpers import decode_index, index_frames
 from PIL import Image
 
 from timesformer.cli import main
@@ -14,7 +16,7 @@ from timesformer.data.datasets import scan_folder
 from timesformer.data.inputs import expand_inputs
 from timesformer.data.inspect import collect_videos, probe_video
 from timesformer.data.prepare import find_videos
-from timesformer.data.video import NotAVideoError, VideoDecodeError, VideoReader
+from timesformer.data.video import NotAVideoError, VideoDecodeError, VideoReader, VideoReadWarning
 
 
 def _gifs(folder, animated=True, still=True):
@@ -108,3 +110,59 @@ def test_check_and_the_reader_give_one_reason_for_huge_mjpeg(tmp_path, monkeypat
     else:
         assert reason.startswith("frames of 64x48 (0.00307 MP) are larger than the 0.001 MP")
         assert probe_video(path)["problems"] == [f"unreadable: {reason}"]
+
+
+def _mpeg_ps(path, count, codec="mpeg2video", bframes=2, gop=12):
+    """An MPEG-PS (.mpg) file of index frames with B-frames, as FFmpeg's muxer writes it."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.gop_size, s.codec_context.max_b_frames = gop, bframes
+        s.codec_context.qscale = 2
+        s.options = {"bf": str(bframes)}
+        for f in index_frames(count):
+            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("codec, bframes, gop", [("mpeg2video", 2, 12), ("mpeg1video", 3, 6)])
+def test_mpeg_ps_b_frames_with_repeated_timestamps_read_exactly(tmp_path, codec, bframes, gop):
+    path = _mpeg_ps(tmp_path / "b.mpg", 120, codec, bframes, gop)
+    with av.open(str(path)) as c:  # the muxer's timestamps repeat: that is the case here
+        pts = [p.pts for p in c.demux(video=0) if p.size]
+    assert len(pts) == 120 and len(set(pts)) < 120
+    with av.open(str(path)) as c:  # frame k of a straight decode from the start
+        straight = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert decode_index(straight) == list(range(120))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact now: no "namesakes" warning
+        with VideoReader(path) as r:
+            assert (r.num_frames, r.fps, r.duration) == (120, 25.0, pytest.approx(4.8))
+            ask = [36, 37, 5, 119, 0, 36, 64]
+            assert np.array_equal(r.get_frames(ask).numpy(), straight[ask])
+            assert np.array_equal(r.get_frames(range(120)).numpy(), straight)
+            clips = dict(r.iter_clips([[30, 34, 38], [90, 95]]))
+            assert np.array_equal(clips[0].numpy(), straight[[30, 34, 38]])
+            assert r.index_at(36 / 25) == 36 and r.time_of(36) == pytest.approx(36 / 25)
+    rec = probe_video(path, num_frames=4, sampling_rate=2)
+    assert not rec["variable_fps"] and rec["frames"] == 120 and rec["fps"] == "25"
+
+
+def test_a_restarting_clock_still_warns_and_long_files_keep_their_timestamps(tmp_path):
+    from timesformer.data.index import regular_timeline
+
+    _mpeg_ps(tmp_path / "a.mpg", 12, gop=6)
+    joined = tmp_path / "joined.mpg"  # as `cat a.mpg a.mpg`: the clock starts again halfway
+    joined.write_bytes((tmp_path / "a.mpg").read_bytes() * 2)
+    with pytest.warns(VideoReadWarning, match="repeat another frame's timestamp"):
+        VideoReader(joined).close()
+    with av.open(str(tmp_path / "a.mpg")) as c:
+        stream = c.streams.video[0]
+        grid = (48600 + 3600 * np.arange(5000)).astype(np.int64)
+        assert regular_timeline(np.sort(np.r_[grid[:100], grid[:1]][1:]), stream) is None
+        short = np.sort(np.r_[grid[:98], grid[97], grid[99]])  # frame 98's label on frame 97
+        assert np.array_equal(regular_timeline(short, stream), grid[:100])
+        assert regular_timeline(np.sort(np.r_[grid[:-2], grid[-3], grid[-1]]), stream) is None

@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import torch
 
 from ..files import hidden_below, printable_path
 from .index import ffmpeg_reason as _err
+from .index import regular_timeline
 from .inputs import extensions_hint, is_listed_video
 from .listfile import list_file_paths
 from .refusals import declared_size_reason, frame_size_reason, image_kind
@@ -211,6 +213,10 @@ def probe_video(
             pts.pop()
             probs.append("truncated: the file ends inside its last frame's data")
         pts.sort()
+        grid = regular_timeline(np.asarray(pts, dtype=np.int64), stream)
+        if grid is not None:  # timestamps that mislabel B-frames: the reader's true ones
+            relabel = dict(zip(pts, grid.tolist(), strict=True))  # keyframes, near enough
+            pts, keys = grid.tolist(), [relabel[k] for k in keys if k in relabel]
         # the reader's rules, in its order (data/refusals.py): an image, then frames too large
         kind = image_kind(container.format.name, cc.name, len(pts))
         w, h = int(cc.width or stream.width), int(cc.height or stream.height)

@@ -2,7 +2,8 @@
 
 Frame index ``i`` always means the i-th frame in presentation order (sorted by timestamp), so
 results are exact for B-frames, sparse keyframes, variable frame rate and containers that do
-not state a frame count. Frames are located through a packet index (``data/index.py``: a
+not state a frame count (an MPEG-PS whose timestamps mislabel B-frames is read by counting
+frames decoded from its start instead, see ``data/index.py``). Frames are located through a packet index (``data/index.py``: a
 demux-only scan, no decoding, done once per file and cached in memory and optionally on disk,
 so opening a long video again costs no more than opening a short one), then each needed range
 is decoded once: seek to the keyframe at or before its first frame, decode forward, convert to
@@ -255,7 +256,7 @@ class VideoReader:
         self.substituted = 0  # frames the decoder never produced, replaced by a neighbour
         # skip decoding non-reference frames nobody asked for (single-threaded decoding only;
         # turned off for good if a wanted frame ever goes missing while skipping)
-        self._skip_ok = threads == 1
+        self._skip_ok = threads == 1 and not self._in_order  # a skipped frame is not counted
 
     # ------------------------------------------------------------------ index
     def _warn(self, reason: str, category: type[VideoReadWarning] = VideoReadWarning) -> None:
@@ -292,6 +293,8 @@ class VideoReader:
                 "come back as their namesakes"
             )
         self._pts: list[int] = pts  # presentation order
+        # timestamps that label some frames wrongly (data/index.py): frames are counted instead
+        self._in_order = index.by_order
         self._listed = set(pts)
         self._keys: list[int] = index.keys.tolist()
         first = self._pts[0]
@@ -385,6 +388,9 @@ class VideoReader:
         earlier just decodes forward. Decoding jumps ahead only after a pass has returned a
         frame and only to a keyframe beyond the one aimed at, so every pass makes progress.
         """
+        if self._in_order:
+            yield from self._decode_counted(needed)
+            return
         pos, back = 0, 0
         while pos < len(needed):
             aim, from_start = self._seek_for(needed[pos], back)
@@ -444,6 +450,33 @@ class VideoReader:
                     f"frame {needed[pos]} of {self.num_frames} could not be decoded "
                     "(truncated or corrupt file?)",
                 )
+
+    def _decode_counted(self, needed: list[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """``_decode_sorted`` for a stream whose timestamps mislabel frames: decode from the
+        start and take the i-th frame out of the decoder as frame i (decoders put out frames in
+        presentation order)."""
+        self._seek_to(None)
+        pos = 0
+        frames = self._decode_forward(None)
+        try:
+            for idx, frame in enumerate(frames):
+                if needed[pos] == idx and (frame.height, frame.width) != self._stored_size:
+                    self._check_resized(frame, idx)
+                while pos < len(needed) and needed[pos] == idx:
+                    yield idx, frame
+                    pos += 1
+                if pos == len(needed):
+                    return
+        except av.FFmpegError as e:
+            raise VideoDecodeError(
+                self.path, f"decoding failed near frame {needed[pos]} ({_err(e)})"
+            ) from e
+        finally:
+            frames.close()
+        raise VideoDecodeError(
+            self.path, f"frame {needed[pos]} of {self.num_frames} could not be decoded "
+            "(counted from the start: truncated or corrupt file?)",
+        )  # fmt: skip
 
     def _check_resized(self, frame: av.VideoFrame, idx: int) -> None:
         """A frame of another size (legal in MPEG-TS, H.264): past the pixel limit refused."""
