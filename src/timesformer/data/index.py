@@ -19,6 +19,7 @@ import hashlib
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -28,7 +29,10 @@ from ..files import atomic_write
 
 INDEX_DIR_ENV = "TIMESFORMER_VIDEO_INDEX_DIR"
 MEMORY_BUDGET_FRAMES = 4_000_000  # about 32 MB of timestamps per process (37 h at 30 fps)
-_FORMAT_VERSION = 2  # 2: packets an edit list hides are left out (1 counted them)
+_FORMAT_VERSION = 3  # 3: by_order; 2: packets an edit list hides are left out (1 counted them)
+# A stream whose timestamps repeat but fill a regular grid (MPEG-PS with B-frames) is read by
+# counting frames from its start: exact, but every read decodes from the start, so only this long
+ORDER_MAX_FRAMES = 3000
 
 FileKey = tuple[str, int, int]  # (real path, size in bytes, mtime in ns)
 
@@ -45,6 +49,7 @@ class PacketIndex:
     stated_frames: int
     notes: tuple[str, ...] = ()
     by_decoding: bool = False  # timestamps came from decoding (packets carried none)
+    by_order: bool = False  # frames are found by counting decoded frames, not by timestamp
 
     @property
     def num_frames(self) -> int:
@@ -108,6 +113,10 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
         except (av.FFmpegError, OSError) as e:
             notes.append(f"decoding stopped early after {len(pts)} frames ({ffmpeg_reason(e)})")
     order = np.sort(np.asarray(pts, dtype=np.int64))  # (N,) presentation order
+    grid = regular_timeline(order, stream)
+    by_order = grid is not None
+    if by_order:  # misplaced timestamps: the true ones, and decoding starts at the start
+        order, keys = grid, grid[:1].tolist()
     k = np.unique(np.asarray(keys, dtype=np.int64))
     if len(order):
         k = k[k >= order[0]]
@@ -116,7 +125,31 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
     # an edit list makes the stated count unreliable: it counts hidden samples, some of which
     # the demuxer leaves out altogether; the stated duration (the shown part) still checks a cut
     stated = 0 if hidden else int(stream.frames or 0)
-    return PacketIndex(order, k, stated, tuple(notes), by_decoding)
+    return PacketIndex(order, k, stated, tuple(notes), by_decoding, by_order)
+
+
+def regular_timeline(pts: np.ndarray, stream: av.VideoStream) -> np.ndarray | None:
+    """The true timestamps of sorted ``pts`` that repeat some values yet lie on the grid of
+    the stream's stated rate, spanning exactly one grid step a frame (an MPEG-PS muxer gives a
+    few B-frame GOPs the timestamps of their neighbours: their frames still decode in order,
+    and only their labels are wrong), else None (no repeats, a clock that restarts, or more
+    than ORDER_MAX_FRAMES frames: counting them is not worth a decode from the start)."""
+    rate = stream.average_rate or stream.guessed_rate
+    if (
+        not 2 <= len(pts) <= ORDER_MAX_FRAMES
+        or not rate
+        or not stream.time_base
+        or len(np.unique(pts)) == len(pts)
+    ):
+        return None
+    step = 1 / (Fraction(rate) * Fraction(stream.time_base))  # ticks a frame
+    grid = pts[0] + np.array([round(i * step) for i in range(len(pts))], dtype=np.int64)
+    if abs(int(grid[-1]) - int(pts[-1])) > 1:
+        return None  # the timestamps span fewer (or more) frames than there are
+    slot = np.rint((pts - pts[0]) / float(step)).astype(np.int64)  # each one's grid point
+    if slot[-1] >= len(grid) or np.any(np.abs(grid[slot] - pts) > 1):
+        return None  # off the grid: a variable or restarting clock, not misplaced labels
+    return grid
 
 
 def file_key(path: str | Path) -> FileKey:
@@ -189,7 +222,9 @@ def load_disk_index(folder: Path, key: FileKey) -> PacketIndex | None:
             if meta[:3] != [_FORMAT_VERSION, key[1], key[2]] or str(z["path"]) != key[0]:
                 return None
             notes = tuple(str(n) for n in z["notes"].tolist())
-            return PacketIndex(z["pts"], z["keys"], int(meta[3]), notes, bool(meta[4]))
+            return PacketIndex(
+                z["pts"], z["keys"], int(meta[3]), notes, bool(meta[4]), bool(meta[5])
+            )
     except (OSError, ValueError, KeyError, IndexError):
         return None
 
@@ -197,7 +232,15 @@ def load_disk_index(folder: Path, key: FileKey) -> PacketIndex | None:
 def save_disk_index(folder: Path, key: FileKey, index: PacketIndex) -> None:
     """Store ``index`` in ``folder`` atomically (best effort: a failed write is not an error)."""
     meta = np.array(
-        [_FORMAT_VERSION, key[1], key[2], index.stated_frames, int(index.by_decoding)], np.int64
+        [
+            _FORMAT_VERSION,
+            key[1],
+            key[2],
+            index.stated_frames,
+            int(index.by_decoding),
+            int(index.by_order),
+        ],
+        np.int64,
     )
 
     def write(tmp: Path) -> None:

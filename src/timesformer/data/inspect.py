@@ -29,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import torch
 
 from ..files import hidden_below, printable_path
 from .index import ffmpeg_reason as _err
+from .index import regular_timeline
 from .inputs import extensions_hint, is_listed_video
 from .listfile import list_file_paths
+from .refusals import declared_size_reason, frame_size_reason, image_kind
 from .rotation import display_rotation
 from .sampling import clip_span, train_clip_indices
 from .video import (
@@ -56,7 +59,6 @@ MIN_SHORT_SIDE = 128
 ERR_DETECT = "explode"  # FFmpeg: stop at damaged data instead of concealing it (data check --full)
 LIST_SUFFIXES = (".csv", ".txt", ".lst", ".list", ".tsv")
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
-_IMAGE_CODECS = {"png", "mjpeg", "jpeg2000", "bmp", "tiff", "webp", "gif", "jpegls", "qoi"}
 
 FIELDS = (
     "path", "ok", "problems", "format", "codec", "width", "height", "rotation",
@@ -173,7 +175,10 @@ def probe_video(
     try:
         container = av.open(str(p), metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as e:
-        if _looks_like_image(p):
+        too_large = declared_size_reason(p)  # FFmpeg's reason would be "Device or resource busy"
+        if too_large:
+            probs.append(f"unreadable: {too_large}")
+        elif _looks_like_image(p):
             probs.append("not a video: an image")
         else:
             why = getattr(e, "strerror", None) or str(e).strip() or type(e).__name__
@@ -189,12 +194,6 @@ def probe_video(
         stream = video_stream(container)
         cc = stream.codec_context
         rec["codec"] = _format_name(cc)  # the format (av1), not the decoder (libdav1d)
-        fmt = container.format.name
-        if fmt == "image2" or fmt.endswith("_pipe") or (cc.name in _IMAGE_CODECS and fmt != "gif"):
-            if int(stream.frames or 0) <= 1:
-                probs.append(f"not a video: an image ({cc.name})")
-                rec["ok"] = False
-                return rec
         if container.streams.audio:
             rec["audio"] = _format_name(container.streams.audio[0].codec_context)
         pts: list[int] = []
@@ -214,6 +213,20 @@ def probe_video(
             pts.pop()
             probs.append("truncated: the file ends inside its last frame's data")
         pts.sort()
+        grid = regular_timeline(np.asarray(pts, dtype=np.int64), stream)
+        if grid is not None:  # timestamps that mislabel B-frames: the reader's true ones
+            relabel = dict(zip(pts, grid.tolist(), strict=True))  # keyframes, near enough
+            pts, keys = grid.tolist(), [relabel[k] for k in keys if k in relabel]
+        # the reader's rules, in its order (data/refusals.py): an image, then frames too large
+        kind = image_kind(container.format.name, cc.name, len(pts))
+        w, h = int(cc.width or stream.width), int(cc.height or stream.height)
+        refused = f"not a video: an image ({kind})" if kind else None
+        if not refused and frame_size_reason(w, h):
+            refused = f"unreadable: {frame_size_reason(w, h)}"
+        if refused:
+            rec.update(width=w, height=h, frames=len(pts), ok=False)
+            probs[:] = [refused]  # the one reason: nothing else about it matters
+            return rec
         stated = stated_duration(container, stream)
         tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 30)
         fps, variable = _frame_rate(pts, tb, stream)

@@ -2,7 +2,8 @@
 
 Frame index ``i`` always means the i-th frame in presentation order (sorted by timestamp), so
 results are exact for B-frames, sparse keyframes, variable frame rate and containers that do
-not state a frame count. Frames are located through a packet index (``data/index.py``: a
+not state a frame count (an MPEG-PS whose timestamps mislabel B-frames is read by counting
+frames decoded from its start instead, see ``data/index.py``). Frames are located through a packet index (``data/index.py``: a
 demux-only scan, no decoding, done once per file and cached in memory and optionally on disk,
 so opening a long video again costs no more than opening a short one), then each needed range
 is decoded once: seek to the keyframe at or before its first frame, decode forward, convert to
@@ -43,22 +44,20 @@ import torch
 from ..files import missing_reason, printable_path
 from .index import PacketIndex, packet_index
 from .index import ffmpeg_reason as _err
+from .refusals import declared_size_reason, frame_size_reason, image_kind, max_frame_pixels
 from .rotation import display_rotation, upright
 
 log = logging.getLogger(__name__)
 
-# what folder scans take as videos, in every command (predict, extract, data check/prepare/lists)
+# what folder scans take as videos, in every command (predict, extract, data check/prepare/lists,
+# class-folder datasets); an animated .gif is a video, a still one is refused per file as an image
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".flv", ".3gp", ".wmv",
-    ".ts", ".mts", ".m2ts", ".mxf",
+    ".ts", ".mts", ".m2ts", ".mxf", ".gif",
 )  # fmt: skip
 
 # Seeking costs about as much as decoding a few frames: skip ahead only past more than this.
 _SEEK_MIN_GAP = 8
-# Containers FFmpeg uses for still images, and codecs of single pictures.
-_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe",
-                  "gif_pipe", "pgm_pipe", "ppm_pipe", "qoi_pipe", "jpegxl_pipe")  # fmt: skip
-_IMAGE_CODECS = ("png", "mjpeg", "bmp", "webp", "tiff", "gif", "jpeg2000", "qoi", "ppm")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # http://, rtsp://, s3://, also "http:/x"
 
 
@@ -130,21 +129,6 @@ def video_stream(container: av.container.InputContainer) -> av.VideoStream | Non
     except (av.FFmpegError, ValueError):
         best = None
     return best if best is not None else streams[0]
-
-
-MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD; larger frames are refused (TIMESFORMER_MAX_FRAME_PIXELS)
-
-
-def max_frame_pixels() -> int:
-    """The largest frame (width x height) a reader decodes: a tiny file of huge frames would
-    otherwise take gigabytes. $TIMESFORMER_MAX_FRAME_PIXELS overrides the 8K UHD default."""
-    text = os.environ.get("TIMESFORMER_MAX_FRAME_PIXELS", "").strip()
-    try:
-        return int(text) if text else MAX_FRAME_PIXELS
-    except ValueError:
-        raise ValueError(
-            f"TIMESFORMER_MAX_FRAME_PIXELS={text!r}: expected a whole number of pixels"
-        ) from None
 
 
 def check_video_file(path: str | Path) -> None:
@@ -232,8 +216,9 @@ class VideoReader:
         try:
             self._container = av.open(self.path, metadata_errors="ignore")
         except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+            why = declared_size_reason(path)  # FFmpeg: "Device or resource busy" for a Y4M's
             raise VideoDecodeError(
-                path, f"cannot open: truncated, corrupt or not a media file ({_err(e)})"
+                path, why or f"cannot open: truncated, corrupt or not a media file ({_err(e)})"
             ) from e
         try:
             stream = video_stream(self._container)
@@ -242,14 +227,6 @@ class VideoReader:
             self._stream = stream
             if self._stream.codec_context is None:
                 raise VideoDecodeError(path, "no decoder for its video stream (unknown codec)")
-            w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-            if w * h > max_frame_pixels():
-                raise VideoDecodeError(
-                    path,
-                    f"frames of {w}x{h} ({w * h / 1e6:.0f} MP) are larger than the "
-                    f"{max_frame_pixels() / 1e6:.0f} MP this reads (8K UHD; set "
-                    "TIMESFORMER_MAX_FRAME_PIXELS to allow more)",
-                )
             if threads != 1:
                 self._stream.thread_type = "AUTO"
                 self._stream.thread_count = max(threads, 0)
@@ -260,7 +237,10 @@ class VideoReader:
             self._use_index(index)
             cc = self._stream.codec_context
             self.codec: str = cc.name
-            self._refuse_images()
+            self._refuse_images()  # before the size: a huge photo is an image, not too large
+            too_large = frame_size_reason(int(cc.width or 0), int(cc.height or 0))
+            if too_large:
+                raise VideoDecodeError(path, too_large)
         except BaseException:
             self._container.close()
             raise
@@ -276,7 +256,7 @@ class VideoReader:
         self.substituted = 0  # frames the decoder never produced, replaced by a neighbour
         # skip decoding non-reference frames nobody asked for (single-threaded decoding only;
         # turned off for good if a wanted frame ever goes missing while skipping)
-        self._skip_ok = threads == 1
+        self._skip_ok = threads == 1 and not self._in_order  # a skipped frame is not counted
 
     # ------------------------------------------------------------------ index
     def _warn(self, reason: str, category: type[VideoReadWarning] = VideoReadWarning) -> None:
@@ -287,10 +267,8 @@ class VideoReader:
     def _refuse_images(self) -> None:
         """NotAVideoError for a still image (an image container, or one frame of an image
         codec); a one-frame video in a video container stays a video."""
-        fmt = self._container.format.name or ""
-        if fmt in _IMAGE_FORMATS or (self.num_frames == 1 and self.codec in _IMAGE_CODECS):
-            kind = fmt[: -len("_pipe")] if fmt.endswith("_pipe") else self.codec
-            kind = {"jpeg": "JPEG", "mjpeg": "JPEG"}.get(kind, kind.upper())
+        kind = image_kind(self._container.format.name, self.codec, self.num_frames)
+        if kind:
             raise NotAVideoError(self.path, f"an image ({kind}), not a video")
 
     def _use_index(self, index: PacketIndex) -> None:
@@ -315,6 +293,8 @@ class VideoReader:
                 "come back as their namesakes"
             )
         self._pts: list[int] = pts  # presentation order
+        # timestamps that label some frames wrongly (data/index.py): frames are counted instead
+        self._in_order = index.by_order
         self._listed = set(pts)
         self._keys: list[int] = index.keys.tolist()
         first = self._pts[0]
@@ -408,6 +388,9 @@ class VideoReader:
         earlier just decodes forward. Decoding jumps ahead only after a pass has returned a
         frame and only to a keyframe beyond the one aimed at, so every pass makes progress.
         """
+        if self._in_order:
+            yield from self._decode_counted(needed)
+            return
         pos, back = 0, 0
         while pos < len(needed):
             aim, from_start = self._seek_for(needed[pos], back)
@@ -467,6 +450,33 @@ class VideoReader:
                     f"frame {needed[pos]} of {self.num_frames} could not be decoded "
                     "(truncated or corrupt file?)",
                 )
+
+    def _decode_counted(self, needed: list[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """``_decode_sorted`` for a stream whose timestamps mislabel frames: decode from the
+        start and take the i-th frame out of the decoder as frame i (decoders put out frames in
+        presentation order)."""
+        self._seek_to(None)
+        pos = 0
+        frames = self._decode_forward(None)
+        try:
+            for idx, frame in enumerate(frames):
+                if needed[pos] == idx and (frame.height, frame.width) != self._stored_size:
+                    self._check_resized(frame, idx)
+                while pos < len(needed) and needed[pos] == idx:
+                    yield idx, frame
+                    pos += 1
+                if pos == len(needed):
+                    return
+        except av.FFmpegError as e:
+            raise VideoDecodeError(
+                self.path, f"decoding failed near frame {needed[pos]} ({_err(e)})"
+            ) from e
+        finally:
+            frames.close()
+        raise VideoDecodeError(
+            self.path, f"frame {needed[pos]} of {self.num_frames} could not be decoded "
+            "(counted from the start: truncated or corrupt file?)",
+        )  # fmt: skip
 
     def _check_resized(self, frame: av.VideoFrame, idx: int) -> None:
         """A frame of another size (legal in MPEG-TS, H.264): past the pixel limit refused."""
