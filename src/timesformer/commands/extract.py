@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace, inputs: list) -> int:
     from ..engine.distributed import env_world, pick_device
     from ..engine.extract_run import run_extract
-    from .common import load_model_for_clips, maybe_compile
+    from .common import load_model_for_clips, maybe_compile, print_file_traceback
 
     rank, _, local_rank = env_world()
     device = pick_device(args.device or "auto", local_rank, what="--device")
@@ -140,6 +140,7 @@ def _extract(args: argparse.Namespace, inputs: list) -> int:
         name = printable_path(Path(f["video"]).name)
         where = "" if name in f["error"] else f"{printable_path(f['video'])}: "
         print(f"timesformer extract: error: {where}{f['error']}", file=sys.stderr)
+        print_file_traceback(args, summary.tracebacks.get(f["video"]))
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
