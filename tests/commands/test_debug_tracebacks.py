@@ -74,3 +74,21 @@ def test_extract_over_a_folder_with_a_decoding_worker(folder, tmp_path, capsys, 
         assert "Traceback" not in err
     record = [json.loads(x) for x in (out / "index.jsonl").read_text().splitlines()]
     assert all("traceback" not in r for r in record)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_data_prepare_over_a_folder(folder, tmp_path, capsys, debug) -> None:
+    videos, _ = folder
+    dst = tmp_path / "prepared"
+    rc = main(["data", "prepare", str(videos), str(dst), "--short-side", "32", "--sample", "0",
+               "--no-progress", "--json", *(["--debug"] * debug)])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 1
+    records = json.loads(out)["records"]
+    assert sorted(r["status"] for r in records) == ["failed", "written"]
+    assert all("traceback" not in r for r in records)  # the JSON keeps its fields
+    if debug:
+        assert "Traceback (most recent call last)" in err
+        assert "VideoDecodeError" in err and "bad.mp4" in err
+    else:
+        assert "Traceback" not in err
