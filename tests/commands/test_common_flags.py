@@ -30,6 +30,17 @@ def test_every_model_command_takes_the_shared_flags() -> None:
     assert amp_choices == {("off", "bf16", "fp16")}
 
 
+def test_every_command_and_data_action_takes_debug() -> None:
+    """--debug is what turns a one-line error into its traceback: every command has it."""
+    subs = _subparsers()
+    data = next(a for a in subs["data"]._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = {**{n: p for n, p in subs.items() if n != "data"},
+               **{f"data {n}": p for n, p in data.choices.items()}}  # fmt: skip
+    lacking = [n for n, p in parsers.items()
+               if "--debug" not in {s for a in p._actions for s in a.option_strings}]  # fmt: skip
+    assert not lacking, f"no --debug: {lacking}"
+
+
 def test_train_flags_set_the_run_config(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["train", "--config", "demo", "-c", "init.pt", "--device", "cpu", "--amp", "bf16",
             "--no-progress", "--print-config", "train.amp=fp16"]  # fmt: skip

@@ -136,6 +136,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--write", default=None, metavar="MD", help="write the Markdown report into this file"
     )
     o.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    o.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 

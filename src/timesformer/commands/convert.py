@@ -87,6 +87,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FILE", help="class names, one per line, to store")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 

@@ -13,6 +13,7 @@ from ..models import PRESETS, TimeSformer, count_flops
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--attention-type", default=None, help="cost under another attention scheme")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 
