@@ -223,6 +223,8 @@ def test_extract_goes_on_past_a_missing_input(tmp_path, capsys) -> None:
         (["eval", "--config", "demo", "-c", "{m}", "--views", "1x2"], "S = 1 or 3 crops"),
         (["export", "{m}", "--out", "{o}/e.pt2", "--format", "onnx"], "suffix of exported"),
         (["data", "check", "{v}", "--out", "{v}"], "is the same file as the input"),
+        (["models", "--attention-type", "spatial"], "invalid choice: 'spatial'"),
+        (["study", "tabel1", "--out", "{o}"], "unknown study 'tabel1'"),
     ],
 )
 def test_a_wrong_command_line_exits_2_whoever_finds_it(capsys, tmp_path, argv, words) -> None:
