@@ -41,6 +41,27 @@ def test_every_command_and_data_action_takes_debug() -> None:
     assert not lacking, f"no --debug: {lacking}"
 
 
+def _options(name: str, p: argparse.ArgumentParser):
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for n, q in a.choices.items():
+                yield from _options(f"{name} {n}", q)
+        elif a.option_strings and a.nargs != 0:  # an option that takes a value
+            yield name, a
+
+
+def test_every_option_with_a_default_says_it_in_its_help() -> None:
+    lacking = [
+        f"{name} {a.option_strings[0]} (default {a.default!r})"
+        for cmd, p in _subparsers().items()
+        for name, a in _options(cmd, p)
+        if a.default not in (None, [], argparse.SUPPRESS)
+        and "default" not in (a.help or "")
+        and str(a.default) not in (a.help or "")
+    ]
+    assert not lacking, lacking
+
+
 def test_train_flags_set_the_run_config(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["train", "--config", "demo", "-c", "init.pt", "--device", "cpu", "--amp", "bf16",
             "--no-progress", "--print-config", "train.amp=fp16"]  # fmt: skip

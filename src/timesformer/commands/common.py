@@ -190,7 +190,8 @@ def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
 
 def add_labels_argument(p: argparse.ArgumentParser) -> None:
     """--labels FILE: class names, one per line."""
-    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line (default: the checkpoint's, else Kinetics-400 "
+                        "for a 400-way head, else class_<i>)")  # fmt: skip
 
 
 def refuse_input_as_output(out: str | Path, inputs: Iterable[Any], what: str | None = None) -> None:

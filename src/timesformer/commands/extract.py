@@ -74,7 +74,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default="fp32",
         help="dtype of the saved arrays (default fp32); compute precision is --amp",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="model inputs per forward pass")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="model inputs per forward pass (default 8)")  # fmt: skip
     add_compile_argument(p)
     p.add_argument(
         "--workers", type=int, default=2, help="DataLoader processes decoding videos (default 2)"

@@ -93,7 +93,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="with --segments: write DIR/<video>.scores.csv (per second) and "
                    "DIR/<video>.timeline.png")  # fmt: skip
     add_labels_argument(p)
-    p.add_argument("--batch-size", type=int, default=4, help="model inputs per forward pass")
+    p.add_argument("--batch-size", type=int, default=4,
+                   help="model inputs per forward pass (default 4)")  # fmt: skip
     add_compile_argument(p)
     p.add_argument(
         "--out",
