@@ -246,6 +246,7 @@ def test_extract_goes_on_past_a_missing_input(tmp_path, capsys) -> None:
         (["data", "check", "{v}", "--out", "{v}"], "is the same file as the input"),
         (["models", "--attention-type", "spatial"], "invalid choice: 'spatial'"),
         (["study", "tabel1", "--out", "{o}"], "unknown study 'tabel1'"),
+        (["convert", "{m}", "{o}/c.pt", "--num-frames", "0"], "--num-frames: expected a positive"),
     ],
 )
 def test_a_wrong_command_line_exits_2_whoever_finds_it(capsys, tmp_path, argv, words) -> None:
