@@ -30,6 +30,38 @@ def test_every_model_command_takes_the_shared_flags() -> None:
     assert amp_choices == {("off", "bf16", "fp16")}
 
 
+def test_every_command_and_data_action_takes_debug() -> None:
+    """--debug is what turns a one-line error into its traceback: every command has it."""
+    subs = _subparsers()
+    data = next(a for a in subs["data"]._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = {**{n: p for n, p in subs.items() if n != "data"},
+               **{f"data {n}": p for n, p in data.choices.items()}}  # fmt: skip
+    lacking = [n for n, p in parsers.items()
+               if "--debug" not in {s for a in p._actions for s in a.option_strings}]  # fmt: skip
+    assert not lacking, f"no --debug: {lacking}"
+
+
+def _options(name: str, p: argparse.ArgumentParser):
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for n, q in a.choices.items():
+                yield from _options(f"{name} {n}", q)
+        elif a.option_strings and a.nargs != 0:  # an option that takes a value
+            yield name, a
+
+
+def test_every_option_with_a_default_says_it_in_its_help() -> None:
+    lacking = [
+        f"{name} {a.option_strings[0]} (default {a.default!r})"
+        for cmd, p in _subparsers().items()
+        for name, a in _options(cmd, p)
+        if a.default not in (None, [], argparse.SUPPRESS)
+        and "default" not in (a.help or "")
+        and str(a.default) not in (a.help or "")
+    ]
+    assert not lacking, lacking
+
+
 def test_train_flags_set_the_run_config(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["train", "--config", "demo", "-c", "init.pt", "--device", "cpu", "--amp", "bf16",
             "--no-progress", "--print-config", "train.amp=fp16"]  # fmt: skip
@@ -212,6 +244,9 @@ def test_extract_goes_on_past_a_missing_input(tmp_path, capsys) -> None:
         (["eval", "--config", "demo", "-c", "{m}", "--views", "1x2"], "S = 1 or 3 crops"),
         (["export", "{m}", "--out", "{o}/e.pt2", "--format", "onnx"], "suffix of exported"),
         (["data", "check", "{v}", "--out", "{v}"], "is the same file as the input"),
+        (["models", "--attention-type", "spatial"], "invalid choice: 'spatial'"),
+        (["study", "tabel1", "--out", "{o}"], "unknown study 'tabel1'"),
+        (["convert", "{m}", "{o}/c.pt", "--num-frames", "0"], "--num-frames: expected a positive"),
     ],
 )
 def test_a_wrong_command_line_exits_2_whoever_finds_it(capsys, tmp_path, argv, words) -> None:

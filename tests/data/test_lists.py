@@ -143,6 +143,27 @@ def test_lists_rerun_with_fewer_splits_removes_the_stale_ones(class_tree, tmp_pa
 
 
 @pytest.mark.parametrize(
+    "name, text",
+    [
+        ("train.csv", "train/00000.mp4 0\n"),  # a synthetic dataset's list (no header)
+        ("val.csv", "clip,class\nx.mp4,1\n"),  # a list of another tool: would be removed
+        ("labels.txt", "left\nright\n"),  # class names beside none of this command's lists
+    ],
+)
+def test_lists_never_replace_or_remove_files_they_did_not_write(
+    class_tree, tmp_path, capsys, name, text
+):
+    out = tmp_path / "lists"
+    out.mkdir()
+    (out / name).write_text(text)
+    argv = ["data", "lists", str(class_tree), "--out", str(out), "--split", "1,0"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out / name) in err[0] and "remove it first" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == [name] and (out / name).read_text() == text
+
+
+@pytest.mark.parametrize(
     "argv, match, code",
     [
         (["{src}", "--split", "0.5,0.6"], "--split: expected 2 or 3 non-negative fractions", 2),

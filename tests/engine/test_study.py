@@ -115,7 +115,7 @@ def test_study_in_worker_processes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message", "code"),
     [
-        (["tabel1"], "unknown study 'tabel1'; expected table1, table4, fig5 or all. Did you mean 'table1'?", 1),
+        (["tabel1"], "unknown study 'tabel1'; expected table1, table4, fig5 or all. Did you mean 'table1'? (see timesformer study --help)", 2),
         (["table1", "--seeds", "0"], "argument --seeds: expected a positive integer, got '0' (see timesformer study --help)", 2),
     ],
 )  # fmt: skip

@@ -45,7 +45,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "rendered Kinetics-like videos; the rest of the line goes to that benchmark "
         "(e.g. --data --workers 0 2 --out data.json; --data --help lists its options)",
     )
-    g.add_argument("--model", default="timesformer_base", choices=list(PRESETS), help="preset")
+    g.add_argument("--model", default="timesformer_base", choices=list(PRESETS),
+                   help="preset (default timesformer_base)")  # fmt: skip
     g.add_argument(
         "--attention-type",
         nargs="+",
@@ -68,7 +69,11 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="other model options, e.g. --set depth=2 --set embed_dim=192",
     )
     g.add_argument(
-        "--dtype", nargs="+", default=["fp32"], choices=list(B.DTYPES), help="fp32 and/or bf16"
+        "--dtype",
+        nargs="+",
+        default=["fp32"],
+        choices=list(B.DTYPES),
+        help="fp32 and/or bf16 (default fp32)",
     )
     g.add_argument("--compile", action="store_true",
                    help="torch.compile both models (inference: weights frozen into the graph)")  # fmt: skip
@@ -136,6 +141,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--write", default=None, metavar="MD", help="write the Markdown report into this file"
     )
     o.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    o.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 

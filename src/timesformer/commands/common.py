@@ -190,7 +190,8 @@ def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
 
 def add_labels_argument(p: argparse.ArgumentParser) -> None:
     """--labels FILE: class names, one per line."""
-    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line (default: the checkpoint's, else Kinetics-400 "
+                        "for a 400-way head, else class_<i>)")  # fmt: skip
 
 
 def refuse_input_as_output(out: str | Path, inputs: Iterable[Any], what: str | None = None) -> None:
@@ -262,3 +263,19 @@ def log_settings(settings: Any) -> None:
     import sys
 
     print(settings.log_line(), file=sys.stderr)
+
+
+def print_file_traceback(args: argparse.Namespace, error: BaseException | str | None) -> None:
+    """With --debug, the traceback of one input's error (a batch goes on after it) on stderr,
+    after its one-line message. `error`: the exception, or a traceback already formatted (one
+    a decoding worker process caught); None or an empty text prints nothing."""
+    if not getattr(args, "debug", False) or not error:
+        return
+    import sys
+    import traceback
+
+    if isinstance(error, BaseException):
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    else:
+        text = error
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")

@@ -17,7 +17,7 @@ from ..models.weights import (
     save_official,
     save_safetensors,
 )
-from .common import add_allow_pickle_argument
+from .common import add_allow_pickle_argument, non_negative_int, positive_int
 
 TARGETS = ("ours", "safetensors", "official", "hf")
 _SUFFIXES = {
@@ -58,35 +58,47 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("dst", metavar="DST", help="file or directory to write")
     p.add_argument("--to", choices=TARGETS, help="target format (default: from DST)")
     p.add_argument(
-        "--num-frames", type=int, metavar="N", help="resample the time embedding to N frames"
+        "--num-frames",
+        type=positive_int,
+        metavar="N",
+        help="resample the time embedding to N frames (default: the source's)",
     )
     p.add_argument(
-        "--img-size", type=int, metavar="PX", help="resample the position embedding to PX x PX"
+        "--img-size",
+        type=positive_int,
+        metavar="PX",
+        help="resample the position embedding to PX x PX (default: the source's)",
     )
     p.add_argument(
-        "--num-classes", type=int, metavar="K", help="head size (a new size needs --reset-head)"
+        "--num-classes",
+        type=non_negative_int,
+        metavar="K",
+        help="head size (default: the source's; a new size needs --reset-head; 0: no head)",
     )
     p.add_argument("--reset-head", action="store_true", help="re-initialise the classifier head")
     add_allow_pickle_argument(p)
     p.add_argument(
         "--attention-type",
         choices=ATTENTION_TYPES,
-        help="scheme for ImageNet ViT sources (or to tell joint from space-only)",
+        help="scheme for ImageNet ViT sources (default divided_space_time), or to tell joint "
+        "from space-only",
     )
     p.add_argument(
         "--num-heads",
-        type=int,
+        type=positive_int,
         metavar="H",
         help="attention heads where the file does not say (official, timm: default dim/64)",
     )
     p.add_argument(
         "--embed-resample",
         choices=EMBED_RESAMPLE_MODES,
-        help="how embeddings are resampled to other sizes (nearest: as the official code)",
+        help="how embeddings are resampled to other sizes (default: the source's, else bicubic; "
+        "nearest: as the official code)",
     )
     p.add_argument("--labels", metavar="FILE", help="class names, one per line, to store")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 

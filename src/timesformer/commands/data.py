@@ -15,7 +15,14 @@ from typing import Any
 
 from ..files import printable_path
 from . import UsageError, usage_line
-from .common import int_in, non_negative_int, positive_float, positive_int, refuse_input_as_output
+from .common import (
+    int_in,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    print_file_traceback,
+    refuse_input_as_output,
+)
 
 EPILOG = """\
 examples:
@@ -36,6 +43,8 @@ Thresholds and formats: docs/data.md, "Bring your own videos".
 def _common(p: argparse.ArgumentParser, workers: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print records as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true",
+                   help="full tracebacks on errors (prepare: also each failed video's)")  # fmt: skip
     if workers:
         p.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                        help="processes working in parallel (default 0: this one)")  # fmt: skip
@@ -216,13 +225,16 @@ def _prepare_into(args: argparse.Namespace, sources: list[Any]) -> int:
         before = clip_speed([s for s, _ in ok_pairs], args.sample, **clip)
         after = clip_speed([o for _, o in ok_pairs], args.sample, **clip)
     failed = [r for r in records if r["status"] == "failed"]
+    tracebacks = {id(r): r.pop("traceback", "") for r in records}  # for --debug, not the JSON
     counts = {k: sum(r["status"] == k for r in records) for k in ("written", "skipped", "failed")}
     if args.json:
         print(json.dumps({"records": records, "counts": counts, "clip_ms_before": before,
                           "clip_ms_after": after}, indent=2))  # fmt: skip
-    else:
-        for r in failed:
-            print(f"failed: {r['path']}: {r['reason']}")
+    for r in failed:
+        if not args.json:
+            print(f"failed: {r['path']}: {r['reason']}", flush=True)
+        print_file_traceback(args, tracebacks[id(r)])  # with --debug, on stderr
+    if not args.json:
         rows = [(k, str(v)) for k, v in counts.items()]
         if before is not None and after is not None:
             gain = f" ({before / after:.1f}x)" if after > 0 else ""

@@ -41,7 +41,7 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="file to write")
     p.add_argument(
-        "--atol", type=float, default=1e-4, help="largest logit difference accepted (1e-4)"
+        "--atol", type=float, default=1e-4, help="largest logit difference accepted (default 1e-4)"
     )
     p.add_argument("--no-verify", action="store_true", help="skip the parity check (not advised)")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")

@@ -74,7 +74,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default="fp32",
         help="dtype of the saved arrays (default fp32); compute precision is --amp",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="model inputs per forward pass")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="model inputs per forward pass (default 8)")  # fmt: skip
     add_compile_argument(p)
     p.add_argument(
         "--workers", type=int, default=2, help="DataLoader processes decoding videos (default 2)"
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace, inputs: list) -> int:
     from ..engine.distributed import env_world, pick_device
     from ..engine.extract_run import run_extract
-    from .common import load_model_for_clips, maybe_compile
+    from .common import load_model_for_clips, maybe_compile, print_file_traceback
 
     rank, _, local_rank = env_world()
     device = pick_device(args.device or "auto", local_rank, what="--device")
@@ -140,6 +141,7 @@ def _extract(args: argparse.Namespace, inputs: list) -> int:
         name = printable_path(Path(f["video"]).name)
         where = "" if name in f["error"] else f"{printable_path(f['video'])}: "
         print(f"timesformer extract: error: {where}{f['error']}", file=sys.stderr)
+        print_file_traceback(args, summary.tracebacks.get(f["video"]))
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -8,11 +8,15 @@ import json
 import torch
 
 from ..models import PRESETS, TimeSformer, count_flops
+from ..models.config import ATTENTION_TYPES
 
 
 def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--attention-type", default=None, help="cost under another attention scheme")
+    p.add_argument("--attention-type", default=None, choices=ATTENTION_TYPES,
+                   help="cost under another attention scheme (default: each preset's, "
+                        "divided_space_time)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p
 
 

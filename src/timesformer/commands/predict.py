@@ -22,6 +22,7 @@ from .common import (
     load_model_for_clips,
     log_settings,
     maybe_compile,
+    print_file_traceback,
     refuse_input_as_output,
 )
 
@@ -92,7 +93,8 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="with --segments: write DIR/<video>.scores.csv (per second) and "
                    "DIR/<video>.timeline.png")  # fmt: skip
     add_labels_argument(p)
-    p.add_argument("--batch-size", type=int, default=4, help="model inputs per forward pass")
+    p.add_argument("--batch-size", type=int, default=4,
+                   help="model inputs per forward pass (default 4)")  # fmt: skip
     add_compile_argument(p)
     p.add_argument(
         "--out",
@@ -204,6 +206,7 @@ def _run(args: argparse.Namespace) -> int:
                 text = str(err).strip()
                 msg = text.splitlines()[0] if text else type(err).__name__
                 print(f"timesformer predict: error: {msg}", file=sys.stderr)
+                print_file_traceback(args, err)
                 errors.append({"path": path, "error": msg, "warnings": caught})
                 if rows is not None:
                     rows.write([path, "", "", "", "", "", "error", msg, " | ".join(caught)])

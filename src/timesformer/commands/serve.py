@@ -36,10 +36,14 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-duration", type=float, default=600.0, metavar="S",
                    help="longest video in seconds (default 600)")  # fmt: skip
-    p.add_argument("--max-batch", type=int, default=8, help="clips per shared forward pass (8)")
+    p.add_argument(
+        "--max-batch", type=int, default=8, help="clips per shared forward pass (default 8)"
+    )
     p.add_argument("--max-wait-ms", type=float, default=10.0,
                    help="how long a pass waits for more clips (default 10 ms)")  # fmt: skip
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per request (120 s)")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="per request (default 120 s)"
+    )
     p.add_argument("--workers", type=int, default=4, help="threads decoding uploads (default 4)")
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' on /v1/; prefer $TIMESFORMER_API_KEY, "

@@ -7,6 +7,7 @@ import argparse
 import shlex
 import sys
 
+from . import UsageError
 from .common import positive_int
 
 
@@ -38,9 +39,13 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.study import run_study
+    from ..engine.study import parse_studies, run_study
     from ..files import OutputError
 
+    try:  # a mistyped study name is the command line's mistake: exit 2, before any work
+        parse_studies(args.studies)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     scale = args.scale or ("quick" if args.quick else "full")
     command = _command_line(args)
     try:

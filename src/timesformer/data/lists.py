@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write_text, ensure_dir, hidden_below, read_text
+from ..files import OutputError, atomic_write_text, ensure_dir, hidden_below, read_text
 from .datasets import scan_folder
 from .video import VIDEO_EXTENSIONS
 
@@ -219,6 +219,32 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
+def _refuse_foreign_files(out: Path) -> None:
+    """OutputError naming a file in ``out`` that ``write_lists`` would replace or remove but
+    did not write: a list of another format (a synthetic dataset's, say) or a labels.txt."""
+    headers = {f"{s}.csv": "path,label" for s in SPLITS} | {"missing.csv": "split,label,video"}
+    ours = False
+    for name, header in headers.items():
+        path = out / name
+        if not path.is_file():
+            continue
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+        first = head.split(b"\n", 1)[0].strip().decode("utf-8", errors="replace")
+        if head.strip() and first != header:
+            raise OutputError(
+                f"{path} exists and is not a list `data lists` wrote (those begin {header}); "
+                "choose another --out, or remove it first"
+            )
+        ours = ours or name != "missing.csv"
+    labels = out / "labels.txt"
+    if labels.is_file() and labels.stat().st_size and not ours:
+        raise OutputError(
+            f"{labels} exists beside no list `data lists` wrote, so it is not one of its "
+            "outputs; choose another --out, or remove it first"
+        )
+
+
 def write_lists(
     out: str | Path,
     splits: Splits,
@@ -229,8 +255,11 @@ def write_lists(
 
     The files of one call are one consistent set: a split this call leaves empty has its
     ``{split}.csv`` from an earlier run removed (it would hold videos now in another split), as
-    is an old ``missing.csv`` when nothing is missing."""
+    is an old ``missing.csv`` when nothing is missing. Files of those names that an earlier
+    call did not write (another header; a ``labels.txt`` beside none of these lists) are
+    neither replaced nor removed: OutputError, before anything is written."""
     out = ensure_dir(out)
+    _refuse_foreign_files(out)
     written: dict[str, str] = {}
     for split in SPLITS:
         rows = [(os.path.relpath(p, out), y) for p, y in splits.get(split, [])]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import statistics
+import traceback
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -187,6 +188,7 @@ def prepare_video(
         return rec
     except (VideoDecodeError, av.FFmpegError, OSError) as e:
         rec["reason"] = f"cannot read source: {getattr(e, 'reason', None) or e}"
+        rec["traceback"] = traceback.format_exc()
         return rec
     rec.update(frames=frames, width=w, height=h)
     if dst.is_file() and not verify_output(dst, frames, w, h, want_fps):
@@ -204,6 +206,7 @@ def prepare_video(
         rec["status"] = "written"
     except (av.FFmpegError, OSError, ValueError) as e:
         rec["reason"] = f"encoding failed: {e}"
+        rec["traceback"] = traceback.format_exc()
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -215,7 +218,8 @@ def _prepare_star(job: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     try:
         return prepare_video(src, dst, **kwargs)
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the tree
-        return {"path": src, "out": dst, "status": "failed", "reason": f"{type(e).__name__}: {e}"}
+        return {"path": src, "out": dst, "status": "failed", "reason": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc()}  # fmt: skip
 
 
 def plan_outputs(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ class VideoFeatures:
     window_frames: float | None = None
     num_clips: int = 0  # model inputs run (clips x crops)
     position: int = field(default=-1, repr=False, compare=False)  # index in the inputs given
+    traceback: str | None = field(default=None, repr=False, compare=False)  # of a failure
 
     @property
     def ok(self) -> bool:
@@ -226,7 +228,8 @@ class _ClipStream(IterableDataset):
                     raise RuntimeError(f"{path}: decoding stopped at clip {seen} of {len(clips)}")
         except Exception as e:  # noqa: BLE001 - every failure is reported for this video only
             text = str(e).strip().splitlines()
-            yield ("error", pos, text[0] if text else type(e).__name__)
+            tb = traceback.format_exc()  # text: a worker's exception does not cross processes
+            yield ("error", pos, text[0] if text else type(e).__name__, tb)
 
 
 def _worker_init(_: int) -> None:
@@ -311,13 +314,13 @@ def iter_extract(
     t0 = time.perf_counter()
     clips_done = 0
 
-    def finished(pos: int, error: str | None = None) -> VideoFeatures:
+    def finished(pos: int, error: str | None = None, tb: str | None = None) -> VideoFeatures:
         s = state.pop(pos, None) or {"meta": {}, "rows": {}}
         v = inputs[pos]
         meta = {k: val for k, val in s["meta"].items() if k in _META}
         if error is not None:
             return VideoFeatures(str(v.name), str(v.path), "failed", error=error, position=pos,
-                                 **meta, **base)  # fmt: skip
+                                 traceback=tb, **meta, **base)  # fmt: skip
         rows = torch.stack([s["rows"][j] for j in range(s["n"])])  # (J, D)
         feats = rows.mean(0) if mode == "video" else rows  # (D,) or (J, D)
         return VideoFeatures(str(v.name), str(v.path), "ok",
@@ -339,7 +342,7 @@ def iter_extract(
                 state[pos] = {"meta": item[2], "n": int(item[3]), "rows": {}}
             elif kind == "error":
                 runner.drop(pos)
-                yield finished(pos, item[2])
+                yield finished(pos, item[2], item[3])
                 _tick(bar, clips_done, t0)
             elif pos in state:
                 for p, j, row in runner.add(pos, int(item[2]), item[3]):

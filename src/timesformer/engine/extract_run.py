@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
@@ -63,6 +63,8 @@ class ExtractSummary:
     world_size: int = 1
     failures: list[dict[str, str]] = field(default_factory=list)  # {"video", "error"}
     per_rank: list[int] = field(default_factory=list)  # videos each rank processed this run
+    # video -> the traceback of its failure in this run (not in to_dict: for --debug)
+    tracebacks: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def clips_per_s(self) -> float:
@@ -75,6 +77,7 @@ class ExtractSummary:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["tracebacks"]
         d["clips_per_s"], d["videos_per_s"] = self.clips_per_s, self.videos_per_s
         d["index"] = str(Path(self.out) / INDEX)
         return d
@@ -448,7 +451,8 @@ def run_extract(
                     ok += 1
                 else:
                     failed += 1
-                    failures.append({"video": vf.video, "error": str(vf.error)})
+                    failures.append({"video": vf.video, "error": str(vf.error),
+                                     "traceback": vf.traceback or ""})  # fmt: skip
                 clips += vf.num_clips
                 _append(part, vf.record(rel))
         except Exception as e:  # noqa: BLE001 - the merge still lists every video
@@ -466,10 +470,13 @@ def run_extract(
                 seconds=time.perf_counter() - t0, world_size=world,
                 failures=[{"video": r["video"], "error": str(r.get("error"))} for r in bad],
                 per_rank=[s[1] + s[2] for s in sorted(stats)],
+                tracebacks=_tracebacks(f for s in stats for f in s[4]),
             )  # fmt: skip
         else:
             summary = ExtractSummary(str(out), len(mine), ok, failed, 0, clips,
-                                     time.perf_counter() - t0, world, failures)  # fmt: skip
+                                     time.perf_counter() - t0, world,
+                                     [{k: f[k] for k in ("video", "error")} for f in failures],
+                                     tracebacks=_tracebacks(failures))  # fmt: skip
         D.barrier()  # rank 0 has written the index before anyone returns
         if error is not None:
             raise RuntimeError(f"extract rank {rank} stopped: {error}")
@@ -477,3 +484,8 @@ def run_extract(
     finally:
         if started:
             D.cleanup()
+
+
+def _tracebacks(failures: Iterable[dict[str, str]]) -> dict[str, str]:
+    """{video: traceback} of the failures that carry one."""
+    return {f["video"]: f["traceback"] for f in failures if f.get("traceback")}
