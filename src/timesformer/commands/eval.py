@@ -18,6 +18,7 @@ from .common import (
     add_protocol_argument,
     add_views_argument,
     positive_int,
+    print_file_traceback,
     refuse_input_as_output,
 )
 
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         force_geometry=args.force_geometry,
         log=lambda s: print(f"timesformer eval: {s}", file=sys.stderr),
+        debug=args.debug,
     )
     if done is None:  # not the main rank of a torchrun job
         return 0
@@ -111,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         _print(summary, Path(summary["files"]["summary"]).parent)
     for f in result.failed:
         print(f"timesformer eval: could not decode {f['path']}: {f['error']}", file=sys.stderr)
+        print_file_traceback(args, result.tracebacks.get(f["path"]))
     for w in result.warnings:
         for text in w["warnings"]:
             print(f"timesformer eval: warning: {w['path']}: {text}", file=sys.stderr)
