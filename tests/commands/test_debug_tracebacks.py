@@ -125,14 +125,14 @@ def test_eval_with_a_decoding_worker(folder, tmp_path, capsys, debug) -> None:
     assert summary["num_failed"] == 1 and "traceback" not in json.dumps(summary)
     saved = json.loads((tmp_path / "out" / "eval" / "summary.json").read_text())
     assert "traceback" not in json.dumps(saved)  # nor in the files
-    lines = [ln for ln in err.splitlines() if "bad.mp4" in ln]
-    assert lines and lines[0].startswith("timesformer eval: ")
+    lines = _error_lines(err, "eval")
+    assert len(lines) == 1 and "bad.mp4" in lines[0]
     if debug:  # after the error line, the traceback the worker formatted
         tail = err.split(lines[0], 1)[1]
         assert "Traceback (most recent call last)" in tail
         assert "VideoDecodeError" in tail and "_eval_clip" in tail
     else:
-        assert "Traceback" not in err and len(lines) == 1
+        assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("debug", [False, True])

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..files import printable_path
 from .common import (
     add_model_arguments,
     add_protocol_argument,
@@ -112,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(summary, Path(summary["files"]["summary"]).parent)
     for f in result.failed:
-        print(f"timesformer eval: could not decode {f['path']}: {f['error']}", file=sys.stderr)
+        # the line predict and extract print for a video that cannot be read
+        where = printable_path(f["path"])
+        print(f"timesformer eval: error: cannot read video {where}: {f['error']}", file=sys.stderr)
         print_file_traceback(args, result.tracebacks.get(f["path"]))
     for w in result.warnings:
         for text in w["warnings"]:
