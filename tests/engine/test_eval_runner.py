@@ -56,6 +56,7 @@ class Views(torch.utils.data.Dataset):
             "view": k,
             "path": f"v{v}.mp4",
             "error": "moov atom not found" if bad else "",
+            "traceback": f"Traceback (worker): v{v}.mp4 view {k}\n" if bad else "",
         }
 
 
@@ -85,6 +86,8 @@ def test_evaluate_aggregates_views_and_reports_broken_videos(tmp_path) -> None:
     assert res.metrics["num_videos"] == 3  # the broken video is out of the metrics...
     assert res.failed == [{"path": "v3.mp4", "error": "moov atom not found", "views_ok": 0}]
     assert res.metrics["top1"] == pytest.approx(1.0)  # ...and listed, not dropped
+    assert res.tracebacks == {"v3.mp4": "Traceback (worker): v3.mp4 view 0\n"}  # for --debug
+    assert "Traceback" not in repr(res.summary())  # not in the JSON
     summed = evaluate(model, ds, batch_size=4, labels=names, aggregate="sum_logits")
     # video 1: logits 3+0+0 = 3 for class 0 vs 0+1+1 = 2 for class 1
     assert summed.video_scores[1].tolist() == pytest.approx([3.0, 2.0, -18.0])
@@ -129,7 +132,7 @@ def test_evaluate_under_ddp_gathers_every_view(tmp_path) -> None:
     """Two gloo processes each see half the views; both must report every video and view."""
     single = evaluate(MeanColour(), _dataset(), batch_size=2, aggregate="sum_logits")
     torch.save({"scores": single.video_scores, "counts": single.views_per_video,
-                "failed": single.failed}, tmp_path / "single.pt")  # fmt: skip
+                "failed": single.failed, "tb": single.tracebacks}, tmp_path / "single.pt")  # fmt: skip
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -144,7 +147,8 @@ def test_evaluate_under_ddp_gathers_every_view(tmp_path) -> None:
         "    torch.distributed.init_process_group('gloo', rank=rank, world_size=2)\n"
         "    res = t.evaluate(t.MeanColour(), t._dataset(), batch_size=2, aggregate='sum_logits')\n"
         "    torch.save({'scores': res.video_scores, 'counts': res.views_per_video,\n"
-        "                'failed': res.failed, 'seen': len(res.paths)}, f'{out}.{rank}')\n"
+        "                'failed': res.failed, 'seen': len(res.paths),\n"
+        "                'tb': res.tracebacks}, f'{out}.{rank}')\n"
         "    torch.distributed.destroy_process_group()\n"
         "if __name__ == '__main__':\n"
         "    torch.multiprocessing.spawn(work, args=(sys.argv[1],), nprocs=2)\n"
@@ -159,3 +163,5 @@ def test_evaluate_under_ddp_gathers_every_view(tmp_path) -> None:
         assert r["counts"].tolist() == ref["counts"].tolist() == [3, 3, 3, 0]
         assert torch.allclose(r["scores"], ref["scores"])
         assert r["failed"] == ref["failed"]
+        assert set(r["tb"]) == set(ref["tb"]) == {"v3.mp4"}  # gathered across the ranks
+        assert r["tb"]["v3.mp4"].startswith("Traceback (worker): v3.mp4")

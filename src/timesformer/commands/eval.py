@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..files import printable_path
 from .common import (
     add_model_arguments,
     add_protocol_argument,
     add_views_argument,
     positive_int,
+    print_file_traceback,
     refuse_input_as_output,
 )
 
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         force_geometry=args.force_geometry,
         log=lambda s: print(f"timesformer eval: {s}", file=sys.stderr),
+        debug=args.debug,
     )
     if done is None:  # not the main rank of a torchrun job
         return 0
@@ -110,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(summary, Path(summary["files"]["summary"]).parent)
     for f in result.failed:
-        print(f"timesformer eval: could not decode {f['path']}: {f['error']}", file=sys.stderr)
+        # the line predict and extract print for a video that cannot be read
+        where = printable_path(f["path"])
+        print(f"timesformer eval: error: cannot read video {where}: {f['error']}", file=sys.stderr)
+        print_file_traceback(args, result.tracebacks.get(f["path"]))
     for w in result.warnings:
         for text in w["warnings"]:
             print(f"timesformer eval: warning: {w['path']}: {text}", file=sys.stderr)

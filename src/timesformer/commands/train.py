@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         resume=resume,
         max_epochs=args.max_epochs,
         allow_config_change=args.allow_config_change,
+        debug=args.debug,
     )
     from ..engine.distributed import env_world
 

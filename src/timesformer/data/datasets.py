@@ -16,6 +16,8 @@ Items are dicts (the DataLoader's default collate stacks them)::
     error    str, "" when the video was read; otherwise the reason (eval modes only)
     failures int, bad files skipped before this item (train mode; 0 otherwise)
     skipped  str, the paths of those files, one per line ("" when none)
+    traceback str, only with ``dataset.debug`` in eval modes: the formatted traceback of
+             ``error`` ("" when none)
 
 Bad files (missing, unreadable, truncated, zero frames, audio only): in "train" mode the path
 and reason are logged once, another random item is drawn instead (at most ``max_retries``
@@ -24,7 +26,8 @@ times), and each substitution is counted (``item["failures"]`` crosses DataLoade
 epoch: the training loop hands the paths of logged files back to the dataset
 (``mark_reported``), and the workers of later epochs start from that set. In "val"/"test" modes nothing is dropped: the
 item comes back with a zero video and ``error`` set, so the evaluator can report it by path and
-leave it out of the metrics.
+leave it out of the metrics. With ``dataset.debug`` set (`--debug`), each logged line is followed
+by the failure's traceback, and eval-mode items carry it (``traceback``) for the report.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import traceback
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -177,15 +181,16 @@ def _names_from_json(data: Any, path: Path) -> list[str]:
 _LOGGED: set[str] = set()
 
 
-def _log_once(path: str, reason: str, said: set[str] | None = None) -> None:
+def _log_once(path: str, reason: str, said: set[str] | None = None, debug: bool = False) -> None:
     """Log a bad file once per process, and not at all where `said` (a dataset's record of the
-    files already logged, carried into new DataLoader workers) holds it."""
+    files already logged, carried into new DataLoader workers) holds it. `debug`: the exception
+    being handled (called in its `except`) follows the line, as its traceback."""
     if path in _LOGGED or (said is not None and path in said):
         return
     _LOGGED.add(path)
     if said is not None:
         said.add(path)
-    log.warning("skipping unreadable video %s: %s", path, reason)
+    log.warning("skipping unreadable video %s: %s", path, reason, exc_info=debug)
 
 
 def _mix(*values: int) -> int:
@@ -305,6 +310,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.failures: list[tuple[str, str]] = []  # (path, reason) seen in this process
         self.reported: set[str] = set()  # bad files already logged in this run (any process)
+        self.debug = False  # --debug: tracebacks after the log lines and in eval items
         self._cache: tuple[tuple[int, int], torch.Tensor | VideoDecodeError] | None = None
 
     @property
@@ -359,7 +365,7 @@ class VideoDataset(torch.utils.data.Dataset):
                 video = self.train_transform(frames, g)  # (3, T, S, S)
             except (VideoDecodeError, av.FFmpegError, OSError) as e:
                 reason = getattr(e, "reason", None) or str(e)
-                _log_once(path, reason, self.reported)
+                _log_once(path, reason, self.reported, self.debug)
                 self.failures.append((path, reason))
                 skipped.append(path)
                 idx = int(torch.randint(self.num_videos, (), generator=g))
@@ -405,20 +411,24 @@ class VideoDataset(torch.utils.data.Dataset):
         v, view = divmod(i, self.num_views)
         clip, crop = divmod(view, self.num_crops)
         path, label = self.samples[v]
-        error = ""
+        error = tb = ""
         try:
             frames = self._eval_clip(v, clip)
             video = self.test_transform(frames, crop)  # (3, T, S, S)
         except VideoDecodeError as e:
             error = e.reason
-            _log_once(path, error, self.reported)
+            tb = traceback.format_exc() if self.debug else ""  # text: it crosses processes
+            _log_once(path, error, self.reported, self.debug)
             if crop == 0 and clip == 0:
                 self.failures.append((path, error))
             video = torch.zeros(3, self.num_frames, self.crop_size, self.crop_size)
-        return {
+        item = {
             "video": video, "label": label, "index": v, "view": view, "path": path,
             "error": error, "failures": 0, "skipped": "",
         }  # fmt: skip
+        if self.debug:
+            item["traceback"] = tb
+        return item
 
     def __repr__(self) -> str:
         return (

@@ -44,6 +44,7 @@ def evaluate_checkpoint(
     protocol: str | None = None,
     force_geometry: bool = False,
     log: Any = None,
+    debug: bool = False,
 ) -> tuple[EvalResult, dict[str, Any]] | None:
     """`timesformer eval`: multi-view testing of `checkpoint` on the config's split, written out.
 
@@ -58,6 +59,7 @@ def evaluate_checkpoint(
     A recipe whose data.num_frames / data.crop_size differ from the checkpoint's is refused
     (ValueError naming both) unless `force_geometry`, which resamples the embeddings and says
     so through `log`. Class names: data.labels, else the checkpoint's, else the data's folders.
+    `debug`: each decode failure's traceback is kept, in `result.tracebacks` (--debug).
     """
     from ..files import ensure_dir, missing_dirs, remove_empty
     from ..models.timesformer import require_head
@@ -99,6 +101,8 @@ def evaluate_checkpoint(
             cfg, split, mode=split, model_config=model.config, views=views, names=labels,
             protocol=protocol,
         )  # fmt: skip
+        if debug and hasattr(dataset, "debug"):
+            dataset.debug = True  # items carry their failure's traceback (workers too)
         on_video = None
         if info.is_main and not info.distributed:  # one process: rows as videos finish
             writer = RowWriter(out_dir / "predictions.csv", PREDICTION_COLUMNS)

@@ -153,6 +153,9 @@ class EvalResult:
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"path", "error", "views_ok"}
     evaluated_mask: Tensor | None = None  # (V,) True where at least one view decoded
     warnings: list[dict[str, Any]] = field(default_factory=list)  # {"path", "warnings"}
+    # path -> the traceback of its decode failure (items with `traceback`: --debug; not in
+    # the summary or the files)
+    tracebacks: dict[str, str] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (the `--json` output of `timesformer eval`)."""
@@ -193,8 +196,10 @@ def run_views(
 
     `dataset` items are dicts with `video` (3, T, S, S), `label`, `index` (video), `view`,
     `path` and `error` ("" when decoded; views that failed are not run through the model).
-    Returns {"index", "view", "scores" (M, C) float32 on the CPU, "videos" {index: (path,
-    label)}, "failed" {index: (path, error)}} for the views of this process.
+    Items may carry `traceback` (the dataset's debug mode): the first of each failed video is
+    kept. Returns {"index", "view", "scores" (M, C) float32 on the CPU, "videos" {index: (path,
+    label)}, "failed" {index: (path, error)}, "warnings", "tracebacks" {index: text}} for the
+    views of this process.
     """
     from torch.utils.data import DataLoader
 
@@ -226,6 +231,7 @@ def run_views(
     videos: dict[int, tuple[str, int]] = {}
     failed: dict[int, tuple[str, str]] = {}
     warned: dict[int, list[str]] = {}
+    tracebacks: dict[int, str] = {}
     stream = VideoStream(on_video if not distributed else None, failed, warned)
     it: Any = loader
     if progress:
@@ -244,10 +250,13 @@ def run_views(
             label = torch.as_tensor(batch["label"]).long()  # (B,)
             paths = list(batch["path"])
             errors = list(batch.get("error", [""] * len(paths)))
+            tbs = list(batch.get("traceback", [""] * len(paths)))
             for i, v in enumerate(index.tolist()):
                 videos.setdefault(v, (paths[i], int(label[i])))
                 if errors[i]:
                     failed.setdefault(v, (paths[i], errors[i]))
+                    if tbs[i]:
+                        tracebacks.setdefault(v, str(tbs[i]))
             attribute_warnings(caught, index.tolist(), paths, warned)
             ok = torch.tensor([not e for e in errors], dtype=torch.bool)  # (B,)
             logits = torch.zeros(0)
@@ -270,6 +279,7 @@ def run_views(
         "videos": videos,
         "failed": failed,
         "warnings": warned,
+        "tracebacks": tracebacks,
     }
 
 
@@ -279,7 +289,7 @@ def _gather(part: dict[str, Any]) -> dict[str, Any]:
         return part
     parts: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, part)
-    out: dict[str, Any] = {"videos": {}, "failed": {}, "warnings": {}}
+    out: dict[str, Any] = {"videos": {}, "failed": {}, "warnings": {}, "tracebacks": {}}
     for key in ("index", "view", "scores"):
         out[key] = torch.cat([p[key] for p in parts])
     for p in parts:
@@ -288,6 +298,8 @@ def _gather(part: dict[str, Any]) -> dict[str, Any]:
             out["warnings"].setdefault(k, []).extend(w for w in ws if w not in out["warnings"][k])
         for k, v in p["failed"].items():
             out["failed"].setdefault(k, v)
+        for k, tb in p.get("tracebacks", {}).items():
+            out["tracebacks"].setdefault(k, tb)
     return out
 
 
@@ -375,6 +387,11 @@ def evaluate(
             {"path": paths[i] if i < len(paths) else "", "warnings": ws}
             for i, ws in sorted(allp.get("warnings", {}).items())
         ],
+        tracebacks={
+            allp["failed"][i][0]: tb
+            for i, tb in allp.get("tracebacks", {}).items()
+            if i in allp["failed"]
+        },
     )
 
 

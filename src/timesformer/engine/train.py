@@ -94,6 +94,7 @@ def train(
     max_epochs: int | None = None,
     allow_config_change: bool = False,
     log: Log = log_stderr,
+    debug: bool = False,
 ) -> TrainResult:
     """Run the training job `cfg`. Returns a TrainResult (on every rank).
 
@@ -104,6 +105,8 @@ def train(
     lists (items: dicts with "video" (3, T, H, W) and "label", or (video, label) tuples).
     max_epochs: run at most this many epochs in this call, then return (a later call resumes
     from `last.pt`): for time-sliced jobs; the schedule still spans `train.epochs`.
+    debug: each bad file's log line (in the DataLoader worker that met it) is followed by its
+    traceback (`--debug`).
     """
     t_start = time.time()
     owns_group = not D.is_dist()  # a group started by the caller is left to the caller
@@ -112,7 +115,7 @@ def train(
     out = Path(cfg.output_dir)
     made_out = not out.exists()
     try:
-        run = _Run(cfg, info, train_dataset, val_dataset, log)
+        run = _Run(cfg, info, train_dataset, val_dataset, log, debug)
         return run.fit(resume, max_epochs, t_start, allow_config_change)
     except BaseException:
         if made_out and info.is_main:  # a run that failed before writing leaves no folder
@@ -134,6 +137,7 @@ class _Run:
         train_ds: Dataset | None,
         val_ds: Dataset | None,
         log: Log,
+        debug: bool = False,
     ) -> None:
         self.info = info
         self.say: Log = log if info.is_main else (lambda s: None)
@@ -167,6 +171,9 @@ class _Run:
             train_ds = build_dataset(cfg, "train")
         if val_ds is None and cfg.data.val_list and t.eval_every > 0:
             val_ds = build_dataset(cfg, "val")
+        for ds in (train_ds, val_ds):
+            if debug and hasattr(ds, "debug"):
+                ds.debug = True  # before the loaders: their workers get a copy
         self.train_ds = train_ds
         self._loaders(train_ds, val_ds)
         self.optimizer = build_optimizer(model, cfg.optim)

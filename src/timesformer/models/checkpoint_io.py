@@ -50,6 +50,58 @@ def is_safetensors(path: Path) -> bool:
     return 2 <= n <= os.path.getsize(path) - 8
 
 
+ST_HEADER_LIMIT = 100_000_000  # safetensors' own cap on the JSON header's length
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip format
+
+
+def refuse_damaged(path: Path) -> None:
+    """CheckpointError saying what is wrong with a file that is empty or cut short (a
+    safetensors file shorter than its header says), before its format is guessed from it.
+    Reads the first bytes and a safetensors header (JSON) only: nothing is unpickled."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(
+            f"{path}: empty file (0 bytes), expected a .pt/.safetensors checkpoint"
+        )
+    with open(path, "rb") as f:
+        head = f.read(9)
+        n = int.from_bytes(head[:8], "little")
+        if len(head) < 9 or head[8:9] != b"{" or not 2 <= n <= ST_HEADER_LIMIT:
+            if len(head) < 9 and path.suffix.lower() == ".safetensors":
+                raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, shorter "
+                                      "than its 8-byte header length)")  # fmt: skip
+            if size < len(ZIP_MAGIC) and ZIP_MAGIC.startswith(head):
+                raise CheckpointError(_TRUNCATED_ZIP.format(path=path))
+            return
+        if 8 + n > size:
+            raise CheckpointError(f"{path}: truncated safetensors file (header says at least "
+                                  f"{8 + n} bytes, file has {size})")  # fmt: skip
+        f.seek(8)
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items()
+                       if k != "__metadata__"), default=0)  # fmt: skip
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+            return  # not a header this can read: safetensors says what is wrong with it
+    if 8 + n + end > size:
+        raise CheckpointError(f"{path}: truncated safetensors file (header says {8 + n + end} "
+                              f"bytes, file has {size})")  # fmt: skip
+
+
+_TRUNCATED_ZIP = "{path}: truncated or damaged torch checkpoint (zip archive incomplete)"
+
+
+def _zip_complete(path: Path) -> bool:
+    """Whether a zip file's central directory (at its end) can be read: a cut file's cannot."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+
+
 def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """(tensors, metadata) of a .safetensors file, on the CPU; the payload hash is verified
     (and removed from the metadata) when the file carries one."""
@@ -60,6 +112,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             meta = dict(f.metadata() or {})
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - any parse failure means "not readable"
+        refuse_damaged(path)  # a cut file: said as such (header says N bytes, file has M)
         raise CheckpointError(f"{path}: unreadable safetensors file ({_first_line(e)})") from e
     digest = meta.pop(DIGEST_KEY, None)
     if digest is not None:
@@ -154,7 +207,10 @@ def torch_load(path: Path, *, allow_pickle: bool = False) -> Any:
 
     A file needing globals the safe unpickler refuses raises CheckpointError naming them,
     unless `allow_pickle=True` (then it is unpickled fully: that runs code from the file).
+    An empty or cut-short file (a safetensors one too: it comes here when not recognised) is
+    refused saying so (`refuse_damaged`).
     """
+    refuse_damaged(path)
     with open(path, "rb") as f:
         magic = f.read(4)
     _refuse_exports(path, magic)
@@ -169,6 +225,8 @@ def torch_load(path: Path, *, allow_pickle: bool = False) -> Any:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - damaged files fail in many ways: one error
             names = _unsafe_globals(path, e) if isinstance(e, pickle.UnpicklingError) else []
+            if not names and magic == ZIP_MAGIC and not _zip_complete(path):
+                raise CheckpointError(_TRUNCATED_ZIP.format(path=path)) from None
             if not names:
                 raise CheckpointError(
                     f"{path}: cannot read it as a torch checkpoint: damaged or not a checkpoint "
