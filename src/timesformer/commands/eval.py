@@ -78,12 +78,22 @@ def register(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the data layer logs an unreadable video once per process (workers too); eval reports
+    # each bad video itself, once, below and in failed.txt (the level is restored after: a
+    # program calling main() keeps its own logging)
+    data_log = logging.getLogger("timesformer.data.datasets")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)
+    try:
+        return _run(args)
+    finally:
+        data_log.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config, parse_views
     from ..engine.eval_run import evaluate_checkpoint
 
-    # the data layer logs an unreadable video once per process (workers too); eval reports
-    # each bad video itself, once, below and in failed.txt
-    logging.getLogger("timesformer.data.datasets").setLevel(logging.ERROR)
     cfg = load_config(args.config, list(args.overrides))
     views = parse_views(args.views, "--views") if args.views else None
     _refuse_inputs_as_outputs(args, cfg)
