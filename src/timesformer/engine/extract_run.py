@@ -287,9 +287,15 @@ def merge_index(
 
 
 def _append(part: Path, rec: dict[str, Any]) -> None:
-    """One record line, flushed to disk before the next video starts."""
-    with open(part, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec) + "\n")
+    """One record line, flushed to disk before the next video starts. A line cut by a crash
+    (no newline at the end of the file) is closed first, so it cannot swallow this record."""
+    line = (json.dumps(rec) + "\n").encode("utf-8")
+    with open(part, "a+b") as f:  # appends go to the end whatever the read position
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
+        f.write(line)
         f.flush()
         os.fsync(f.fileno())
 

@@ -1,0 +1,59 @@
+"""extract resumed after a crash or with other settings: a line cut in a part file does not
+swallow the next record, a change of settings is named as such (not as other weights), and
+compute precision is part of the settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from timesformer.cli import main
+from timesformer.data import write_video
+from timesformer.engine.extract_run import run_extract
+from timesformer.engine.predict import load_for_inference
+from timesformer.models import TimeSformer, TimeSformerConfig
+from timesformer.models.weights import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("resume")
+    rng = np.random.default_rng(2)
+    for i, n in enumerate((20, 30, 40)):
+        frames = rng.integers(0, 255, (n, 32, 40, 3), dtype=np.uint8)
+        write_video(root / "in" / f"v{i}.mp4", frames, fps=10)
+    torch.manual_seed(0)
+    cfg = TimeSformerConfig(img_size=32, patch_size=16, num_frames=4, embed_dim=32, depth=1,
+                            num_heads=1, num_classes=3, drop_path_rate=0.0)  # fmt: skip
+    save_checkpoint(TimeSformer(cfg).eval(), root / "m.pt")
+    return {"root": root, "in": root / "in", "ckpt": root / "m.pt"}
+
+
+def _index(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "index.jsonl").read_text().splitlines()]
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    code = main(["extract", *args, "--workers", "0", "--no-progress"])
+    return code, capsys.readouterr().err
+
+
+def test_a_line_cut_by_a_crash_does_not_swallow_the_next_record(setup, tmp_path) -> None:
+    model, st = load_for_inference(setup["ckpt"])
+    out = tmp_path / "f"
+    assert run_extract(model, [setup["in"]], out, settings=st, mode="windows").ok == 3
+    want = _index(out)
+    # as a kill mid-write leaves it: v0 done, v1's line cut short, no index yet
+    lines = (out / "index.jsonl").read_text().splitlines()
+    (out / "parts").mkdir()
+    (out / "parts" / "rank-0.jsonl").write_text(lines[0] + "\n" + lines[1][:40])
+    (out / "index.jsonl").unlink()
+    for name in ("v1", "v2"):
+        (out / "features" / f"{name}.npy").unlink()
+    summary = run_extract(model, [setup["in"]], out, settings=st, mode="windows")
+    assert (summary.ok, summary.failed, summary.skipped) == (3, 0, 1), summary.failures
+    assert _index(out) == want
