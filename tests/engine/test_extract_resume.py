@@ -57,3 +57,19 @@ def test_a_line_cut_by_a_crash_does_not_swallow_the_next_record(setup, tmp_path)
     summary = run_extract(model, [setup["in"]], out, settings=st, mode="windows")
     assert (summary.ok, summary.failed, summary.skipped) == (3, 0, 1), summary.failures
     assert _index(out) == want
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [(["--frames", "2"], "num_frames=4, not 2"), (["--size", "48"], "img_size=32, not 48"),
+     (["--amp", "bf16"], "amp='off', not 'bf16'")],
+)  # fmt: skip
+def test_other_settings_are_refused_naming_the_setting(setup, tmp_path, capsys, flags, said):
+    out, ck = tmp_path / "f", str(setup["ckpt"])
+    v0 = str(setup["in"] / "v0.mp4")
+    assert _cli(capsys, v0, "-c", ck, "--out", str(out))[0] == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, err = _cli(capsys, str(setup["in"]), "-c", ck, "--out", str(out), *flags)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert said in err and "other weights" not in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

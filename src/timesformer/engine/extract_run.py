@@ -324,7 +324,7 @@ def _check_run(out: Path, run: dict[str, Any]) -> None:
         return  # no features yet: this run writes a new run.json
     settings = old["settings"]
     diff = [k for k in run if k in settings and settings[k] != run[k]]
-    if "weights" in diff:
+    if diff == ["weights"]:  # other --frames / --size change the weights too: name those first
         was = str(settings["weights"])[:12]
         ck = f" (checkpoint {old['checkpoint']})" if old.get("checkpoint") else ""
         raise ValueError(
@@ -332,7 +332,7 @@ def _check_run(out: Path, run: dict[str, Any]) -> None:
             f"{str(run['weights'])[:12]}...; choose another --out or delete it"
         )
     if diff:
-        k = diff[0]
+        k = diff[0]  # a setting (never "weights": it comes last)
         raise ValueError(
             f"output folder {out} holds features made with {k}={settings[k]!r}, not "
             f"{run[k]!r}; choose another --out or delete it"
@@ -420,7 +420,7 @@ def run_extract(
            "sampling_rate": st.sampling_rate, "target_fps": st.target_fps,
            "sampler": st.sampler, "mean": list(st.mean), "std": list(st.std),
            "channel_order": st.channel_order, "short_side": st.short_side,
-           "test_protocol": st.test_protocol,
+           "test_protocol": st.test_protocol, "amp": amp,
            "weights": payload_digest(model.state_dict())}  # fmt: skip
     _check_run(out, run)
     dev = device if device is not None else next(model.parameters()).device
