@@ -73,3 +73,21 @@ def test_other_settings_are_refused_naming_the_setting(setup, tmp_path, capsys, 
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert said in err and "other weights" not in err
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_video_given_again_under_its_parent_folder_keeps_its_name(setup, tmp_path, capsys):
+    out, ck = tmp_path / "f", str(setup["ckpt"])
+    sub = tmp_path / "in" / "sub"
+    sub.mkdir(parents=True)
+    (sub / "v0.mp4").write_bytes((setup["in"] / "v0.mp4").read_bytes())
+    (tmp_path / "in" / "v1.mp4").write_bytes((setup["in"] / "v1.mp4").read_bytes())
+    assert _cli(capsys, str(sub), "-c", ck, "--out", str(out))[0] == 0  # sub/v0.mp4 -> v0
+    first = _index(out)
+    code = main(["extract", str(tmp_path / "in"), "-c", ck, "--out", str(out), "--json",
+                 "--workers", "0"])  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and (summary["ok"], summary["skipped"]) == (2, 1)
+    rows = _index(out)
+    assert [r["feature"] for r in rows] == ["features/v0.npy", "features/v1.npy"]
+    assert rows[0] == first[0]
+    assert sorted(p.name for p in (out / "features").rglob("*.npy")) == ["v0.npy", "v1.npy"]

@@ -89,18 +89,29 @@ def feature_names(
 ) -> list[str]:
     """Output names (relative, POSIX, without the video suffix), unique in input order.
 
-    `records` are the folder's earlier records: an input whose path one of them names keeps
-    that record's name; a name an earlier record holds for another video is not reused.
+    `records` are the folder's earlier records: an input whose file one of them names (the
+    same resolved path) keeps that record's name, even when given under another folder now,
+    so it is neither extracted again nor listed twice; a name an earlier record holds for
+    another video is not reused.
     """
     held: dict[str, list[Any]] = {}  # lower-case name -> paths of earlier records
+    own: dict[str, list[str]] = {}  # resolved path -> names of its earlier records
     for rec in records:
         name = _record_name(rec)
         if name is not None:
             held.setdefault(name.lower(), []).append(rec.get("path"))
+            if isinstance(rec.get("path"), str):
+                own.setdefault(_resolved(rec["path"]), []).append(name)
     seen: set[str] = set()
     out: list[str] = []
     for v in inputs:
         stem = _stem(v)
+        prior = [n for n in own.get(_resolved(v.path), []) if n.lower() not in seen] if own else []
+        if prior:  # its own name if it had that, else the first name it was given
+            name = stem if stem in prior else prior[0]
+            seen.add(name.lower())
+            out.append(name)
+            continue
         name, k = stem, 2
         while name.lower() in seen or (
             name.lower() in held and not any(same_path(p, v.path) for p in held[name.lower()])
@@ -120,6 +131,14 @@ def _stem(v: VideoInput) -> str:
     if last.suffix.lower() in VIDEO_EXTENSIONS:
         parts[-1] = last.stem
     return "/".join(parts)
+
+
+def _resolved(path: str | Path) -> str:
+    """The path with links and `..` resolved (as given when that fails)."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return str(path)
 
 
 def _record_name(rec: dict[str, Any]) -> str | None:
