@@ -91,3 +91,13 @@ def test_a_video_given_again_under_its_parent_folder_keeps_its_name(setup, tmp_p
     assert [r["feature"] for r in rows] == ["features/v0.npy", "features/v1.npy"]
     assert rows[0] == first[0]
     assert sorted(p.name for p in (out / "features").rglob("*.npy")) == ["v0.npy", "v1.npy"]
+
+
+def test_features_without_their_run_json_are_refused(setup, tmp_path, capsys) -> None:
+    out, ck = tmp_path / "f", str(setup["ckpt"])
+    assert _cli(capsys, str(setup["in"] / "v0.mp4"), "-c", ck, "--out", str(out))[0] == 0
+    (out / "run.json").unlink()  # which weights made features/v0.npy can no longer be told
+    code, err = _cli(capsys, str(setup["in"]), "-c", ck, "--out", str(out), "--frames", "2")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "run.json is missing" in err and "cannot be told" in err
+    assert not (out / "run.json").exists() and len(list((out / "features").iterdir())) == 1

@@ -330,9 +330,7 @@ def _save_array(path: Path, arr: np.ndarray) -> None:
 def _check_run(out: Path, run: dict[str, Any]) -> None:
     """Refuse to mix features made with different settings in one folder."""
     f = out / RUN
-    if not f.is_file():
-        return
-    old, damage = _read_run(f)
+    old, damage = _read_run(f) if f.is_file() else ({}, "is missing")
     if damage is not None:
         if _holds_features(out):  # the earlier features' weights cannot be told: refuse
             raise ValueError(
