@@ -101,3 +101,20 @@ def test_features_without_their_run_json_are_refused(setup, tmp_path, capsys) ->
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "run.json is missing" in err and "cannot be told" in err
     assert not (out / "run.json").exists() and len(list((out / "features").iterdir())) == 1
+
+
+def test_a_video_replaced_since_its_extraction_is_extracted_again(setup, tmp_path) -> None:
+    model, st = load_for_inference(setup["ckpt"])
+    src, out = tmp_path / "in", tmp_path / "f"
+    src.mkdir()
+    for i in (0, 1):
+        (src / f"v{i}.mp4").write_bytes((setup["in"] / f"v{i}.mp4").read_bytes())
+    assert run_extract(model, [src], out, settings=st, mode="windows").ok == 2
+    old = np.load(out / "features" / "v0.npy")
+    (src / "v0.mp4").write_bytes((setup["in"] / "v2.mp4").read_bytes())  # a new download
+    summary = run_extract(model, [src], out, settings=st, mode="windows")
+    assert (summary.ok, summary.skipped) == (2, 1)
+    rows = _index(out)
+    assert rows[0]["bytes"] == (src / "v0.mp4").stat().st_size and rows[0]["video_frames"] == 40
+    assert not np.array_equal(np.load(out / "features" / "v0.npy"), old)
+    assert run_extract(model, [src], out, settings=st, mode="windows").skipped == 2

@@ -18,7 +18,8 @@ file `DIR/parts/rank-<r>.jsonl`. After all ranks are done (a gloo all-gather, wh
 barrier), rank 0 merges the part files into index.jsonl and removes them. A rank that stops
 on an error still joins the merge, and its unfinished videos are listed with status failed.
 Resume: a rerun skips every video whose feature file exists and whose record says ok (in
-index.jsonl or a part file left by an interrupted run) and redoes the rest.
+index.jsonl or a part file left by an interrupted run), of the file's recorded size, and
+redoes the rest.
 """
 
 from __future__ import annotations
@@ -141,6 +142,14 @@ def _resolved(path: str | Path) -> str:
         return str(path)
 
 
+def _file_bytes(path: str | Path) -> int | None:
+    """The video file's size in bytes (None when it cannot be read)."""
+    try:
+        return os.path.getsize(path)
+    except (OSError, ValueError):
+        return None
+
+
 def _record_name(rec: dict[str, Any]) -> str | None:
     """The output name of a record ("features/<name>.npy" -> <name>); None if malformed."""
     feat = rec.get("feature")
@@ -230,15 +239,20 @@ def complete_records(
     out: Path, names: Sequence[str], inputs: Sequence[VideoInput] | None = None
 ) -> dict[str, dict[str, Any]]:
     """name -> the ok record of each of `names` complete on disk (file present, its shape;
-    with `inputs`, names[i]'s record must also be of the video inputs[i])."""
+    with `inputs`, names[i]'s record must also be of the video inputs[i], and of its present
+    size in bytes when the record has one: a video replaced since is extracted again)."""
     pos = {n: i for i, n in enumerate(names)}
     done: dict[str, dict[str, Any]] = {}
     for rec in read_records(out):
         n = _record_name(rec)
         if rec.get("status") != "ok" or n not in pos:
             continue
-        if inputs is not None and not same_path(rec.get("path"), inputs[pos[n]].path):
-            continue
+        if inputs is not None:
+            path = inputs[pos[n]].path
+            if not same_path(rec.get("path"), path):
+                continue
+            if rec.get("bytes") is not None and rec["bytes"] != _file_bytes(path):
+                continue
         if _is_complete(out, rec):
             done[n] = rec
     return done
@@ -477,7 +491,8 @@ def run_extract(
                     failures.append({"video": vf.video, "error": str(vf.error),
                                      "traceback": vf.traceback or ""})  # fmt: skip
                 clips += vf.num_clips
-                _append(part, vf.record(rel))
+                size = _file_bytes(inputs[mine[vf.position]].path)  # a later change: redo it
+                _append(part, {**vf.record(rel), "bytes": size})
         except Exception as e:  # noqa: BLE001 - the merge still lists every video
             text = str(e).strip().splitlines()
             error = f"{type(e).__name__}: {text[0] if text else ''}"
