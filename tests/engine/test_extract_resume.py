@@ -118,3 +118,15 @@ def test_a_video_replaced_since_its_extraction_is_extracted_again(setup, tmp_pat
     assert rows[0]["bytes"] == (src / "v0.mp4").stat().st_size and rows[0]["video_frames"] == 40
     assert not np.array_equal(np.load(out / "features" / "v0.npy"), old)
     assert run_extract(model, [src], out, settings=st, mode="windows").skipped == 2
+
+
+def test_a_write_cut_by_a_kill_leaves_no_temporary_file_after_the_rerun(setup, tmp_path) -> None:
+    model, st = load_for_inference(setup["ckpt"])
+    out = tmp_path / "f"
+    assert run_extract(model, [setup["in"]], out, settings=st).ok == 3
+    want = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    (out / "features" / ".v1.npy.k2x9q_0a.tmp.npy").write_bytes(b"\x93NUMPY half")
+    (out / "features" / "v1.npy").unlink()  # killed while v1 was being written
+    summary = run_extract(model, [setup["in"]], out, settings=st)
+    assert (summary.ok, summary.skipped) == (3, 2)
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == want

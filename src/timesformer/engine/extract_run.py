@@ -341,6 +341,18 @@ def _save_array(path: Path, arr: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def _remove_stale_temps(feats: Path) -> None:
+    """Remove the temporary files of feature writes that a killed run left half-written
+    (`files.atomic_write` names them .<name>.npy.<random>.tmp.npy beside their target)."""
+    if not feats.is_dir():
+        return
+    for f in feats.rglob(".*.npy.*.tmp.npy"):
+        try:
+            f.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove: it is never read as a feature
+
+
 def _check_run(out: Path, run: dict[str, Any]) -> None:
     """Refuse to mix features made with different settings in one folder."""
     f = out / RUN
@@ -462,6 +474,8 @@ def run_extract(
         names = feature_names(inputs, read_records(out))  # read by every rank before any write
         done = complete_records(out, names, inputs)
         todo = [i for i, n in enumerate(names) if n not in done]
+        if rank == 0:  # no rank writes before the gather below: nothing of this run is removed
+            _remove_stale_temps(out / FEATURES)
         mine_probe = {i: probe_duration(inputs[i].path) for i in todo[rank::world]}
         durations: dict[int, float] = {}
         for d in D.all_gather_objects(mine_probe):  # also the barrier before any writing
