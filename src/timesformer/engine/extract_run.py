@@ -18,7 +18,8 @@ file `DIR/parts/rank-<r>.jsonl`. After all ranks are done (a gloo all-gather, wh
 barrier), rank 0 merges the part files into index.jsonl and removes them. A rank that stops
 on an error still joins the merge, and its unfinished videos are listed with status failed.
 Resume: a rerun skips every video whose feature file exists and whose record says ok (in
-index.jsonl or a part file left by an interrupted run) and redoes the rest.
+index.jsonl or a part file left by an interrupted run), of the file's recorded size, and
+redoes the rest.
 """
 
 from __future__ import annotations
@@ -89,18 +90,29 @@ def feature_names(
 ) -> list[str]:
     """Output names (relative, POSIX, without the video suffix), unique in input order.
 
-    `records` are the folder's earlier records: an input whose path one of them names keeps
-    that record's name; a name an earlier record holds for another video is not reused.
+    `records` are the folder's earlier records: an input whose file one of them names (the
+    same resolved path) keeps that record's name, even when given under another folder now,
+    so it is neither extracted again nor listed twice; a name an earlier record holds for
+    another video is not reused.
     """
     held: dict[str, list[Any]] = {}  # lower-case name -> paths of earlier records
+    own: dict[str, list[str]] = {}  # resolved path -> names of its earlier records
     for rec in records:
         name = _record_name(rec)
         if name is not None:
             held.setdefault(name.lower(), []).append(rec.get("path"))
+            if isinstance(rec.get("path"), str):
+                own.setdefault(_resolved(rec["path"]), []).append(name)
     seen: set[str] = set()
     out: list[str] = []
     for v in inputs:
         stem = _stem(v)
+        prior = [n for n in own.get(_resolved(v.path), []) if n.lower() not in seen] if own else []
+        if prior:  # its own name if it had that, else the first name it was given
+            name = stem if stem in prior else prior[0]
+            seen.add(name.lower())
+            out.append(name)
+            continue
         name, k = stem, 2
         while name.lower() in seen or (
             name.lower() in held and not any(same_path(p, v.path) for p in held[name.lower()])
@@ -120,6 +132,22 @@ def _stem(v: VideoInput) -> str:
     if last.suffix.lower() in VIDEO_EXTENSIONS:
         parts[-1] = last.stem
     return "/".join(parts)
+
+
+def _resolved(path: str | Path) -> str:
+    """The path with links and `..` resolved (as given when that fails)."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return str(path)
+
+
+def _file_bytes(path: str | Path) -> int | None:
+    """The video file's size in bytes (None when it cannot be read)."""
+    try:
+        return os.path.getsize(path)
+    except (OSError, ValueError):
+        return None
 
 
 def _record_name(rec: dict[str, Any]) -> str | None:
@@ -211,15 +239,20 @@ def complete_records(
     out: Path, names: Sequence[str], inputs: Sequence[VideoInput] | None = None
 ) -> dict[str, dict[str, Any]]:
     """name -> the ok record of each of `names` complete on disk (file present, its shape;
-    with `inputs`, names[i]'s record must also be of the video inputs[i])."""
+    with `inputs`, names[i]'s record must also be of the video inputs[i], and of its present
+    size in bytes when the record has one: a video replaced since is extracted again)."""
     pos = {n: i for i, n in enumerate(names)}
     done: dict[str, dict[str, Any]] = {}
     for rec in read_records(out):
         n = _record_name(rec)
         if rec.get("status") != "ok" or n not in pos:
             continue
-        if inputs is not None and not same_path(rec.get("path"), inputs[pos[n]].path):
-            continue
+        if inputs is not None:
+            path = inputs[pos[n]].path
+            if not same_path(rec.get("path"), path):
+                continue
+            if rec.get("bytes") is not None and rec["bytes"] != _file_bytes(path):
+                continue
         if _is_complete(out, rec):
             done[n] = rec
     return done
@@ -287,9 +320,15 @@ def merge_index(
 
 
 def _append(part: Path, rec: dict[str, Any]) -> None:
-    """One record line, flushed to disk before the next video starts."""
-    with open(part, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec) + "\n")
+    """One record line, flushed to disk before the next video starts. A line cut by a crash
+    (no newline at the end of the file) is closed first, so it cannot swallow this record."""
+    line = (json.dumps(rec) + "\n").encode("utf-8")
+    with open(part, "a+b") as f:  # appends go to the end whatever the read position
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
+        f.write(line)
         f.flush()
         os.fsync(f.fileno())
 
@@ -302,12 +341,22 @@ def _save_array(path: Path, arr: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def _remove_stale_temps(feats: Path) -> None:
+    """Remove the temporary files of feature writes that a killed run left half-written
+    (`files.atomic_write` names them .<name>.npy.<random>.tmp.npy beside their target)."""
+    if not feats.is_dir():
+        return
+    for f in feats.rglob(".*.npy.*.tmp.npy"):
+        try:
+            f.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove: it is never read as a feature
+
+
 def _check_run(out: Path, run: dict[str, Any]) -> None:
     """Refuse to mix features made with different settings in one folder."""
     f = out / RUN
-    if not f.is_file():
-        return
-    old, damage = _read_run(f)
+    old, damage = _read_run(f) if f.is_file() else ({}, "is missing")
     if damage is not None:
         if _holds_features(out):  # the earlier features' weights cannot be told: refuse
             raise ValueError(
@@ -318,7 +367,7 @@ def _check_run(out: Path, run: dict[str, Any]) -> None:
         return  # no features yet: this run writes a new run.json
     settings = old["settings"]
     diff = [k for k in run if k in settings and settings[k] != run[k]]
-    if "weights" in diff:
+    if diff == ["weights"]:  # other --frames / --size change the weights too: name those first
         was = str(settings["weights"])[:12]
         ck = f" (checkpoint {old['checkpoint']})" if old.get("checkpoint") else ""
         raise ValueError(
@@ -326,7 +375,7 @@ def _check_run(out: Path, run: dict[str, Any]) -> None:
             f"{str(run['weights'])[:12]}...; choose another --out or delete it"
         )
     if diff:
-        k = diff[0]
+        k = diff[0]  # a setting (never "weights": it comes last)
         raise ValueError(
             f"output folder {out} holds features made with {k}={settings[k]!r}, not "
             f"{run[k]!r}; choose another --out or delete it"
@@ -414,7 +463,7 @@ def run_extract(
            "sampling_rate": st.sampling_rate, "target_fps": st.target_fps,
            "sampler": st.sampler, "mean": list(st.mean), "std": list(st.std),
            "channel_order": st.channel_order, "short_side": st.short_side,
-           "test_protocol": st.test_protocol,
+           "test_protocol": st.test_protocol, "amp": amp,
            "weights": payload_digest(model.state_dict())}  # fmt: skip
     _check_run(out, run)
     dev = device if device is not None else next(model.parameters()).device
@@ -425,6 +474,8 @@ def run_extract(
         names = feature_names(inputs, read_records(out))  # read by every rank before any write
         done = complete_records(out, names, inputs)
         todo = [i for i, n in enumerate(names) if n not in done]
+        if rank == 0:  # no rank writes before the gather below: nothing of this run is removed
+            _remove_stale_temps(out / FEATURES)
         mine_probe = {i: probe_duration(inputs[i].path) for i in todo[rank::world]}
         durations: dict[int, float] = {}
         for d in D.all_gather_objects(mine_probe):  # also the barrier before any writing
@@ -454,7 +505,8 @@ def run_extract(
                     failures.append({"video": vf.video, "error": str(vf.error),
                                      "traceback": vf.traceback or ""})  # fmt: skip
                 clips += vf.num_clips
-                _append(part, vf.record(rel))
+                size = _file_bytes(inputs[mine[vf.position]].path)  # a later change: redo it
+                _append(part, {**vf.record(rel), "bytes": size})
         except Exception as e:  # noqa: BLE001 - the merge still lists every video
             text = str(e).strip().splitlines()
             error = f"{type(e).__name__}: {text[0] if text else ''}"
