@@ -80,7 +80,9 @@ def test_errors_have_their_status_and_the_service_lives_on(server, tmp_path, vid
     r = _post(url, cut)
     assert r.status_code in (415, 422), r.text
     assert "timesformer-upload" not in r.text  # the server's temp folder stays private
-    r = httpx.post(url + "/v1/predict", data={"topk": "3"})  # no file: the same error JSON
+    form = b'--b\r\nContent-Disposition: form-data; name="topk"\r\n\r\n3\r\n--b--\r\n'
+    r = httpx.post(url + "/v1/predict", content=form,  # a form without its file: the same JSON
+                   headers={"Content-Type": "multipart/form-data; boundary=b"})  # fmt: skip
     assert r.status_code == 422 and r.json()["status"] == 422 and "file" in r.json()["error"]
     r = _post(url, video, topk="abc")
     assert r.status_code == 422 and "topk" in r.json()["error"]
@@ -124,7 +126,8 @@ def test_bad_start_says_why_and_never_claims_to_serve(checkpoint, tmp_path):
 def test_api_key(checkpoint, video):
     proc, url = start_server(checkpoint, env={"TIMESFORMER_API_KEY": "s3cret"})
     try:
-        assert _post(url, video).status_code == 401
+        missing = _post(url, video)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
         with open(video, "rb") as f:
             bad = httpx.post(url + "/v1/predict", files={"file": f},
                              headers={"Authorization": "Bearer nope"}, timeout=60)  # fmt: skip

@@ -30,14 +30,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from torch import nn
 
 from ..models.preprocess import Preprocess
 from ..models.timesformer import head_missing
 from .batching import BatchedModel, Batcher, RequestExpired
-from .uploads import UploadError, check_video, save_upload
+from .uploads import BodyLimit, BodyTooLarge, UploadError, caused_by, check_video, save_upload
 
 STATIC = Path(__file__).with_name("static")
+FORM_SLACK = 64 * 1024  # bytes of multipart framing and form fields beside the file
+UPLOAD_ROUTES = ("/v1/predict", "/v1/extract", "/v1/explain")
 MAX_VIEWS = 30  # K x S clips per request: the paper's largest protocol is 10 x 3
 ACCESS_LOG = logging.getLogger("timesformer.serve")  # a line per request: `serve` shows it
 
@@ -76,6 +79,7 @@ def create_app(
     pool = ThreadPoolExecutor(max_workers=opts.decode_workers, thread_name_prefix="decode")
     explain_lock = threading.Lock()
     limit = int(opts.max_upload_mb * 1024 * 1024)
+    too_large = f"upload is over the {opts.max_upload_mb:g} MB limit (--max-upload-mb)"
     app = FastAPI(
         title="timesformer",
         description="Video classification with TimeSformer: top-k labels, embeddings, maps.",
@@ -85,10 +89,13 @@ def create_app(
     # a model without a head serves /v1/extract; the routes that classify answer 422 with this
     no_head = head_missing(model, extract="POST /v1/extract (or `timesformer extract`)")
 
-    def error(status: int, message: str, request: Request | None = None) -> JSONResponse:
+    def error(
+        status: int, message: str, request: Request | None = None, headers: Any = None
+    ) -> JSONResponse:
         if request is not None:  # the access log says why
             request.state.error = message
-        return JSONResponse({"error": message, "status": status}, status_code=status)
+        body = {"error": message, "status": status}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, e: UploadError) -> JSONResponse:
@@ -100,16 +107,26 @@ def create_app(
         parts = []
         for err in e.errors():
             where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query"))
-            parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+            msg = err.get("msg", "invalid")
+            if "Expected UploadFile" in msg:  # `file=text` (-F file=x, not file=@x)
+                msg = "expected an uploaded file (a multipart part with a filename), got text"
+            parts.append(f"{where or 'request'}: {msg}")
         return error(422, "; ".join(parts) or "invalid request", request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        return error(e.status_code, str(e.detail), request)
+        if e.status_code == 413 or caused_by(e, BodyTooLarge):  # hit while the form was read
+            return error(413, too_large, request)
+        if caused_by(e, ClientDisconnect):  # nobody reads it; the log says why
+            return error(400, "the client disconnected before the upload was complete", request)
+        headers = getattr(e, "headers", None)
+        return error(e.status_code, str(e.detail), request, headers)
 
     async def check_fields(request: Request, *allowed: str) -> None:
         """422 naming a form field the route does not take (a typo must not pass unnoticed)."""
         form = await request.form()  # parsed once already: Starlette keeps it
+        if len(form.getlist("file")) > 1:
+            raise UploadError(422, f"{len(form.getlist('file'))} files sent; one per request")
         unknown = sorted(set(form.keys()) - set(allowed))
         if unknown:
             names = ", ".join(repr(k) for k in unknown)
@@ -138,9 +155,14 @@ def create_app(
         if request.url.path.startswith("/v1/"):
             if opts.api_key and not _authorised(request.headers.get("authorization"), opts.api_key):
                 return error(401, "missing or wrong API key: send Authorization: Bearer KEY",
+                             request, {"WWW-Authenticate": "Bearer"})  # fmt: skip
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if request.url.path in UPLOAD_ROUTES and kind != "multipart/form-data":
+                return error(415, f"expected multipart/form-data with the video in field 'file' "
+                                  f"(curl -F file=@clip.mp4); got {kind or 'no Content-Type'}",
                              request)  # fmt: skip
             size = request.headers.get("content-length")
-            if size and size.isdigit() and int(size) > limit + 64 * 1024:
+            if size and size.isdigit() and int(size) > limit + FORM_SLACK:
                 return error(413, f"upload of {int(size) / 2**20:.1f} MB is over the "
                                   f"{opts.max_upload_mb:g} MB limit (--max-upload-mb)",
                              request)  # fmt: skip
@@ -267,6 +289,8 @@ def create_app(
         batcher.close()
         pool.shutdown(wait=False, cancel_futures=True)
 
+    # the body is counted as it arrives (chunked too): 413 once past it, the rest unread
+    app.add_middleware(BodyLimit, limit=limit + FORM_SLACK, paths=UPLOAD_ROUTES)
     return app
 
 
@@ -369,6 +393,8 @@ def serve(
     if log is not None and head_missing(model) is not None:
         log(f"warning: {checkpoint}: the model has no classification head (num_classes=0): "
             "/v1/predict and /v1/explain answer 422; /v1/extract gives its features")  # fmt: skip
+    # python-multipart warns about a malformed body on its own line; the access line says it
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     if opts.access_log and not ACCESS_LOG.handlers:
         handler = logging.StreamHandler()  # stderr, beside the "serving ..." line
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))

@@ -47,6 +47,49 @@ async def save_upload(file: Any, folder: Path, limit: int, limit_mb: float) -> P
     return path
 
 
+class BodyTooLarge(Exception):
+    """Raised while a body is read, once it passes its limit (FastAPI wraps it in a 400)."""
+
+
+def caused_by(error: BaseException, kind: type) -> bool:
+    """Whether `kind` is among the causes of `error` (through exception groups too)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        group = getattr(seen, "exceptions", None)  # an ExceptionGroup (anyio task groups)
+        if isinstance(group, tuple):
+            return any(caused_by(e, kind) for e in group)
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class BodyLimit:
+    """ASGI middleware: a body on `paths` past `limit` bytes is refused (413) as soon as it is.
+
+    Content-Length is checked up front elsewhere; this also catches a chunked body, which has
+    none, and stops reading it there instead of spooling the whole of it to disk first."""
+
+    def __init__(self, app: Any, limit: int, paths: tuple[str, ...]) -> None:
+        self.app, self.limit, self.paths = app, limit, paths
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        total = 0
+
+        async def counted() -> dict:
+            nonlocal total
+            message = await receive()
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > self.limit:  # the app's handler answers it as JSON
+                    raise BodyTooLarge(f"the body passed {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def sniff_image(head: bytes) -> str | None:
     """'a PNG image' etc. when the first bytes are an image's, else None."""
     for magic, what in IMAGE_MAGIC:
