@@ -37,7 +37,9 @@ video (--aggregate; default: the protocol's). data.test_protocol / --protocol: o
 recipe whose data.num_frames / data.crop_size differ from the checkpoint's is refused unless
 --force-geometry. Written to OUTPUT_DIR/eval/: summary.json, predictions.csv,
 confusion.csv, confusion.png, failed.txt (videos that could not be decoded: counted and listed,
-never dropped silently).
+never dropped silently). Exit code 0 when videos were scored, even if some failed to decode (each
+is named on stderr and counted in summary.json's num_failed: a large dataset usually has a few),
+1 when none could be scored, 2 for bad arguments.
 """
 
 
